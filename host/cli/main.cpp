@@ -1,0 +1,139 @@
+// fthost — the command line: run, validate, plugins, eval.
+#include "registry/plugin_registry.hpp"
+#include "run/run_driver.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <boost/program_options.hpp>
+
+#include <iomanip>
+#include <iostream>
+
+namespace po = boost::program_options;
+using namespace fthost::host;
+
+namespace {
+
+const char* kUsage =
+    "usage: fthost <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG [--set key=value]... [--resume RUN_DIR]   train every stage of a config\n"
+    "  validate CONFIG [--set key=value]...                 check a config, reporting every error\n"
+    "  plugins [--options]                                  list loaded plugins (name, kind, version, file)\n"
+    "  eval CONFIG [--stage NAME] [--set key=value]...      score trained stages on their eval sets\n"
+    "\n"
+    "`fthost <command> --help` describes a command. Plugins load from the build's plugin\n"
+    "folder and from each folder in FTHOST_PLUGIN_PATH (':'-separated).\n";
+
+PluginRegistry load_registry() {
+    PluginRegistry reg;
+    for (const auto& d : PluginRegistry::default_search_path()) reg.load_directory(d);
+    return reg;
+}
+
+// Parses a subcommand's arguments; returns false after printing help or an error.
+bool parse(const std::vector<std::string>& args, po::options_description& desc, po::positional_options_description& pos,
+           po::variables_map& vm, const std::string& usage) {
+    desc.add_options()("help,h", "show this help");
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+    if (vm.count("help")) {
+        std::cout << usage << "\n" << desc << "\n";
+        return false;
+    }
+    po::notify(vm);
+    return true;
+}
+
+int cmd_run(const std::vector<std::string>& args) {
+    po::options_description desc("run options");
+    std::string config, resume;
+    std::vector<std::string> sets;
+    desc.add_options()("config", po::value(&config)->required(), "config file (TOML)")(
+        "set", po::value(&sets)->composing(), "override a key: run.seed=7, stage.<name>.train.lr=1e-3 (repeatable)")(
+        "resume", po::value(&resume), "continue RUN_DIR from its last checkpoint");
+    po::positional_options_description pos;
+    pos.add("config", 1);
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost run CONFIG [--set key=value]... [--resume RUN_DIR]")) return 0;
+    auto reg = load_registry();
+    RunRequest req{config, sets, resume, {}};
+    return run_command(req, reg);
+}
+
+int cmd_validate(const std::vector<std::string>& args) {
+    po::options_description desc("validate options");
+    std::string config;
+    std::vector<std::string> sets;
+    desc.add_options()("config", po::value(&config)->required(), "config file (TOML)")(
+        "set", po::value(&sets)->composing(), "override a key before validating (repeatable)");
+    po::positional_options_description pos;
+    pos.add("config", 1);
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost validate CONFIG [--set key=value]...")) return 0;
+    auto reg = load_registry();
+    if (!load_valid_config(config, sets, reg)) return 2;
+    std::cout << config << ": ok\n";
+    return 0;
+}
+
+int cmd_plugins(const std::vector<std::string>& args) {
+    po::options_description desc("plugins options");
+    desc.add_options()("options", "also list each plugin's config keys");
+    po::positional_options_description pos;
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost plugins [--options]")) return 0;
+    auto reg = load_registry();
+    std::cout << std::left << std::setw(16) << "NAME" << std::setw(11) << "KIND" << std::setw(10) << "VERSION" << "FILE\n";
+    for (const auto* p : reg.all()) {
+        std::cout << std::setw(16) << p->desc->name << std::setw(11) << kind_name(p->desc->kind) << std::setw(10)
+                  << (p->desc->version ? p->desc->version : "") << p->file << "\n";
+        if (vm.count("options"))
+            for (uint32_t i = 0; i < p->desc->option_count; ++i) {
+                const ft_option& o = p->desc->options[i];
+                std::cout << "    " << std::setw(24) << o.name << " = " << std::setw(10)
+                          << (o.required ? "(required)" : (o.default_value ? o.default_value : "")) << " " << (o.help ? o.help : "")
+                          << "\n";
+            }
+    }
+    return 0;
+}
+
+int cmd_eval(const std::vector<std::string>& args) {
+    po::options_description desc("eval options");
+    std::string config, stage;
+    std::vector<std::string> sets;
+    desc.add_options()("config", po::value(&config)->required(), "config file (TOML) of a finished run")(
+        "stage", po::value(&stage), "only this stage")("set", po::value(&sets)->composing(), "override a key (repeatable)");
+    po::positional_options_description pos;
+    pos.add("config", 1);
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost eval CONFIG [--stage NAME] [--set key=value]...")) return 0;
+    auto reg = load_registry();
+    return eval_command(config, sets, stage, reg);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+        std::cout << kUsage;
+        return argc < 2 ? 1 : 0;
+    }
+    const std::string cmd = argv[1];
+    const std::vector<std::string> args(argv + 2, argv + argc);
+    try {
+        if (cmd == "run") return cmd_run(args);
+        if (cmd == "validate") return cmd_validate(args);
+        if (cmd == "plugins") return cmd_plugins(args);
+        if (cmd == "eval") return cmd_eval(args);
+        std::cerr << "fthost: unknown command '" << cmd << "'\n\n" << kUsage;
+        return 1;
+    } catch (const po::error& e) {
+        std::cerr << "fthost " << cmd << ": " << e.what() << " (see `fthost " << cmd << " --help`)\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "fthost " << cmd << ": error: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,316 @@
+#include "config/run_config.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace fthost::host {
+
+using fthost::option;
+
+// ---- the host's own sections, declared like plugin options ------------------------------
+
+static const ft_option kRunOptions[] = {
+    option("name", FT_OPT_STRING, "\"run\"", "run name, shown in the progress line and the manifest"),
+    option("output_dir", FT_OPT_STRING, nullptr, "run directory (relative to the working directory)", true),
+    option("seed", FT_OPT_INT, "42", "seed for initialisation, shuffling and dropout"),
+    option("threads", FT_OPT_INT, "0", "CPU threads for LibTorch (0 = LibTorch's default)"),
+    option("device", FT_OPT_STRING, "\"cpu\"", "cpu, cuda or auto"),
+    option("tokenizer", FT_OPT_STRING, "\"byte\"", "tokenizer: byte (BPE and SentencePiece come with checkpoints)"),
+    option("chat_template", FT_OPT_STRING, "\"chatml\"", "template for `messages` rows: chatml"),
+};
+
+static const ft_option kStageOptions[] = {
+    option("name", FT_OPT_STRING, nullptr, "stage name (unique; names stages/<name>/ in the run directory)", true),
+    option("init_from", FT_OPT_STRING, "\"\"", "start from an earlier stage's final model"),
+};
+
+static const ft_option kDataOptions[] = {
+    option("train", FT_OPT_STRING, nullptr, "training JSONL file", true),
+    option("eval", FT_OPT_STRING, "\"\"", "eval JSONL file (or use eval_fraction)"),
+    option("eval_fraction", FT_OPT_FLOAT, "0.0", "fraction of train held out for eval when no eval file"),
+    option("max_seq_len", FT_OPT_INT, "256", "tokens per example (longer ones are truncated)"),
+    option("packing", FT_OPT_BOOL, "false", "pack several examples into one row, each attending only to itself"),
+    option("skip_malformed", FT_OPT_BOOL, "false", "count and skip malformed JSONL lines instead of failing"),
+    option("shuffle", FT_OPT_BOOL, "true", "shuffle training examples each epoch (from the run seed)"),
+};
+
+static const ft_option kTrainOptions[] = {
+    option("steps", FT_OPT_INT, "0", "optimizer steps (0: derive from epochs)"),
+    option("epochs", FT_OPT_INT, "0", "passes over the training data when steps = 0"),
+    option("batch_size", FT_OPT_INT, "8", "rows per micro-batch"),
+    option("grad_accum", FT_OPT_INT, "1", "micro-batches per optimizer step"),
+    option("lr", FT_OPT_FLOAT, "1e-4", "peak learning rate"),
+    option("min_lr_ratio", FT_OPT_FLOAT, "0.0", "cosine decay ends at lr * min_lr_ratio"),
+    option("warmup_steps", FT_OPT_INT, "0", "linear warmup steps"),
+    option("weight_decay", FT_OPT_FLOAT, "0.0", "AdamW decoupled weight decay (never on norms and biases)"),
+    option("max_grad_norm", FT_OPT_FLOAT, "1.0", "global gradient-norm clip (0 = off)"),
+    option("adam_beta1", FT_OPT_FLOAT, "0.9", "AdamW beta1"),
+    option("adam_beta2", FT_OPT_FLOAT, "0.999", "AdamW beta2"),
+    option("adam_eps", FT_OPT_FLOAT, "1e-8", "AdamW epsilon"),
+    option("log_every", FT_OPT_INT, "10", "steps between metrics.jsonl lines"),
+    option("eval_every", FT_OPT_INT, "0", "steps between eval-loss evaluations (0 = only at the end)"),
+    option("checkpoint_every", FT_OPT_INT, "0", "steps between resumable checkpoints (0 = none)"),
+    option("keep_checkpoints", FT_OPT_INT, "2", "newest checkpoints kept"),
+    option("early_stopping_patience", FT_OPT_INT, "0", "stop after this many evals without a better eval loss (0 = off)"),
+};
+
+static const ft_option kEvalOptions[] = {
+    option("max_new_tokens", FT_OPT_INT, "32", "tokens generated per eval prompt for graders"),
+    option("batch_size", FT_OPT_INT, "64", "prompts generated at once"),
+    option("max_examples", FT_OPT_INT, "0", "cap on eval examples scored by graders (0 = all)"),
+    option("base", FT_OPT_BOOL, "true", "also score the model the stage starts from"),
+};
+
+template <size_t N>
+static Section check(const toml::table* t, const std::string& file, const std::string& path, const ft_option (&o)[N],
+                     Diagnostics& d) {
+    return validate_section(t, file, path, o, N, d);
+}
+
+const StageConfig& RunConfig::stage(const std::string& n) const {
+    for (const auto& s : stages)
+        if (s.name == n) return s;
+    throw Error("no stage named '" + n + "' in " + file, FT_ERR_CONFIG);
+}
+
+// ---- --set key.path=value ---------------------------------------------------------------
+
+static void apply_set(toml::table& root, const std::string& assignment, Diagnostics& diag) {
+    const auto eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0) {
+        diag.add("--set " + assignment, "expected key.path=value");
+        return;
+    }
+    const std::string path = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+    std::vector<std::string> parts;
+    std::stringstream ss(path);
+    for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+    toml::table* t = &root;
+    size_t i = 0;
+    if (parts.size() >= 3 && parts[0] == "stage") {
+        // stage.<name>.key...: the stage is addressed by its name.
+        toml::array* stages = root["stage"].as_array();
+        toml::table* found = nullptr;
+        if (stages)
+            for (auto& s : *stages)
+                if (auto* st = s.as_table(); st && (*st)["name"].value_or(std::string()) == parts[1]) found = st;
+        if (!found) {
+            diag.add("--set " + assignment, "no stage named '" + parts[1] + "'");
+            return;
+        }
+        t = found;
+        i = 2;
+    }
+    for (; i + 1 < parts.size(); ++i) {
+        toml::node* n = t->get(parts[i]);
+        if (!n) n = &t->insert_or_assign(parts[i], toml::table{}).first->second;
+        t = n->as_table();
+        if (!t) {
+            diag.add("--set " + assignment, "'" + parts[i] + "' is not a table");
+            return;
+        }
+    }
+    // The value is a TOML literal when it parses as one, else a plain string.
+    try {
+        auto doc = toml::parse("v = " + text);
+        t->insert_or_assign(parts.back(), std::move(*doc.get("v")));
+    } catch (const toml::parse_error&) {
+        t->insert_or_assign(parts.back(), text);
+    }
+}
+
+// ---- plugin sections -----------------------------------------------------------------------
+
+static PluginSection plugin_section(const toml::table* t, ft_kind kind, const std::string& file,
+                                    const std::string& path, const PluginRegistry& reg, Diagnostics& diag,
+                                    const std::string& where_parent) {
+    PluginSection ps;
+    if (!t) {
+        diag.add(where_parent, "missing table [" + path + "] with a `plugin` key");
+        return ps;
+    }
+    auto name = (*t)["plugin"].value<std::string>();
+    if (!name) {
+        diag.add(where_of(file, *t), "[" + path + "] needs `plugin = \"<" + kind_name(kind) + " name>\"`");
+        return ps;
+    }
+    ps.plugin = *name;
+    ps.loaded = reg.find(kind, *name);
+    if (!ps.loaded) {
+        try {
+            reg.require(kind, *name);
+        } catch (const std::exception& e) {
+            diag.add(where_of(file, *t->get("plugin")), e.what());
+        }
+        return ps;
+    }
+    const ft_plugin_desc* d = ps.loaded->desc;
+    ps.config = validate_section(t, file, path, d->options, d->option_count, diag, {"plugin"});
+    return ps;
+}
+
+static RunConfig build(toml::table& root, const std::string& file, const PluginRegistry& reg, Diagnostics& diag) {
+    RunConfig rc;
+    rc.file = file;
+    std::ostringstream os;
+    os << root;
+    rc.resolved_toml = os.str() + "\n";
+
+    for (const auto& [key, node] : root) {
+        const std::string k(key.str());
+        if (k != "run" && k != "stage") diag.add(where_of(file, node), "unknown top-level key '" + k + "' (known: run, stage)");
+    }
+    const toml::table* run = root["run"].as_table();
+    if (!run) diag.add(file, "missing [run] table");
+    Section rs = check(run, file, "[run]", kRunOptions, diag);
+    if (rs.has("output_dir")) {
+        rc.name = rs.get_string("name");
+        rc.output_dir = rs.get_string("output_dir");
+        rc.seed = static_cast<uint64_t>(rs.get_int("seed"));
+        rc.threads = rs.get_int("threads");
+        rc.device = rs.get_string("device");
+        rc.tokenizer = rs.get_string("tokenizer");
+        rc.chat_template = rs.get_string("chat_template");
+        if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
+            diag.add(rs.where_of("device"), "device must be cpu, cuda or auto, not '" + rc.device + "'");
+        if (rc.tokenizer != "byte") diag.add(rs.where_of("tokenizer"), "unknown tokenizer '" + rc.tokenizer + "' (known: byte)");
+        if (rc.chat_template != "chatml")
+            diag.add(rs.where_of("chat_template"), "unknown chat_template '" + rc.chat_template + "' (known: chatml)");
+    }
+
+    const toml::array* stages = root["stage"].as_array();
+    if (!stages || stages->empty()) diag.add(file, "no [[stage]] tables: a run needs at least one stage");
+    std::set<std::string> seen;
+    if (stages) {
+        for (size_t i = 0; i < stages->size(); ++i) {
+            const toml::table* st = (*stages)[i].as_table();
+            if (!st) continue;
+            StageConfig sc;
+            sc.where = where_of(file, *st);
+            const std::string label = "[[stage]] #" + std::to_string(i + 1);
+            static const std::set<std::string> subtables = {"model", "param", "objective", "data", "train", "eval", "grader"};
+            Section ss = validate_section(st, file, label, kStageOptions, std::size(kStageOptions), diag, subtables);
+            if (ss.has("name")) {
+                sc.name = ss.get_string("name");
+                sc.init_from = ss.get_string("init_from");
+                if (!seen.insert(sc.name).second) diag.add(sc.where, "duplicate stage name '" + sc.name + "'");
+                if (!sc.init_from.empty() && !seen.count(sc.init_from) )
+                    diag.add(sc.where, "stage '" + sc.name + "': init_from '" + sc.init_from +
+                                           "' is not an earlier stage");
+            }
+            const std::string p = "stage '" + sc.name + "'";
+            if (sc.init_from.empty()) {
+                sc.model = plugin_section((*st)["model"].as_table(), FT_KIND_MODEL, file, p + " model", reg, diag, sc.where);
+            } else if (st->contains("model")) {
+                diag.add(where_of(file, *st->get("model")),
+                         p + ": a stage with init_from continues the earlier stage's model; remove [stage.model]");
+            } else {
+                for (const auto& earlier : rc.stages)
+                    if (earlier.name == sc.init_from) sc.model = earlier.model;
+            }
+            sc.param = plugin_section((*st)["param"].as_table(), FT_KIND_PARAM, file, p + " param", reg, diag, sc.where);
+            sc.objective =
+                plugin_section((*st)["objective"].as_table(), FT_KIND_OBJECTIVE, file, p + " objective", reg, diag, sc.where);
+            if (const auto* g = (*st)["grader"].as_array()) {
+                for (const auto& el : *g)
+                    sc.graders.push_back(plugin_section(el.as_table(), FT_KIND_GRADER, file, p + " grader", reg, diag, sc.where));
+            } else if (st->contains("grader")) {
+                diag.add(where_of(file, *st->get("grader")), p + ": grader must be an array of tables ([[stage.grader]])");
+            }
+
+            const toml::table* dt = (*st)["data"].as_table();
+            if (!dt) diag.add(sc.where, p + ": missing [stage.data] table");
+            Section ds = check(dt, file, p + " data", kDataOptions, diag);
+            if (ds.has("train")) {
+                sc.data.train_file = ds.get_string("train");
+                sc.data.eval_file = ds.get_string("eval");
+                sc.data.eval_fraction = ds.get_float("eval_fraction");
+                sc.data.max_seq_len = ds.get_int("max_seq_len");
+                sc.data.packing = ds.get_bool("packing");
+                sc.data.skip_malformed = ds.get_bool("skip_malformed");
+                sc.data.shuffle = ds.get_bool("shuffle");
+                if (sc.data.eval_fraction < 0 || sc.data.eval_fraction >= 1)
+                    diag.add(ds.where_of("eval_fraction"), "eval_fraction must be in [0, 1)");
+                if (sc.data.max_seq_len < 2) diag.add(ds.where_of("max_seq_len"), "max_seq_len must be at least 2");
+            }
+            Section ts = check((*st)["train"].as_table(), file, p + " train", kTrainOptions, diag);
+            if (ts.has("lr")) {
+                auto& t = sc.train;
+                t.steps = ts.get_int("steps");
+                t.epochs = ts.get_int("epochs");
+                t.batch_size = ts.get_int("batch_size");
+                t.grad_accum = ts.get_int("grad_accum");
+                t.lr = ts.get_float("lr");
+                t.min_lr_ratio = ts.get_float("min_lr_ratio");
+                t.warmup_steps = ts.get_int("warmup_steps");
+                t.weight_decay = ts.get_float("weight_decay");
+                t.max_grad_norm = ts.get_float("max_grad_norm");
+                t.beta1 = ts.get_float("adam_beta1");
+                t.beta2 = ts.get_float("adam_beta2");
+                t.eps = ts.get_float("adam_eps");
+                t.log_every = ts.get_int("log_every");
+                t.eval_every = ts.get_int("eval_every");
+                t.checkpoint_every = ts.get_int("checkpoint_every");
+                t.keep_checkpoints = ts.get_int("keep_checkpoints");
+                t.early_stopping_patience = ts.get_int("early_stopping_patience");
+                if (t.steps <= 0 && t.epochs <= 0) diag.add(ts.section_where, p + " train: set steps or epochs (> 0)");
+                if (t.batch_size < 1) diag.add(ts.where_of("batch_size"), "batch_size must be at least 1");
+                if (t.grad_accum < 1) diag.add(ts.where_of("grad_accum"), "grad_accum must be at least 1");
+                if (t.lr <= 0) diag.add(ts.where_of("lr"), "lr must be positive");
+                if (t.min_lr_ratio < 0 || t.min_lr_ratio > 1) diag.add(ts.where_of("min_lr_ratio"), "min_lr_ratio must be in [0, 1]");
+                if (t.log_every < 1) diag.add(ts.where_of("log_every"), "log_every must be at least 1");
+                if (t.keep_checkpoints < 1) diag.add(ts.where_of("keep_checkpoints"), "keep_checkpoints must be at least 1");
+                if (t.early_stopping_patience > 0 && t.eval_every <= 0)
+                    diag.add(ts.where_of("early_stopping_patience"), "early stopping needs eval_every > 0");
+            }
+            Section es = check((*st)["eval"].as_table(), file, p + " eval", kEvalOptions, diag);
+            if (es.has("max_new_tokens")) {
+                sc.eval.max_new_tokens = es.get_int("max_new_tokens");
+                sc.eval.batch_size = es.get_int("batch_size");
+                sc.eval.max_examples = es.get_int("max_examples");
+                sc.eval.base = es.get_bool("base");
+            }
+            rc.stages.push_back(std::move(sc));
+        }
+    }
+    return rc;
+}
+
+RunConfig load_run_config_text(const std::string& text, const std::string& file, const PluginRegistry& reg,
+                               Diagnostics& diag) {
+    toml::table root;
+    try {
+        root = toml::parse(text, file);
+    } catch (const toml::parse_error& e) {
+        const auto& b = e.source().begin;
+        diag.add(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column), std::string(e.description()));
+        return {};
+    }
+    return build(root, file, reg, diag);
+}
+
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets, const PluginRegistry& reg,
+                          Diagnostics& diag) {
+    std::ifstream in(file);
+    if (!in) {
+        diag.add(file, "cannot read config file");
+        return {};
+    }
+    std::stringstream buf;
+    buf << in.rdbuf();
+    toml::table root;
+    try {
+        root = toml::parse(buf.str(), file);
+    } catch (const toml::parse_error& e) {
+        const auto& b = e.source().begin;
+        diag.add(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column), std::string(e.description()));
+        return {};
+    }
+    for (const auto& s : sets) apply_set(root, s, diag);
+    return build(root, file, reg, diag);
+}
+
+}  // namespace fthost::host

@@ -1,0 +1,72 @@
+// run_config.hpp — a whole run's config: [run] and the [[stage]] tables, validated
+// strictly (every error collected with file:line:column) after --set overrides.
+#pragma once
+
+#include "config/section.hpp"
+#include "registry/plugin_registry.hpp"
+
+#include <string>
+#include <vector>
+
+namespace fthost::host {
+
+struct PluginSection {
+    std::string plugin;            // the plugin's name
+    const LoadedPlugin* loaded = nullptr;
+    Section config;                // its validated options
+};
+
+struct DataConfig {
+    std::string train_file, eval_file;
+    double eval_fraction = 0.0;
+    int64_t max_seq_len = 256;
+    bool packing = false;
+    bool skip_malformed = false;
+    bool shuffle = true;
+};
+
+struct TrainConfig {
+    int64_t steps = 0, epochs = 0;
+    int64_t batch_size = 8, grad_accum = 1;
+    double lr = 1e-4, min_lr_ratio = 0.0, weight_decay = 0.0;
+    int64_t warmup_steps = 0;
+    double max_grad_norm = 1.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    int64_t log_every = 10, eval_every = 0, checkpoint_every = 0, keep_checkpoints = 2;
+    int64_t early_stopping_patience = 0;
+};
+
+struct EvalConfig {
+    int64_t max_new_tokens = 32, batch_size = 64, max_examples = 0;
+    bool base = true;  // also score the stage's starting model
+};
+
+struct StageConfig {
+    std::string name, init_from, where;
+    PluginSection model, param, objective;
+    std::vector<PluginSection> graders;
+    DataConfig data;
+    TrainConfig train;
+    EvalConfig eval;
+};
+
+struct RunConfig {
+    std::string file;  // the config's path
+    std::string name, output_dir, device, tokenizer, chat_template;
+    uint64_t seed = 0;
+    int64_t threads = 0;
+    std::vector<StageConfig> stages;
+    std::string resolved_toml;  // the config after --set, as written to the run directory
+
+    const StageConfig& stage(const std::string& name) const;
+};
+
+// Parses and validates `file` with `sets` ("key.path=value") applied first. Every
+// problem is added to diag; the result is meaningful only when diag.ok().
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets,
+                          const PluginRegistry& registry, Diagnostics& diag);
+
+// The same for a resolved config saved in a run directory (for --resume / eval).
+RunConfig load_run_config_text(const std::string& text, const std::string& file, const PluginRegistry& registry,
+                               Diagnostics& diag);
+
+}  // namespace fthost::host

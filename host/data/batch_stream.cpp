@@ -1,0 +1,96 @@
+#include "data/batch_stream.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <algorithm>
+#include <random>
+
+namespace fthost::host {
+
+HostBatch collate(const std::vector<std::vector<const Example*>>& rows) {
+    const int64_t B = static_cast<int64_t>(rows.size());
+    int64_t T = 1;
+    for (const auto& row : rows) {
+        int64_t len = 0;
+        for (const Example* ex : row) len += static_cast<int64_t>(ex->ids.size());
+        T = std::max(T, len);
+    }
+    HostBatch b;
+    b.input_ids = at::full({B, T}, ByteTokenizer::kPad, at::kLong);
+    b.labels = at::full({B, T}, -100, at::kLong);
+    b.position_ids = at::zeros({B, T}, at::kLong);
+    b.sequence_ids = at::full({B, T}, -1, at::kLong);
+    auto ids = b.input_ids.accessor<int64_t, 2>();
+    auto labels = b.labels.accessor<int64_t, 2>();
+    auto pos = b.position_ids.accessor<int64_t, 2>();
+    auto seq = b.sequence_ids.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < B; ++r) {
+        int64_t t = 0;
+        for (size_t d = 0; d < rows[r].size(); ++d) {
+            const Example& ex = *rows[r][d];
+            for (size_t i = 0; i < ex.ids.size(); ++i, ++t) {
+                ids[r][t] = ex.ids[i];
+                labels[r][t] = ex.labels[i];
+                pos[r][t] = static_cast<int64_t>(i);
+                seq[r][t] = static_cast<int64_t>(d);
+                b.num_labels += ex.labels[i] != -100;
+                ++b.num_tokens;
+            }
+        }
+    }
+    return b;
+}
+
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle) {
+    std::vector<int64_t> order(n);
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+    if (!shuffle) return order;
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+    for (int64_t i = n - 1; i > 0; --i) {
+        const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+        std::swap(order[i], order[j]);
+    }
+    return order;
+}
+
+BatchStream::BatchStream(const std::vector<Example>& data, int64_t batch_size, int64_t max_seq_len, bool packing,
+                         bool shuffle, uint64_t seed)
+    : data_(data), batch_size_(batch_size), max_seq_len_(max_seq_len), packing_(packing), shuffle_(shuffle), seed_(seed) {
+    if (data_.empty()) throw Error("no training examples", FT_ERR_CONFIG);
+    seek({0, 0});
+    while (pos_.epoch == 0) {
+        take_rows();
+        ++batches_per_epoch_;
+    }
+    seek({0, 0});
+}
+
+void BatchStream::seek(Position p) {
+    pos_ = p;
+    order_ = epoch_order(static_cast<int64_t>(data_.size()), seed_, pos_.epoch, shuffle_);
+}
+
+std::vector<std::vector<const Example*>> BatchStream::take_rows() {
+    std::vector<std::vector<const Example*>> rows;
+    const int64_t n = static_cast<int64_t>(order_.size());
+    int64_t row_len = 0;
+    while (pos_.cursor < n) {
+        const Example* ex = &data_[order_[pos_.cursor]];
+        const int64_t len = static_cast<int64_t>(ex->ids.size());
+        if (packing_ && !rows.empty() && row_len + len <= max_seq_len_) {
+            rows.back().push_back(ex);
+            row_len += len;
+        } else {
+            if (static_cast<int64_t>(rows.size()) == batch_size_) break;
+            rows.push_back({ex});
+            row_len = len;
+        }
+        ++pos_.cursor;
+    }
+    if (pos_.cursor >= n) seek({pos_.epoch + 1, 0});  // a short last batch ends the epoch
+    return rows;
+}
+
+HostBatch BatchStream::next() { return collate(take_rows()); }
+
+}  // namespace fthost::host

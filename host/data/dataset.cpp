@@ -1,0 +1,38 @@
+#include "data/dataset.hpp"
+
+#include "data/batch_stream.hpp"
+
+#include <fthost/plugin.hpp>
+
+namespace fthost::host {
+
+std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const ByteTokenizer& tok,
+                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats) {
+    std::vector<Example> out;
+    JsonlStats s = read_jsonl(file, skip_malformed, [&](const nlohmann::json& row, int64_t) {
+        out.push_back(make_example(row, tok, policy, max_seq_len));
+    });
+    if (stats) *stats = s;
+    return out;
+}
+
+Datasets load_datasets(const DataConfig& cfg, const ByteTokenizer& tok, ft_label_policy policy, uint64_t seed) {
+    Datasets d;
+    auto all = load_examples(cfg.train_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.train_stats);
+    if (!cfg.eval_file.empty()) {
+        d.train = std::move(all);
+        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.eval_stats);
+    } else if (cfg.eval_fraction > 0) {
+        const auto order = epoch_order(static_cast<int64_t>(all.size()), seed ^ 0xE7A1u, 0, true);
+        const auto n_eval = static_cast<size_t>(cfg.eval_fraction * static_cast<double>(all.size()));
+        std::vector<bool> is_eval(all.size(), false);
+        for (size_t i = 0; i < n_eval; ++i) is_eval[order[i]] = true;
+        for (size_t i = 0; i < all.size(); ++i) (is_eval[i] ? d.eval : d.train).push_back(std::move(all[i]));
+    } else {
+        d.train = std::move(all);
+    }
+    if (d.train.empty()) throw Error(cfg.train_file + ": no training examples", FT_ERR_CONFIG);
+    return d;
+}
+
+}  // namespace fthost::host

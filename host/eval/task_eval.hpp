@@ -1,0 +1,22 @@
+// task_eval.hpp — task metrics: generate an answer for each eval prompt, score it with
+// every configured grader plugin, and average (NaN scores are skipped, as TRL skips None).
+#pragma once
+
+#include "data/byte_tokenizer.hpp"
+#include "data/example.hpp"
+#include "train/model_session.hpp"
+
+#include <map>
+#include <string>
+
+namespace fthost::host {
+
+struct TaskEvalResult {
+    std::map<std::string, double> scores;  // grader name -> mean score
+    int64_t examples = 0;
+};
+
+TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& eval, const StageConfig& stage,
+                             const ByteTokenizer& tok);
+
+}  // namespace fthost::host

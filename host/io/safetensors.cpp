@@ -1,0 +1,123 @@
+#include "io/safetensors.hpp"
+
+#include "io/atomic_file.hpp"
+
+#include <fthost/plugin.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+namespace fthost::host {
+namespace {
+
+struct DType {
+    const char* name;
+    at::ScalarType type;
+};
+const DType kDTypes[] = {{"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16},
+                         {"I64", at::kLong},   {"I32", at::kInt},   {"I16", at::kShort}, {"I8", at::kChar},
+                         {"U8", at::kByte},    {"BOOL", at::kBool}};
+
+const char* dtype_name(at::ScalarType t) {
+    for (const auto& d : kDTypes)
+        if (d.type == t) return d.name;
+    throw Error(std::string("safetensors: unsupported dtype ") + c10::toString(t));
+}
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const TensorList& tensors, const std::map<std::string, std::string>& metadata) {
+    TensorList sorted = tensors;
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    std::vector<at::Tensor> cpu;
+    uint64_t offset = 0;
+    for (size_t i = 0; i < sorted.size(); ++i) {
+        const auto& [name, t] = sorted[i];
+        if (i > 0 && name == sorted[i - 1].first) throw Error("safetensors: duplicate tensor name '" + name + "'");
+        at::Tensor c = t.detach().to(at::kCPU).contiguous();
+        const uint64_t bytes = c.numel() * c.element_size();
+        header[name] = {{"dtype", dtype_name(c.scalar_type())}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+        offset += bytes;
+        cpu.push_back(c);
+    }
+    std::string h = header.dump();
+    h.append((8 - h.size() % 8) % 8, ' ');  // align the data to 8 bytes, as the reference writer does
+    write_file_atomically(path, [&](std::ostream& out) {
+        const uint64_t n = h.size();
+        unsigned char le[8];
+        for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
+        out.write(reinterpret_cast<const char*>(le), 8);
+        out.write(h.data(), static_cast<std::streamsize>(h.size()));
+        for (const auto& c : cpu) out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
+    });
+}
+
+std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) throw Error(path + ": cannot open");
+    const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+    in.seekg(0);
+    auto bad = [&](const std::string& why) { return Error(path + ": malformed safetensors file: " + why); };
+    if (file_size < 8) throw bad("shorter than its 8-byte header length");
+    unsigned char le[8];
+    in.read(reinterpret_cast<char*>(le), 8);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(le[i]) << (8 * i);
+    if (n > file_size - 8 || n > (100ull << 20)) throw bad("header length " + std::to_string(n) + " exceeds the file");
+    std::string h(n, '\0');
+    in.read(h.data(), static_cast<std::streamsize>(n));
+    nlohmann::json header;
+    try {
+        header = nlohmann::json::parse(h);
+    } catch (const std::exception& e) {
+        throw bad(std::string("header is not JSON (") + e.what() + ")");
+    }
+    if (!header.is_object()) throw bad("header is not a JSON object");
+    const uint64_t data_size = file_size - 8 - n;
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    std::map<std::string, at::Tensor> out;
+    for (auto& [name, info] : header.items()) {
+        if (name == "__metadata__") {
+            if (metadata && info.is_object())
+                for (auto& [k, v] : info.items()) (*metadata)[k] = v.is_string() ? v.get<std::string>() : v.dump();
+            continue;
+        }
+        if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
+            throw bad("tensor '" + name + "' needs dtype, shape and data_offsets");
+        const std::string dt = info["dtype"].is_string() ? info["dtype"].get<std::string>() : "";
+        const DType* d = nullptr;
+        for (const auto& k : kDTypes)
+            if (dt == k.name) d = &k;
+        if (!d) throw bad("tensor '" + name + "' has unsupported dtype '" + dt + "'");
+        std::vector<int64_t> shape;
+        uint64_t numel = 1;
+        for (const auto& s : info["shape"]) {
+            if (!s.is_number_unsigned()) throw bad("tensor '" + name + "' has a bad shape");
+            shape.push_back(s.get<int64_t>());
+            numel *= s.get<uint64_t>();
+        }
+        const auto& off = info["data_offsets"];
+        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+            throw bad("tensor '" + name + "' has bad data_offsets");
+        const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+        if (b > e || e > data_size) throw bad("tensor '" + name + "' data_offsets lie outside the file");
+        const uint64_t elem = c10::elementSize(d->type);
+        if (e - b != numel * elem) throw bad("tensor '" + name + "' shape does not match its byte range");
+        ranges.emplace_back(b, e);
+        at::Tensor t = at::empty(shape, at::TensorOptions().dtype(d->type));
+        in.seekg(static_cast<std::streamoff>(8 + n + b));
+        in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e - b));
+        if (!in) throw bad("could not read tensor '" + name + "'");
+        out.emplace(name, t);
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (size_t i = 1; i < ranges.size(); ++i)
+        if (ranges[i].first < ranges[i - 1].second) throw bad("tensor byte ranges overlap");
+    return out;
+}
+
+}  // namespace fthost::host

@@ -1,0 +1,27 @@
+// safetensors.hpp — reads and writes the safetensors format (8-byte little-endian
+// header length, a JSON header of name -> dtype/shape/data_offsets, then the bytes), the
+// format Hugging Face, PEFT and vLLM load.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fthost::host {
+
+using TensorList = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Writes to `path` atomically (a temporary file, then rename). Tensors are copied to
+// CPU; names are kept in the given order's sorted form, as safetensors requires unique names.
+void save_safetensors(const std::string& path, const TensorList& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Reads every tensor. Rejects a malformed header, unknown dtypes, shapes that do not
+// match their byte ranges, and ranges outside the file or overlapping each other.
+std::map<std::string, at::Tensor> load_safetensors(const std::string& path,
+                                                   std::map<std::string, std::string>* metadata = nullptr);
+
+}  // namespace fthost::host

@@ -1,0 +1,183 @@
+#include "registry/plugin_registry.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <boost/dll/shared_library.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#ifndef FTHOST_BUILD_PLUGIN_DIR
+#define FTHOST_BUILD_PLUGIN_DIR ""
+#endif
+#ifndef FTHOST_TORCH_MAJOR_MINOR
+#error "FTHOST_TORCH_MAJOR_MINOR must be defined by the build"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+
+const char* kind_name(ft_kind kind) {
+    switch (kind) {
+        case FT_KIND_MODEL: return "model";
+        case FT_KIND_PARAM: return "param";
+        case FT_KIND_OBJECTIVE: return "objective";
+        case FT_KIND_GRADER: return "grader";
+    }
+    return "unknown";
+}
+
+size_t min_vtable_size(ft_kind kind) {
+    switch (kind) {
+        case FT_KIND_MODEL: return sizeof(ft_model_vtable);
+        case FT_KIND_PARAM: return sizeof(ft_param_vtable);
+        case FT_KIND_OBJECTIVE: return sizeof(ft_objective_vtable);
+        case FT_KIND_GRADER: return sizeof(ft_grader_vtable);
+    }
+    return 0;
+}
+
+std::vector<fs::path> PluginRegistry::default_search_path() {
+    std::vector<fs::path> dirs;
+    if (std::strlen(FTHOST_BUILD_PLUGIN_DIR) > 0) dirs.emplace_back(FTHOST_BUILD_PLUGIN_DIR);
+    if (const char* env = std::getenv("FTHOST_PLUGIN_PATH")) {
+        std::string s(env);
+        size_t start = 0;
+        while (start <= s.size()) {
+            const size_t end = std::min(s.find(':', start), s.size());
+            if (end > start) dirs.emplace_back(s.substr(start, end - start));
+            start = end + 1;
+        }
+    }
+    return dirs;
+}
+
+void PluginRegistry::refuse(const std::string& file, const std::string& reason) {
+    refusals_.push_back(file + ": " + reason);
+    if (print_refusals) std::cerr << "fthost: refused plugin " << file << ": " << reason << "\n";
+}
+
+void PluginRegistry::load_directory(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return;
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+        if (entry.path().extension() == ".so") files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) load_file(f);
+}
+
+int PluginRegistry::load_file(const fs::path& path) {
+    const std::string file = path.string();
+    // Plugins stay loaded for the life of the process: objects they create (autograd
+    // nodes, tensors with their deleters) may outlive any point where unloading is safe.
+    static std::vector<std::shared_ptr<boost::dll::shared_library>> keep_alive;
+    auto lib = std::make_shared<boost::dll::shared_library>();
+    boost::dll::fs::error_code ec;
+    lib->load(boost::dll::fs::path(path), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+    if (ec) {
+        refuse(file, "not a loadable shared library (" + ec.message() + ")");
+        return 0;
+    }
+    if (!lib->has(FTHOST_ENTRY_SYMBOL)) {
+        refuse(file, std::string("no entry symbol '") + FTHOST_ENTRY_SYMBOL + "' (not an fthost plugin, or built without FTHOST_PLUGINS)");
+        return 0;
+    }
+    keep_alive.push_back(lib);
+    auto entry = lib->get<const ft_plugin_desc* const*(uint32_t*)>(FTHOST_ENTRY_SYMBOL);
+    uint32_t count = 0;
+    const ft_plugin_desc* const* list = entry(&count);
+    if (!list || count == 0) {
+        refuse(file, "entry symbol returned no plugins");
+        return 0;
+    }
+    int added = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+        const ft_plugin_desc* d = list[i];
+        if (!d) {
+            refuse(file, "descriptor " + std::to_string(i) + " is NULL");
+            continue;
+        }
+        // Read abi_major before trusting anything else: it sits right after struct_size.
+        if (d->struct_size < offsetof(ft_plugin_desc, kind)) {
+            refuse(file, "descriptor " + std::to_string(i) + " struct too small (" + std::to_string(d->struct_size) + " bytes)");
+            continue;
+        }
+        if (d->abi_major != FTHOST_ABI_MAJOR) {
+            refuse(file, "ABI major " + std::to_string(d->abi_major) + " differs from the host's " +
+                             std::to_string(FTHOST_ABI_MAJOR));
+            continue;
+        }
+        if (d->struct_size < sizeof(ft_plugin_desc)) {
+            refuse(file, "descriptor struct too small (" + std::to_string(d->struct_size) + " bytes, ABI " +
+                             std::to_string(FTHOST_ABI_MAJOR) + ".0 needs " + std::to_string(sizeof(ft_plugin_desc)) + ")");
+            continue;
+        }
+        const std::string name = d->name ? d->name : "";
+        if (name.empty()) {
+            refuse(file, "plugin with an empty name");
+            continue;
+        }
+        const std::string label = std::string(kind_name(d->kind)) + " '" + name + "'";
+        const size_t need = min_vtable_size(d->kind);
+        if (need == 0) {
+            refuse(file, label + ": unknown kind " + std::to_string(d->kind));
+            continue;
+        }
+        if (!d->vtable || *static_cast<const uint32_t*>(d->vtable) < need) {
+            refuse(file, label + ": function table struct too small (" +
+                             std::to_string(d->vtable ? *static_cast<const uint32_t*>(d->vtable) : 0) + " bytes, needs " +
+                             std::to_string(need) + ")");
+            continue;
+        }
+        if (d->kind != FT_KIND_GRADER && !d->torch_version) {
+            refuse(file, label + ": uses tensors but declares no LibTorch version");
+            continue;
+        }
+        if (d->torch_version && std::string(d->torch_version) != FTHOST_TORCH_MAJOR_MINOR) {
+            refuse(file, label + ": built with LibTorch " + d->torch_version + ", the host uses " + FTHOST_TORCH_MAJOR_MINOR);
+            continue;
+        }
+        bool options_ok = true;
+        for (uint32_t k = 0; k < d->option_count; ++k)
+            if (!d->options || d->options[k].struct_size < sizeof(ft_option) || !d->options[k].name) options_ok = false;
+        if (!options_ok) {
+            refuse(file, label + ": malformed option table");
+            continue;
+        }
+        auto key = std::make_pair(d->kind, name);
+        if (auto it = plugins_.find(key); it != plugins_.end()) {
+            refuse(file, "duplicate " + label + " (already loaded from " + it->second.file + ")");
+            continue;
+        }
+        plugins_[key] = LoadedPlugin{d, file};
+        ++added;
+    }
+    return added;
+}
+
+const LoadedPlugin* PluginRegistry::find(ft_kind kind, const std::string& name) const {
+    auto it = plugins_.find({kind, name});
+    return it == plugins_.end() ? nullptr : &it->second;
+}
+
+const LoadedPlugin& PluginRegistry::require(ft_kind kind, const std::string& name) const {
+    if (const auto* p = find(kind, name)) return *p;
+    std::string known;
+    for (const auto& [key, p] : plugins_)
+        if (key.first == kind) known += (known.empty() ? "" : ", ") + key.second;
+    throw Error(std::string("no ") + kind_name(kind) + " plugin named '" + name + "' (loaded: " +
+                    (known.empty() ? "none" : known) + "; `fthost plugins` lists them)",
+                FT_ERR_CONFIG);
+}
+
+std::vector<const LoadedPlugin*> PluginRegistry::all() const {
+    std::vector<const LoadedPlugin*> out;
+    for (const auto& [_, p] : plugins_) out.push_back(&p);
+    return out;
+}
+
+}  // namespace fthost::host

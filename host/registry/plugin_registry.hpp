@@ -1,0 +1,51 @@
+// plugin_registry.hpp — finds plugin libraries, checks them, and indexes their plugins
+// by (kind, name). A library or plugin that fails a check is refused with one line
+// naming the file and the reason; loading goes on with the rest.
+#pragma once
+
+#include <fthost/fthost.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace fthost::host {
+
+struct LoadedPlugin {
+    const ft_plugin_desc* desc = nullptr;
+    std::string file;
+};
+
+class PluginRegistry {
+public:
+    // The build's plugin folder, then each folder of FTHOST_PLUGIN_PATH (':'-separated).
+    static std::vector<std::filesystem::path> default_search_path();
+
+    // Loads every *.so in dir (sorted by name, so refusals are deterministic).
+    void load_directory(const std::filesystem::path& dir);
+    // Loads one library; returns the number of plugins it added.
+    int load_file(const std::filesystem::path& file);
+
+    const LoadedPlugin* find(ft_kind kind, const std::string& name) const;
+    // Throws fthost::Error naming the plugins of that kind that exist.
+    const LoadedPlugin& require(ft_kind kind, const std::string& name) const;
+    std::vector<const LoadedPlugin*> all() const;
+    const std::vector<std::string>& refusals() const { return refusals_; }
+
+    // When true (the default) each refusal is also printed to stderr as it happens.
+    bool print_refusals = true;
+
+private:
+    void refuse(const std::string& file, const std::string& reason);
+    std::map<std::pair<ft_kind, std::string>, LoadedPlugin> plugins_;
+    std::vector<std::string> refusals_;
+};
+
+const char* kind_name(ft_kind kind);
+
+// The smallest vtable size for each kind that ABI 1.0 defines.
+size_t min_vtable_size(ft_kind kind);
+
+}  // namespace fthost::host

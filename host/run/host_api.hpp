@@ -1,0 +1,25 @@
+// host_api.hpp — the ft_host_api table the host hands to every plugin, and the run
+// context (ft_run) through which objectives ask for log-probs and report metrics.
+#pragma once
+
+#include <fthost/fthost.h>
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+
+// The concrete type behind the opaque ft_run handle.
+struct ft_run_s {
+    std::function<at::Tensor(const ft_batch&, bool reference)> token_logprobs;
+    std::function<void(const std::string&, double)> metric;
+};
+
+namespace fthost::host {
+
+const ft_host_api* host_api();
+void set_host_seed(uint64_t seed);
+// When false, plugin log lines below WARN are dropped (tests keep output short).
+void set_host_verbose(bool verbose);
+
+}  // namespace fthost::host

@@ -1,0 +1,40 @@
+#include "run/run_dir.hpp"
+
+#include "io/atomic_file.hpp"
+
+#include <fthost/plugin.hpp>
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+
+void RunDir::append_metrics(const nlohmann::json& line) {
+    if (!metrics_.is_open()) metrics_.open(root_ / "metrics.jsonl", std::ios::app);
+    metrics_ << line.dump() << "\n";
+    metrics_.flush();
+}
+
+uint64_t RunDir::metrics_size() const {
+    std::error_code ec;
+    const auto n = fs::file_size(root_ / "metrics.jsonl", ec);
+    return ec ? 0 : n;
+}
+
+void RunDir::truncate_metrics(uint64_t size) {
+    if (metrics_.is_open()) metrics_.close();
+    if (fs::exists(root_ / "metrics.jsonl")) fs::resize_file(root_ / "metrics.jsonl", size);
+}
+
+nlohmann::json RunDir::read_json(const std::string& name) const {
+    try {
+        return nlohmann::json::parse(read_text(root_ / name));
+    } catch (const nlohmann::json::exception& e) {
+        throw Error((root_ / name).string() + ": " + e.what());
+    }
+}
+
+void RunDir::write_json(const std::string& name, const nlohmann::json& j) const {
+    write_text_atomically(root_ / name, j.dump(2) + "\n");
+}
+
+}  // namespace fthost::host

@@ -1,0 +1,37 @@
+// run_dir.hpp — the run directory a user and a script can rely on:
+//   config.toml  manifest.json  metrics.jsonl  summary.json  stages/<name>/{final,checkpoints}/
+// Every file except metrics.jsonl (append-only, one JSON object per line) is replaced
+// atomically, so an interrupted run never leaves a half-written file behind.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fthost::host {
+
+class RunDir {
+public:
+    explicit RunDir(std::filesystem::path root) : root_(std::move(root)) {}
+    const std::filesystem::path& root() const { return root_; }
+    std::filesystem::path stage_dir(const std::string& stage) const { return root_ / "stages" / stage; }
+    std::filesystem::path final_dir(const std::string& stage) const { return stage_dir(stage) / "final"; }
+    std::filesystem::path checkpoints_dir(const std::string& stage) const { return stage_dir(stage) / "checkpoints"; }
+
+    // Appends one line to metrics.jsonl and flushes it.
+    void append_metrics(const nlohmann::json& line);
+    // Size of metrics.jsonl in bytes (stored in checkpoints), and truncation back to it.
+    uint64_t metrics_size() const;
+    void truncate_metrics(uint64_t size);
+
+    nlohmann::json read_json(const std::string& name) const;
+    void write_json(const std::string& name, const nlohmann::json& j) const;
+
+private:
+    std::filesystem::path root_;
+    std::ofstream metrics_;
+};
+
+}  // namespace fthost::host

@@ -1,0 +1,189 @@
+#include "run/run_driver.hpp"
+
+#include "data/dataset.hpp"
+#include "eval/task_eval.hpp"
+#include "io/atomic_file.hpp"
+#include "io/sha256.hpp"
+#include "run/run_dir.hpp"
+#include "train/model_session.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#ifndef FTHOST_VERSION
+#define FTHOST_VERSION "0.0.0"
+#endif
+#ifndef FTHOST_GIT_COMMIT
+#define FTHOST_GIT_COMMIT "unknown"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+namespace {
+
+std::string now_iso() {
+    const std::time_t t = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
+    nlohmann::json plugins = nlohmann::json::array();
+    std::set<std::string> seen;
+    auto add = [&](const PluginSection& p) {
+        if (!p.loaded || !seen.insert(std::to_string(p.loaded->desc->kind) + p.plugin).second) return;
+        plugins.push_back({{"name", p.plugin},
+                           {"kind", kind_name(p.loaded->desc->kind)},
+                           {"version", p.loaded->desc->version ? p.loaded->desc->version : ""},
+                           {"file", p.loaded->file},
+                           {"sha256", sha256_file(p.loaded->file)}});
+    };
+    nlohmann::json datasets = nlohmann::json::object();
+    for (const auto& s : rc.stages) {
+        add(s.model), add(s.param), add(s.objective);
+        for (const auto& g : s.graders) add(g);
+        for (const auto& f : {s.data.train_file, s.data.eval_file})
+            if (!f.empty() && !datasets.contains(f)) datasets[f] = sha256_file(f);
+    }
+    return {{"fthost_version", FTHOST_VERSION},
+            {"git_commit", FTHOST_GIT_COMMIT},
+            {"config", rc.file},
+            {"seed", rc.seed},
+            {"plugins", plugins},
+            {"datasets", datasets},
+            {"hardware", {{"device", device.str()}, {"cpu_threads", at::get_num_threads()},
+                          {"hardware_concurrency", std::thread::hardware_concurrency()}}},
+            {"started", now_iso()}};
+}
+
+void print_summary(const nlohmann::json& summary) {
+    std::cout << "\nstage results (held-out eval):\n";
+    for (const auto& s : summary["stages"]) {
+        std::cout << "  " << s["name"].get<std::string>() << " [" << s["status"].get<std::string>() << "]";
+        if (s.contains("eval"))
+            for (const auto& [k, v] : s["eval"].items()) {
+                std::cout << "  " << k << " ";
+                if (s.contains("base_eval") && s["base_eval"].contains(k))
+                    std::cout << s["base_eval"][k].get<double>() << " -> ";
+                std::cout << (v.is_number() ? v.get<double>() : std::nan(""));
+            }
+        std::cout << "\n";
+    }
+}
+
+}  // namespace
+
+std::optional<RunConfig> load_valid_config(const std::string& file, const std::vector<std::string>& sets,
+                                           const PluginRegistry& registry) {
+    Diagnostics diag;
+    RunConfig rc = load_run_config(file, sets, registry, diag);
+    if (!diag.ok()) {
+        for (const auto& e : diag.errors) std::cerr << "error: " << e << "\n";
+        std::cerr << diag.errors.size() << " error(s) in " << file << "\n";
+        return std::nullopt;
+    }
+    return rc;
+}
+
+int run_command(const RunRequest& req, const PluginRegistry& registry) {
+    auto rc_opt = load_valid_config(req.config, req.sets, registry);
+    if (!rc_opt) return 2;
+    RunConfig rc = *rc_opt;
+    if (rc.threads > 0) at::set_num_threads(static_cast<int>(rc.threads));
+    const at::Device device = resolve_device(rc.device);
+
+    const bool resume = !req.resume_dir.empty();
+    RunDir dir(resume ? fs::path(req.resume_dir) : fs::path(rc.output_dir));
+    nlohmann::json summary;
+    if (resume) {
+        if (!fs::exists(dir.root() / "config.toml") || !fs::exists(dir.root() / "summary.json"))
+            throw Error(dir.root().string() + " is not a run directory (no config.toml / summary.json)", FT_ERR_CONFIG);
+        if (read_text(dir.root() / "config.toml") != rc.resolved_toml)
+            throw Error("the config (with --set) differs from the one " + dir.root().string() +
+                            " was started with; resume with the same config and --set values",
+                        FT_ERR_CONFIG);
+        summary = dir.read_json("summary.json");
+    } else {
+        if (fs::exists(dir.root()) && !fs::is_empty(dir.root()))
+            throw Error("run directory " + dir.root().string() +
+                            " already exists and is not empty: pass --resume " + dir.root().string() +
+                            " to continue it, or choose another [run] output_dir",
+                        FT_ERR_CONFIG);
+        fs::create_directories(dir.root());
+        write_text_atomically(dir.root() / "config.toml", rc.resolved_toml);
+        dir.write_json("manifest.json", make_manifest(rc, device));
+        summary = {{"run", rc.name}, {"status", "running"}, {"stages", nlohmann::json::array()}};
+        dir.write_json("summary.json", summary);
+    }
+
+    for (size_t i = 0; i < rc.stages.size(); ++i) {
+        const auto& sc = rc.stages[i];
+        bool done = false;
+        for (const auto& s : summary["stages"])
+            if (s["name"] == sc.name && (s["status"] == "completed" || s["status"] == "early_stopped")) done = true;
+        if (done) continue;
+        if (!req.stage_options.quiet) std::cerr << "fthost: stage '" << sc.name << "' (" << sc.objective.plugin << " + "
+                                                << sc.param.plugin << ")\n";
+        nlohmann::json result = train_stage(rc, i, registry, dir, device, req.stage_options);
+        nlohmann::json stages = nlohmann::json::array();
+        for (const auto& s : summary["stages"])
+            if (s["name"] != sc.name) stages.push_back(s);
+        stages.push_back(result);
+        summary["stages"] = stages;
+        if (result["status"] == "interrupted") {
+            summary["status"] = "interrupted";
+            dir.write_json("summary.json", summary);
+            return 3;
+        }
+        dir.write_json("summary.json", summary);
+    }
+    summary["status"] = "completed";
+    dir.write_json("summary.json", summary);
+    nlohmann::json manifest = dir.read_json("manifest.json");
+    manifest["finished"] = now_iso();
+    dir.write_json("manifest.json", manifest);
+    if (!req.stage_options.quiet) {
+        print_summary(summary);
+        std::cout << "run directory: " << dir.root().string() << "\n";
+    }
+    return 0;
+}
+
+int eval_command(const std::string& config, const std::vector<std::string>& sets, const std::string& stage,
+                 const PluginRegistry& registry) {
+    auto rc_opt = load_valid_config(config, sets, registry);
+    if (!rc_opt) return 2;
+    const RunConfig& rc = *rc_opt;
+    if (rc.threads > 0) at::set_num_threads(static_cast<int>(rc.threads));
+    const at::Device device = resolve_device(rc.device);
+    RunDir dir(rc.output_dir);
+    ByteTokenizer tok;
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& sc : rc.stages) {
+        if (!stage.empty() && sc.name != stage) continue;
+        const fs::path final_dir = dir.final_dir(sc.name);
+        if (!fs::exists(final_dir / "stage.json"))
+            throw Error("stage '" + sc.name + "' has no result in " + final_dir.string() + " (run it first)", FT_ERR_CONFIG);
+        auto model = ModelSession::from_stage_dir(final_dir, registry, device);
+        const auto* ovt = static_cast<const ft_objective_vtable*>(sc.objective.loaded->desc->vtable);
+        Datasets data = load_datasets(sc.data, tok, ovt->label_policy, rc.seed);
+        if (data.eval.empty()) throw Error("stage '" + sc.name + "' has no eval data (set data.eval or data.eval_fraction)", FT_ERR_CONFIG);
+        auto r = run_task_eval(*model, data.eval, sc, tok);
+        nlohmann::json s = {{"examples", r.examples}};
+        for (const auto& [k, v] : r.scores) s[k] = v;
+        out[sc.name] = s;
+    }
+    if (!stage.empty() && out.empty()) throw Error("no stage named '" + stage + "' in " + config, FT_ERR_CONFIG);
+    std::cout << out.dump(2) << "\n";
+    return 0;
+}
+
+}  // namespace fthost::host

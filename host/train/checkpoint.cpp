@@ -1,0 +1,95 @@
+#include "train/checkpoint.hpp"
+
+#include "io/atomic_file.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+
+nlohmann::json TrainerState::to_json() const {
+    return {{"step", step},
+            {"data_epoch", data.epoch},
+            {"data_cursor", data.cursor},
+            {"best_eval_loss", best_eval_loss},
+            {"has_best", has_best},
+            {"evals_without_improvement", evals_without_improvement},
+            {"metrics_size", metrics_size},
+            {"tokens", tokens},
+            {"seconds", seconds},
+            {"base_eval", base_eval}};
+}
+
+TrainerState TrainerState::from_json(const nlohmann::json& j) {
+    TrainerState s;
+    s.step = j.at("step");
+    s.data.epoch = j.at("data_epoch");
+    s.data.cursor = j.at("data_cursor");
+    s.best_eval_loss = j.at("best_eval_loss");
+    s.has_best = j.at("has_best");
+    s.evals_without_improvement = j.at("evals_without_improvement");
+    s.metrics_size = j.at("metrics_size");
+    s.tokens = j.at("tokens");
+    s.seconds = j.at("seconds");
+    s.base_eval = j.at("base_eval");
+    return s;
+}
+
+static std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
+    std::vector<std::pair<int64_t, fs::path>> out;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return out;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("step-", 0) != 0 || !fs::exists(e.path() / "trainer_state.json")) continue;
+        out.emplace_back(std::stoll(n.substr(5)), e.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+void save_checkpoint(const fs::path& checkpoints_dir, const TrainerState& state, const TensorList& trainable,
+                     const AdamW& optimizer, int64_t keep) {
+    fs::create_directories(checkpoints_dir);
+    const fs::path dir = checkpoints_dir / ("step-" + std::to_string(state.step));
+    write_directory_atomically(dir, [&](const fs::path& tmp) {
+        save_safetensors((tmp / "trainable.safetensors").string(), trainable);
+        save_safetensors((tmp / "optimizer.safetensors").string(), optimizer.state());
+        // Dropout and any other sampling continue from the same RNG state.
+        at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+        save_safetensors((tmp / "rng.safetensors").string(), {{"cpu", rng}});
+        write_text_atomically(tmp / "trainer_state.json", state.to_json().dump(2) + "\n");
+    });
+    auto all = list_checkpoints(checkpoints_dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& checkpoints_dir) {
+    auto all = list_checkpoints(checkpoints_dir);
+    if (all.empty()) return std::nullopt;
+    return all.back().second;
+}
+
+TrainerState load_checkpoint(const fs::path& dir, const TensorList& trainable, AdamW& optimizer) {
+    const auto weights = load_safetensors((dir / "trainable.safetensors").string());
+    {
+        at::NoGradGuard ng;
+        for (const auto& [name, p] : trainable) {
+            auto it = weights.find(name);
+            if (it == weights.end()) throw Error(dir.string() + ": checkpoint lacks '" + name + "'");
+            p.copy_(it->second);
+        }
+    }
+    optimizer.load_state(load_safetensors((dir / "optimizer.safetensors").string()));
+    const auto rng = load_safetensors((dir / "rng.safetensors").string());
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(rng.at("cpu"));
+    return TrainerState::from_json(nlohmann::json::parse(read_text(dir / "trainer_state.json")));
+}
+
+}  // namespace fthost::host

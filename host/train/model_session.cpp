@@ -1,0 +1,225 @@
+#include "train/model_session.hpp"
+
+#include "io/atomic_file.hpp"
+#include "run/host_api.hpp"
+
+#include <fthost/torch.hpp>
+
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+
+ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch) {
+    ft_batch fb{};
+    fb.struct_size = sizeof(ft_batch);
+    fb.input_ids = reinterpret_cast<ft_tensor>(&b.input_ids);
+    fb.labels = reinterpret_cast<ft_tensor>(&b.labels);
+    fb.position_ids = reinterpret_cast<ft_tensor>(&b.position_ids);
+    fb.sequence_ids = reinterpret_cast<ft_tensor>(&b.sequence_ids);
+    fb.num_items_in_batch = num_items_in_batch;
+    return fb;
+}
+
+nlohmann::json section_to_json(const Section& s) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : s.values) std::visit([&](const auto& x) { j[k] = x; }, v);
+    return j;
+}
+
+Section section_from_json(const nlohmann::json& j, const std::string& path) {
+    Section s;
+    s.path = path;
+    s.section_where = path;
+    for (const auto& [k, v] : j.items()) {
+        if (v.is_boolean()) s.values[k] = v.get<bool>();
+        else if (v.is_number_integer()) s.values[k] = v.get<int64_t>();
+        else if (v.is_number()) s.values[k] = v.get<double>();
+        else if (v.is_string()) s.values[k] = v.get<std::string>();
+        else if (v.is_array()) s.values[k] = v.get<std::vector<std::string>>();
+    }
+    return s;
+}
+
+static TensorList collect(const std::function<ft_status(ft_tensor_visitor, void*, ft_error*)>& call) {
+    TensorList out;
+    ft_error err{};
+    check(call([](void* u, const char* n, ft_tensor t) { static_cast<TensorList*>(u)->emplace_back(n, borrow(t)); },
+               &out, &err),
+          err);
+    return out;
+}
+
+ModelSession::ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device)
+    : model_(model), device_(device) {
+    if (!model_.loaded) model_.loaded = &registry.require(FT_KIND_MODEL, model_.plugin);
+    mvt_ = static_cast<const ft_model_vtable*>(model_.loaded->desc->vtable);
+    ft_error err{};
+    check(mvt_->create(host_api(), &model_.config, &model_handle_, &err), err);
+    if (device_ != at::kCPU) {
+        at::NoGradGuard ng;
+        for (auto& [_, p] : model_parameters()) p.set_data(p.to(device_));
+    }
+}
+
+ModelSession::~ModelSession() {
+    if (param_handle_) pvt_->destroy(param_handle_);
+    if (model_handle_) mvt_->destroy(model_handle_);
+}
+
+void ModelSession::apply_param(const PluginSection& param) {
+    if (param_handle_) throw Error("a parameterisation is already applied; merge it first");
+    param_ = param;
+    pvt_ = static_cast<const ft_param_vtable*>(param_.loaded->desc->vtable);
+    ft_error err{};
+    check(pvt_->create(host_api(), &param_.config, mvt_, model_handle_, &param_handle_, &err), err);
+}
+
+void ModelSession::merge_param() {
+    if (!param_handle_) return;
+    ft_error err{};
+    check(pvt_->merge(param_handle_, &err), err);
+    pvt_->destroy(param_handle_);
+    param_handle_ = nullptr;
+}
+
+at::Tensor ModelSession::hidden_states(HostBatch& batch) {
+    ft_batch fb = as_ft_batch(batch, batch.num_labels);
+    ft_model_output out{sizeof(ft_model_output), nullptr};
+    ft_error err{};
+    check(mvt_->forward(model_handle_, &fb, &out, &err), err);
+    return take(out.hidden_states);
+}
+
+at::Tensor ModelSession::logits(const at::Tensor& hidden) {
+    ft_tensor out = nullptr;
+    ft_error err{};
+    check(mvt_->lm_head(model_handle_, reinterpret_cast<ft_tensor>(const_cast<at::Tensor*>(&hidden)), &out, &err), err);
+    return take(out);
+}
+
+at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool reference) {
+    // The reference model is the same network with the adapter switched off.
+    std::optional<at::NoGradGuard> ng;
+    if (reference) {
+        if (!param_handle_ || is_full())
+            throw Error("this objective needs a reference model; with `full` fine-tuning a frozen copy is not "
+                        "available yet (use an adapter parameterisation)", FT_ERR_UNSUPPORTED);
+        ng.emplace();
+        set_adapters_enabled(false);
+    }
+    ft_model_output out{sizeof(ft_model_output), nullptr};
+    ft_error err{};
+    const ft_status s = mvt_->forward(model_handle_, &batch, &out, &err);
+    if (reference) set_adapters_enabled(true);
+    check(s, err);
+    at::Tensor hidden = take(out.hidden_states);
+    const at::Tensor& labels = borrow(batch.labels);
+    const int64_t T = labels.size(1);
+    // Position t-1 predicts label t. Log-probs via gather - logsumexp in fp32.
+    at::Tensor logits = this->logits(hidden.narrow(1, 0, T - 1)).to(at::kFloat);
+    at::Tensor target = labels.narrow(1, 1, T - 1);
+    at::Tensor mask = target.ne(-100);
+    at::Tensor picked = logits.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1);
+    at::Tensor lp = (picked - at::logsumexp(logits, -1)) * mask;
+    return at::constant_pad_nd(lp, {1, 0}, 0.0);
+}
+
+TensorList ModelSession::model_parameters() const {
+    return collect([&](ft_tensor_visitor v, void* u, ft_error* e) { return mvt_->named_parameters(model_handle_, v, u, e); });
+}
+
+TensorList ModelSession::trainable_parameters() const {
+    if (!param_handle_) throw Error("no parameterisation applied");
+    return collect([&](ft_tensor_visitor v, void* u, ft_error* e) { return pvt_->trainable_parameters(param_handle_, v, u, e); });
+}
+
+bool ModelSession::is_full() const { return param_handle_ && pvt_->is_full(param_handle_) != 0; }
+
+void ModelSession::set_training(bool on) {
+    mvt_->set_training(model_handle_, on ? 1 : 0);
+    if (param_handle_) pvt_->set_training(param_handle_, on ? 1 : 0);
+}
+
+void ModelSession::set_adapters_enabled(bool on) {
+    if (!param_handle_) return;
+    ft_error err{};
+    check(pvt_->set_enabled(param_handle_, on ? 1 : 0, &err), err);
+}
+
+void ModelSession::load_parameters(const std::map<std::string, at::Tensor>& tensors, const TensorList& into,
+                                   const std::string& from) {
+    at::NoGradGuard ng;
+    std::set<std::string> used;
+    for (const auto& [name, p] : into) {
+        auto it = tensors.find(name);
+        if (it == tensors.end()) throw Error(from + ": missing tensor '" + name + "'");
+        if (it->second.sizes() != p.sizes())
+            throw Error(from + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) + ", the model expects " +
+                        c10::str(p.sizes()));
+        p.copy_(it->second);
+        used.insert(name);
+    }
+    for (const auto& [name, _] : tensors)
+        if (!used.count(name)) throw Error(from + ": unexpected tensor '" + name + "'");
+}
+
+int64_t ModelSession::vocab_size() const { return mvt_->vocab_size(model_handle_); }
+
+void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) const {
+    nlohmann::json stage = {{"format", "fthost-stage-1"},
+                            {"model_plugin", model_.plugin},
+                            {"model_config", section_to_json(model_.config)}};
+    const bool adapter = param_handle_ && !is_full();
+    if (adapter) {
+        stage["param_plugin"] = param_.plugin;
+        stage["param_config"] = section_to_json(param_.config);
+        save_safetensors((dir / "adapter.safetensors").string(), trainable_parameters());
+    }
+    // Base weights: the earlier stage's directory when an adapter sits on top of it,
+    // else the model's own weights (unmerged, so the adapter stays separate).
+    if (adapter && !base_dir.empty()) {
+        stage["base"] = fs::relative(fs::absolute(base_dir), fs::absolute(dir)).string();
+    } else {
+        save_safetensors((dir / "model.safetensors").string(), model_parameters());
+    }
+    write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
+}
+
+std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
+                                                           at::Device device) {
+    const fs::path sj = final_dir / "stage.json";
+    nlohmann::json stage;
+    try {
+        stage = nlohmann::json::parse(read_text(sj));
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(sj.string() + ": " + e.what());
+    }
+    if (stage.value("format", "") != "fthost-stage-1") throw Error(sj.string() + ": not an fthost stage directory");
+    std::unique_ptr<ModelSession> s;
+    if (stage.contains("base")) {
+        s = from_stage_dir(fs::weakly_canonical(final_dir / stage["base"].get<std::string>()), registry, device);
+    } else {
+        PluginSection m;
+        m.plugin = stage["model_plugin"].get<std::string>();
+        m.loaded = &registry.require(FT_KIND_MODEL, m.plugin);
+        m.config = section_from_json(stage["model_config"], sj.string() + " model_config");
+        s = std::make_unique<ModelSession>(m, registry, device);
+        const fs::path f = final_dir / "model.safetensors";
+        s->load_parameters(load_safetensors(f.string()), s->model_parameters(), f.string());
+    }
+    if (stage.contains("param_plugin")) {
+        PluginSection p;
+        p.plugin = stage["param_plugin"].get<std::string>();
+        p.loaded = &registry.require(FT_KIND_PARAM, p.plugin);
+        p.config = section_from_json(stage["param_config"], sj.string() + " param_config");
+        s->apply_param(p);
+        const fs::path f = final_dir / "adapter.safetensors";
+        s->load_parameters(load_safetensors(f.string()), s->trainable_parameters(), f.string());
+        s->merge_param();
+    }
+    return s;
+}
+
+}  // namespace fthost::host

@@ -1,0 +1,73 @@
+// model_session.hpp — one model instance with its parameterisation, built from plugins:
+// the host's handle for forward passes, token log-probs, weights in and out.
+#pragma once
+
+#include "config/run_config.hpp"
+#include "data/batch_stream.hpp"
+#include "io/safetensors.hpp"
+
+#include <fthost/fthost.h>
+#include <nlohmann/json.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace fthost::host {
+
+// ft_batch view of a HostBatch (pointers into it: keep the HostBatch alive).
+ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch);
+
+nlohmann::json section_to_json(const Section& s);
+Section section_from_json(const nlohmann::json& j, const std::string& path);
+
+class ModelSession {
+public:
+    // A fresh model from its plugin (random init from the current seed).
+    ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device);
+    // The model saved in a stage's final/ directory, with any adapter merged in.
+    static std::unique_ptr<ModelSession> from_stage_dir(const std::filesystem::path& final_dir,
+                                                        const PluginRegistry& registry, at::Device device);
+    ~ModelSession();
+    ModelSession(const ModelSession&) = delete;
+    ModelSession& operator=(const ModelSession&) = delete;
+
+    // Installs a parameterisation (lora, full, ...) on the model.
+    void apply_param(const PluginSection& param);
+    // Folds the parameterisation into the base weights and removes it.
+    void merge_param();
+
+    at::Tensor hidden_states(HostBatch& batch);
+    at::Tensor logits(const at::Tensor& hidden);
+    // log p(labels[t] | tokens < t) as [B, T] float32 (0 where ignored).
+    at::Tensor token_logprobs(const ft_batch& batch, bool reference);
+
+    TensorList model_parameters() const;
+    TensorList trainable_parameters() const;
+    bool is_full() const;
+    void set_training(bool on);
+    void set_adapters_enabled(bool on);
+    // Copies tensors into the named parameters; missing or unexpected names are errors.
+    void load_parameters(const std::map<std::string, at::Tensor>& tensors, const TensorList& into, const std::string& from);
+
+    // Writes final/: stage.json plus model.safetensors (full) or adapter.safetensors and
+    // a pointer to the base stage directory.
+    void save_final(const std::filesystem::path& dir, const std::filesystem::path& base_dir) const;
+
+    int64_t vocab_size() const;
+    at::Device device() const { return device_; }
+    const PluginSection& model_section() const { return model_; }
+
+private:
+    PluginSection model_, param_;
+    const ft_model_vtable* mvt_ = nullptr;
+    ft_model* model_handle_ = nullptr;
+    const ft_param_vtable* pvt_ = nullptr;
+    ft_param* param_handle_ = nullptr;
+    at::Device device_;
+};
+
+}  // namespace fthost::host

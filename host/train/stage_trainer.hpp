@@ -1,0 +1,28 @@
+// stage_trainer.hpp — trains one [[stage]] top to bottom: data, model, parameterisation,
+// objective; the optimisation loop with accumulation, clipping, schedule, eval, early
+// stopping and checkpoints; then the stage's final/ directory and its summary.
+#pragma once
+
+#include "config/run_config.hpp"
+#include "run/run_dir.hpp"
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+namespace fthost::host {
+
+struct StageOptions {
+    bool resume = false;
+    bool quiet = false;  // no progress line (tests)
+    // Stop after this many optimizer steps, as if interrupted (tests of --resume); 0 = off.
+    int64_t stop_after_steps = 0;
+};
+
+// Runs stage `index` of `rc` into `dir`; returns its summary entry.
+nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
+                           at::Device device, const StageOptions& opts);
+
+// The device a config asks for: cpu, cuda, or auto (cuda when available).
+at::Device resolve_device(const std::string& device);
+
+}  // namespace fthost::host

@@ -1,0 +1,142 @@
+// decoder — a Llama-family decoder: RMSNorm, rotary position embeddings, SwiGLU MLP,
+// grouped-query attention through scaled_dot_product_attention, optional tied
+// embeddings. Parameter names are Hugging Face's LlamaForCausalLM names, and every
+// attention and MLP projection is a linear site that param plugins can adapt.
+#include <fthost/torch.hpp>
+
+#include <cmath>
+
+namespace {
+
+using fthost::option;
+
+const ft_option kOptions[] = {
+    option("vocab_size", FT_OPT_INT, "32000", "vocabulary size (the host sets its tokenizer's size unless given)"),
+    option("hidden_size", FT_OPT_INT, "256", "model width"),
+    option("intermediate_size", FT_OPT_INT, "688", "SwiGLU MLP width"),
+    option("num_hidden_layers", FT_OPT_INT, "4", "decoder layers"),
+    option("num_attention_heads", FT_OPT_INT, "4", "query heads"),
+    option("num_key_value_heads", FT_OPT_INT, "0", "key/value heads for grouped-query attention (0 = num_attention_heads)"),
+    option("rope_theta", FT_OPT_FLOAT, "10000.0", "rotary embedding base"),
+    option("rms_norm_eps", FT_OPT_FLOAT, "1e-6", "RMSNorm epsilon"),
+    option("tie_word_embeddings", FT_OPT_BOOL, "false", "the LM head reuses the input embedding"),
+    option("initializer_range", FT_OPT_FLOAT, "0.02", "std of the normal initialisation"),
+};
+
+class Decoder : public fthost::ModelBase {
+public:
+    Decoder(const fthost::Host&, const fthost::Config& cfg)
+        : vocab_(cfg.get_int("vocab_size")),
+          hidden_(cfg.get_int("hidden_size")),
+          heads_(cfg.get_int("num_attention_heads")),
+          kv_heads_(cfg.get_int("num_key_value_heads") > 0 ? cfg.get_int("num_key_value_heads") : heads_),
+          theta_(cfg.get_float("rope_theta")),
+          eps_(cfg.get_float("rms_norm_eps")),
+          tied_(cfg.get_bool("tie_word_embeddings")) {
+        const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
+        if (vocab_ < 1) cfg.fail("vocab_size", "must be positive");
+        if (hidden_ < 1 || layers < 1 || inter < 1) cfg.fail("hidden_size", "sizes must be positive");
+        if (heads_ < 1 || hidden_ % heads_ != 0) cfg.fail("num_attention_heads", "must divide hidden_size");
+        if (heads_ % kv_heads_ != 0) cfg.fail("num_key_value_heads", "must divide num_attention_heads");
+        head_dim_ = hidden_ / heads_;
+        if (head_dim_ % 2 != 0) cfg.fail("num_attention_heads", "hidden_size / num_attention_heads must be even (rotary)");
+        const double std = cfg.get_float("initializer_range");
+        const auto opts = at::TensorOptions().dtype(at::kFloat);
+        embed_ = register_parameter("model.embed_tokens.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
+        for (int64_t i = 0; i < layers; ++i) {
+            const std::string p = "model.layers." + std::to_string(i) + ".";
+            Layer l;
+            l.input_norm = register_parameter(p + "input_layernorm.weight", at::ones({hidden_}, opts));
+            l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts);
+            l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts);
+            l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts);
+            l.o = &linear(p + "self_attn.o_proj", heads_ * head_dim_, hidden_, std, opts);
+            l.post_norm = register_parameter(p + "post_attention_layernorm.weight", at::ones({hidden_}, opts));
+            l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts);
+            l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts);
+            l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts);
+            layers_.push_back(l);
+        }
+        norm_ = register_parameter("model.norm.weight", at::ones({hidden_}, opts));
+        if (!tied_) lm_head_ = register_parameter("lm_head.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
+    }
+
+    at::Tensor forward(const fthost::BatchView& b) {
+        const auto& ids = b.input_ids;
+        const int64_t B = ids.size(0), T = ids.size(1);
+        at::Tensor x = at::embedding(embed_, ids);
+        auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
+        // One document per row with no padding: plain causal attention (the flash path).
+        // Otherwise a mask keeps every token inside its own document.
+        std::optional<at::Tensor> mask;
+        const at::Tensor& seq = b.sequence_ids;
+        const bool plain = seq.eq(seq.select(1, 0).unsqueeze(1)).all().item<bool>() && seq.ge(0).all().item<bool>();
+        if (!plain) {
+            at::Tensor same = seq.unsqueeze(2).eq(seq.unsqueeze(1));
+            at::Tensor causal = at::ones({T, T}, seq.options().dtype(at::kBool)).tril();
+            mask = (same & causal).unsqueeze(1);
+        }
+        for (const Layer& l : layers_) {
+            at::Tensor h = rms_norm(x, l.input_norm);
+            at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_}).transpose(1, 2);
+            at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+            at::Tensor v = (*l.v)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+            q = q * cos + rotate_half(q) * sin;
+            k = k * cos + rotate_half(k) * sin;
+            at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/!mask.has_value(),
+                                                            std::nullopt, /*enable_gqa=*/kv_heads_ != heads_);
+            x = x + (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
+            h = rms_norm(x, l.post_norm);
+            x = x + (*l.down)(at::silu((*l.gate)(h)) * (*l.up)(h));
+        }
+        return rms_norm(x, norm_);
+    }
+
+    at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
+    int64_t vocab_size() const { return vocab_; }
+
+private:
+    struct Layer {
+        at::Tensor input_norm, post_norm;
+        fthost::LinearSite *q, *k, *v, *o, *gate, *up, *down;
+    };
+
+    fthost::LinearSite& linear(const std::string& name, int64_t in, int64_t out, double std, const at::TensorOptions& o) {
+        auto& site = register_linear(name, in, out, /*bias=*/false, o);
+        at::NoGradGuard ng;
+        site.weight.normal_(0, std);
+        return site;
+    }
+
+    // Hugging Face's LlamaRMSNorm: normalise in fp32, scale in the input's dtype.
+    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+        at::Tensor xf = x.to(at::kFloat);
+        xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps_);
+        return w * xf.to(x.scalar_type());
+    }
+
+    // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
+    std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {
+        at::Tensor inv = 1.0 / at::pow(theta_, at::arange(0, head_dim_, 2, pos.options().dtype(at::kFloat)) /
+                                                   static_cast<double>(head_dim_));
+        at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv;
+        at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
+        return {emb.cos().to(dtype), emb.sin().to(dtype)};
+    }
+
+    static at::Tensor rotate_half(const at::Tensor& x) {
+        const int64_t h = x.size(-1) / 2;
+        return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+    }
+
+    int64_t vocab_, hidden_, heads_, kv_heads_, head_dim_ = 0;
+    double theta_, eps_;
+    bool tied_;
+    at::Tensor embed_, norm_, lm_head_;
+    std::vector<Layer> layers_;
+};
+
+}  // namespace
+
+FTHOST_MODEL(decoder, Decoder, "decoder", "0.1.0", "Llama-family decoder (RMSNorm, RoPE, SwiGLU, GQA)", kOptions);
+FTHOST_PLUGINS(decoder)

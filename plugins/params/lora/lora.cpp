@@ -1,0 +1,115 @@
+// lora — low-rank adapters as PEFT computes them (peft/tuners/lora/layer.py):
+//   y = x W^T + b + s * dropout(x) A^T B^T,   s = alpha / r   (alpha / sqrt(r) with rsLoRA)
+// A [r, in] ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B [out, r] = 0,
+// so a fresh adapter leaves the model unchanged. Base weights are frozen. Tensor names
+// follow PEFT's saved adapters: base_model.model.<site>.lora_A.weight / lora_B.weight.
+#include <fthost/torch.hpp>
+
+#include <cmath>
+
+namespace {
+
+using fthost::option;
+
+const ft_option kOptions[] = {
+    option("r", FT_OPT_INT, "8", "adapter rank"),
+    option("lora_alpha", FT_OPT_FLOAT, "8.0", "scaling numerator: s = lora_alpha / r"),
+    option("lora_dropout", FT_OPT_FLOAT, "0.0", "dropout on the adapter branch input"),
+    option("target_modules", FT_OPT_STRING_LIST, "[\"q_proj\", \"v_proj\"]",
+           "site names or name suffixes to adapt; [\"all-linear\"] adapts every linear site"),
+    option("use_rslora", FT_OPT_BOOL, "false", "rank-stabilised scaling s = lora_alpha / sqrt(r)"),
+    option("init_lora_weights", FT_OPT_STRING, "\"kaiming\"", "A's initialisation: kaiming or gaussian (B is always 0)"),
+};
+
+// PEFT's rule: a target matches the whole name or its last dotted components.
+bool targeted(const std::string& site, const std::vector<std::string>& targets) {
+    for (const auto& t : targets) {
+        if (t == "all-linear" || site == t) return true;
+        if (site.size() > t.size() && site.compare(site.size() - t.size(), t.size(), t) == 0 &&
+            site[site.size() - t.size() - 1] == '.')
+            return true;
+    }
+    return false;
+}
+
+class Lora : public fthost::ParamBase {
+public:
+    Lora(const fthost::Host&, const fthost::Config& cfg, fthost::ModelRef model) : ParamBase(model) {
+        const int64_t r = cfg.get_int("r");
+        if (r < 1) cfg.fail("r", "must be at least 1");
+        const double alpha = cfg.get_float("lora_alpha");
+        scale_ = cfg.get_bool("use_rslora") ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+        dropout_ = cfg.get_float("lora_dropout");
+        if (dropout_ < 0 || dropout_ >= 1) cfg.fail("lora_dropout", "must be in [0, 1)");
+        const std::string init = cfg.get_string("init_lora_weights");
+        if (init != "kaiming" && init != "gaussian") cfg.fail("init_lora_weights", "must be kaiming or gaussian");
+        const auto targets = cfg.get_string_list("target_modules");
+        if (targets.empty()) cfg.fail("target_modules", "names no site");
+
+        for (auto& [_, p] : model.named_parameters()) p.set_requires_grad(false);
+        for (const auto& site : model.sites()) {
+            if (!targeted(site.name, targets)) continue;
+            Adapter a;
+            a.site = site;
+            const auto opts = site.weight.options();
+            at::NoGradGuard ng;
+            if (init == "gaussian")
+                a.A = at::empty({r, site.in_features}, opts).normal_(0, 1.0 / static_cast<double>(r));
+            else {
+                const double bound = 1.0 / std::sqrt(static_cast<double>(site.in_features));
+                a.A = at::empty({r, site.in_features}, opts).uniform_(-bound, bound);
+            }
+            a.B = at::zeros({site.out_features, r}, opts);
+            a.A.set_requires_grad(true);
+            a.B.set_requires_grad(true);
+            adapters_.push_back(a);
+        }
+        if (adapters_.empty()) cfg.fail("target_modules", "matches none of the model's linear sites");
+        for (size_t i = 0; i < adapters_.size(); ++i) install(adapters_[i].site.index, [this, i](const at::Tensor& x) { return forward(i, x); });
+    }
+
+    fthost::NamedTensors trainable_parameters() {
+        fthost::NamedTensors out;
+        for (const auto& a : adapters_) {
+            out.emplace_back("base_model.model." + a.site.name + ".lora_A.weight", a.A);
+            out.emplace_back("base_model.model." + a.site.name + ".lora_B.weight", a.B);
+        }
+        return out;
+    }
+    bool is_full() const { return false; }
+    void set_enabled(bool on) { enabled_ = on; }
+
+    // W <- W + s B A, then the sites compute the plain linear again.
+    void merge() {
+        at::NoGradGuard ng;
+        for (const auto& a : adapters_) {
+            at::Tensor delta = at::matmul(a.B.to(at::kFloat), a.A.to(at::kFloat)) * scale_;
+            a.site.weight.add_(delta.to(a.site.weight.scalar_type()));
+            uninstall(a.site.index);
+        }
+        adapters_.clear();
+    }
+
+private:
+    struct Adapter {
+        fthost::ModelRef::Site site;
+        at::Tensor A, B;
+    };
+
+    at::Tensor forward(size_t i, const at::Tensor& x) const {
+        const Adapter& a = adapters_[i];
+        at::Tensor y = at::linear(x, a.site.weight, a.site.bias);
+        if (!enabled_) return y;
+        at::Tensor xd = dropout_ > 0 ? at::dropout(x, dropout_, training()) : x;
+        return y + at::linear(at::linear(xd, a.A), a.B) * scale_;
+    }
+
+    std::vector<Adapter> adapters_;
+    double scale_ = 1.0, dropout_ = 0.0;
+    bool enabled_ = true;
+};
+
+}  // namespace
+
+FTHOST_PARAM(lora, Lora, "lora", "0.1.0", "LoRA adapters (PEFT-compatible names and maths)", kOptions);
+FTHOST_PLUGINS(lora)

@@ -1,0 +1,295 @@
+/*
+ * fthost.h — the stable C ABI between the fthost host and its plugins.
+ *
+ * Rules of this boundary (docs/PLUGINS.md explains them with examples):
+ *  - One exported symbol per shared library: FTHOST_ENTRY_SYMBOL. It returns an
+ *    array of plugin descriptors; a library may carry several plugins.
+ *  - Every struct that can grow starts with `uint32_t struct_size` and only ever grows
+ *    at its end. The host reads no field past struct_size.
+ *  - ABI major must equal the host's. A plugin built against an older minor is loaded;
+ *    one built against a newer minor is loaded only if the host knows its struct sizes.
+ *  - No C++ type, exception or allocator crosses this boundary: functions return an
+ *    ft_status and write a message into the caller's ft_error.
+ *  - Tensors cross as opaque ft_tensor handles. In a LibTorch build a handle owns one
+ *    reference to a tensor; "new" handles must be released with
+ *    ft_host_api.tensor_release, "borrowed" ones must not. Only plugins built with the
+ *    host's LibTorch major.minor may touch tensors (the loader checks this).
+ *  - Graders use strings only and need no LibTorch at all.
+ *  - Plugins are never unloaded.
+ */
+#ifndef FTHOST_FTHOST_H
+#define FTHOST_FTHOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- versions ------------------------------------------------------------------ */
+
+#define FTHOST_ABI_MAJOR 1
+#define FTHOST_ABI_MINOR 0
+
+#define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
+
+#if defined(_WIN32)
+#define FTHOST_EXPORT __declspec(dllexport)
+#else
+#define FTHOST_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* ---- status and errors ----------------------------------------------------------- */
+
+typedef int32_t ft_status;
+#define FT_OK 0
+#define FT_ERR_INVALID_ARGUMENT 1 /* the caller passed something unusable */
+#define FT_ERR_CONFIG 2           /* a config value is out of range or inconsistent */
+#define FT_ERR_RUNTIME 3          /* anything that went wrong while computing */
+#define FT_ERR_UNSUPPORTED 4      /* the plugin does not implement this */
+#define FT_ERR_OUT_OF_MEMORY 5
+
+#define FT_ERROR_MESSAGE_SIZE 1024
+/* Filled by the callee when it returns a status other than FT_OK. */
+typedef struct ft_error {
+    char message[FT_ERROR_MESSAGE_SIZE];
+} ft_error;
+
+/* ---- opaque handles ---------------------------------------------------------------- */
+
+typedef struct ft_tensor_s* ft_tensor;       /* one reference to a LibTorch tensor */
+typedef struct ft_config_s ft_config;        /* a plugin's validated config section */
+typedef struct ft_model_s ft_model;          /* a model instance (plugin-owned) */
+typedef struct ft_param_s ft_param;          /* a parameterisation instance */
+typedef struct ft_objective_s ft_objective;  /* an objective instance */
+typedef struct ft_grader_s ft_grader;        /* a grader instance */
+typedef struct ft_run_s ft_run;              /* the host's view of the running stage */
+
+/* ---- plugin kinds -------------------------------------------------------------------- */
+
+typedef int32_t ft_kind;
+#define FT_KIND_MODEL 1
+#define FT_KIND_PARAM 2
+#define FT_KIND_OBJECTIVE 3
+#define FT_KIND_GRADER 4
+
+/* ---- declared options: the host validates a plugin's config section from these ---- */
+
+typedef int32_t ft_option_type;
+#define FT_OPT_INT 1
+#define FT_OPT_FLOAT 2 /* an integer literal is accepted too */
+#define FT_OPT_BOOL 3
+#define FT_OPT_STRING 4
+#define FT_OPT_STRING_LIST 5
+
+typedef struct ft_option {
+    uint32_t struct_size;
+    const char* name;
+    ft_option_type type;
+    int32_t required;          /* 1: the key must be present */
+    const char* default_value; /* TOML literal ("8", "0.1", "true", "\"x\"", "[]"), or NULL */
+    const char* help;          /* one line, shown by `fthost plugins --options` */
+} ft_option;
+
+/* ---- the host's services, handed to every create() ---------------------------------- */
+
+typedef int32_t ft_log_level;
+#define FT_LOG_DEBUG 0
+#define FT_LOG_INFO 1
+#define FT_LOG_WARN 2
+#define FT_LOG_ERROR 3
+
+typedef struct ft_host_api {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    void (*log)(ft_log_level level, const char* plugin_name, const char* message);
+
+    /* Config look-ups. The host validated the section against the plugin's options
+       and filled defaults, so a declared key always has a value of its type. Strings
+       stay valid for the life of the config. */
+    int32_t (*config_has)(const ft_config* cfg, const char* key);
+    int64_t (*config_int)(const ft_config* cfg, const char* key);
+    double (*config_float)(const ft_config* cfg, const char* key);
+    int32_t (*config_bool)(const ft_config* cfg, const char* key);
+    const char* (*config_string)(const ft_config* cfg, const char* key);
+    uint32_t (*config_list_size)(const ft_config* cfg, const char* key);
+    const char* (*config_list_item)(const ft_config* cfg, const char* key, uint32_t index);
+    /* "file:line:column" of the key, for error messages; "" if unknown. */
+    const char* (*config_where)(const ft_config* cfg, const char* key);
+
+    uint64_t (*seed)(void);
+    void (*tensor_release)(ft_tensor t);
+
+    /* Run services for objectives (LibTorch plugins only). */
+    /* Per-token log-probability of each label under the model, [B, T] float32,
+       0 where the label is ignored; `reference` = 1 computes it with adapters off
+       (or under the frozen reference copy) and without gradients. New handle. */
+    ft_status (*run_token_logprobs)(ft_run* run, const struct ft_batch* batch, int32_t reference,
+                                    ft_tensor* out, ft_error* err);
+    /* Reports a named scalar (detached) for metrics.jsonl, averaged over the log window. */
+    void (*run_metric)(ft_run* run, const char* name, double value);
+} ft_host_api;
+
+/* ---- batches ----------------------------------------------------------------------- */
+
+typedef struct ft_named_tensor {
+    const char* name;
+    ft_tensor tensor; /* borrowed */
+} ft_named_tensor;
+
+/* One batch for every objective. All tensors are borrowed and int64 [B, T].
+   Sequence ids mark documents inside a packed row: a token attends only to earlier
+   tokens with the same id; padding has id -1. Position ids restart at 0 for each
+   document. Labels are not shifted: labels[b][t] is the target of the prediction made
+   at t-1; -100 is ignored. */
+typedef struct ft_batch {
+    uint32_t struct_size;
+    ft_tensor input_ids;
+    ft_tensor labels;
+    ft_tensor position_ids;
+    ft_tensor sequence_ids;
+    /* Label tokens over the whole effective batch (all accumulation micro-batches),
+       so that a per-token mean over the effective batch is one division. */
+    int64_t num_items_in_batch;
+    /* Architecture-specific inputs by name: "pixel_values", "decoder_input_ids", ... */
+    const ft_named_tensor* extras;
+    uint32_t extra_count;
+} ft_batch;
+
+/* ---- model plugins ------------------------------------------------------------------ */
+
+/* A linear site: one adaptable projection y = x W^T + b inside the model. The model
+   calls the installed forward for it, or the plain linear when none is installed. */
+typedef ft_status (*ft_linear_forward_fn)(void* ctx, ft_tensor x, ft_tensor* y_out, ft_error* err);
+
+typedef struct ft_linear_site {
+    uint32_t struct_size;
+    const char* name;    /* e.g. "model.layers.3.self_attn.q_proj" */
+    int64_t in_features;
+    int64_t out_features;
+    ft_tensor weight;    /* borrowed, [out, in] */
+    ft_tensor bias;      /* borrowed, or NULL */
+} ft_linear_site;
+
+typedef void (*ft_tensor_visitor)(void* user, const char* name, ft_tensor tensor /* borrowed */);
+
+typedef struct ft_model_output {
+    uint32_t struct_size;
+    ft_tensor hidden_states; /* new: final normalised hidden states [B, T, H] */
+} ft_model_output;
+
+typedef struct ft_model_vtable {
+    uint32_t struct_size;
+    ft_status (*create)(const ft_host_api* host, const ft_config* cfg, ft_model** out, ft_error* err);
+    void (*destroy)(ft_model* model);
+    /* Every parameter tensor by its Hugging Face name (borrowed). */
+    ft_status (*named_parameters)(ft_model* model, ft_tensor_visitor visit, void* user, ft_error* err);
+    uint32_t (*linear_site_count)(ft_model* model);
+    ft_status (*linear_site)(ft_model* model, uint32_t index, ft_linear_site* out, ft_error* err);
+    /* fn = NULL restores the plain linear. */
+    ft_status (*set_linear_forward)(ft_model* model, uint32_t index, ft_linear_forward_fn fn, void* ctx,
+                                    ft_error* err);
+    ft_status (*forward)(ft_model* model, const ft_batch* batch, ft_model_output* out, ft_error* err);
+    /* Logits for (a chunk of) hidden states: [.., H] -> [.., V]. New handle. Kept apart
+       from forward so the host can compute log-probs chunk by chunk. */
+    ft_status (*lm_head)(ft_model* model, ft_tensor hidden, ft_tensor* logits_out, ft_error* err);
+    void (*set_training)(ft_model* model, int32_t training);
+    int64_t (*vocab_size)(ft_model* model);
+} ft_model_vtable;
+
+/* ---- parameterisation plugins ------------------------------------------------------- */
+
+typedef struct ft_param_vtable {
+    uint32_t struct_size;
+    /* Applies itself to `model`: freezes or unfreezes base weights and installs
+       forwards on the linear sites it targets. */
+    ft_status (*create)(const ft_host_api* host, const ft_config* cfg, const ft_model_vtable* model_vt,
+                        ft_model* model, ft_param** out, ft_error* err);
+    void (*destroy)(ft_param* param);
+    /* The tensors the optimizer updates, with stable names (these are what an adapter
+       checkpoint holds). */
+    ft_status (*trainable_parameters)(ft_param* param, ft_tensor_visitor visit, void* user, ft_error* err);
+    /* 1 if trainable_parameters are the whole model (full fine-tuning), 0 for adapters. */
+    int32_t (*is_full)(ft_param* param);
+    /* enabled = 0 computes as the base model (the reference for preference stages). */
+    ft_status (*set_enabled)(ft_param* param, int32_t enabled, ft_error* err);
+    void (*set_training)(ft_param* param, int32_t training);
+    /* Folds the adapter into the base weights and uninstalls its forwards. */
+    ft_status (*merge)(ft_param* param, ft_error* err);
+} ft_param_vtable;
+
+/* ---- objective plugins -------------------------------------------------------------- */
+
+/* Which tokens of an example the host labels for the objective. */
+typedef int32_t ft_label_policy;
+#define FT_LABELS_ALL 1        /* every token (continued pre-training) */
+#define FT_LABELS_COMPLETION 2 /* completion / assistant tokens only */
+
+typedef struct ft_objective_vtable {
+    uint32_t struct_size;
+    ft_label_policy label_policy;
+    ft_status (*create)(const ft_host_api* host, const ft_config* cfg, ft_objective** out, ft_error* err);
+    void (*destroy)(ft_objective* objective);
+    /* Scalar loss for one micro-batch (new handle), already scaled so that summing over
+       the accumulation micro-batches gives the effective batch's loss. */
+    ft_status (*loss)(ft_objective* objective, ft_run* run, const ft_batch* batch, ft_tensor* loss_out,
+                      ft_error* err);
+} ft_objective_vtable;
+
+/* ---- grader plugins (pure C, no LibTorch) ------------------------------------------- */
+
+typedef struct ft_grade_item {
+    uint32_t struct_size;
+    const char* prompt;
+    const char* completion; /* what the model produced */
+    const char* reference;  /* the dataset's expected answer, or NULL */
+    const char* row_json;   /* the whole dataset row as JSON */
+} ft_grade_item;
+
+typedef struct ft_grade_result {
+    uint32_t struct_size;
+    double score;          /* in [0, 1]; NaN = not applicable (skipped) */
+    char reason[128];      /* optional, NUL-terminated */
+} ft_grade_result;
+
+typedef struct ft_grader_vtable {
+    uint32_t struct_size;
+    ft_status (*create)(const ft_host_api* host, const ft_config* cfg, ft_grader** out, ft_error* err);
+    void (*destroy)(ft_grader* grader);
+    ft_status (*grade)(ft_grader* grader, const ft_grade_item* items, uint32_t count, ft_grade_result* results,
+                       ft_error* err);
+} ft_grader_vtable;
+
+/* ---- descriptors and the entry point ----------------------------------------------- */
+
+#define FT_PLUGIN_THREAD_SAFE 1u /* callbacks may be called from several threads at once */
+
+typedef struct ft_plugin_desc {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    ft_kind kind;
+    uint32_t flags;
+    const char* name;
+    const char* version;
+    const char* description;
+    /* "MAJOR.MINOR" of the LibTorch the plugin was built with, or NULL if it does not
+       use LibTorch (graders). */
+    const char* torch_version;
+    const ft_option* options;
+    uint32_t option_count;
+    /* ft_model_vtable / ft_param_vtable / ft_objective_vtable / ft_grader_vtable by kind. */
+    const void* vtable;
+} ft_plugin_desc;
+
+/* The one exported function of a plugin library. */
+typedef const ft_plugin_desc* const* (*ft_entry_fn)(uint32_t* count);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* FTHOST_FTHOST_H */

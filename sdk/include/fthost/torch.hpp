@@ -1,0 +1,335 @@
+// torch.hpp — the LibTorch half of the C++ layer: tensor handles as at::Tensor, and
+// one macro per kind (FTHOST_MODEL, FTHOST_PARAM, FTHOST_OBJECTIVE) that turns a C++
+// class into the C function tables of fthost.h.
+#pragma once
+
+#include <fthost/plugin.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/headeronly/version.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <utility>
+
+#define FTHOST_DETAIL_STR2(x) #x
+#define FTHOST_DETAIL_STR(x) FTHOST_DETAIL_STR2(x)
+// The LibTorch major.minor a plugin is built with; the host refuses a mismatch.
+#define FTHOST_TORCH_VERSION FTHOST_DETAIL_STR(TORCH_VERSION_MAJOR) "." FTHOST_DETAIL_STR(TORCH_VERSION_MINOR)
+
+namespace fthost {
+inline namespace v1 {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// ---- handles ---------------------------------------------------------------------------
+// A handle is a heap-allocated at::Tensor (one reference). Both sides use the same
+// LibTorch major.minor, which the loader checks.
+inline ft_tensor new_handle(at::Tensor t) { return reinterpret_cast<ft_tensor>(new at::Tensor(std::move(t))); }
+inline const at::Tensor& borrow(ft_tensor h) { return *reinterpret_cast<at::Tensor*>(h); }
+inline at::Tensor take(ft_tensor h) {
+    auto* p = reinterpret_cast<at::Tensor*>(h);
+    at::Tensor t = std::move(*p);
+    delete p;
+    return t;
+}
+inline at::Tensor borrow_or_undefined(ft_tensor h) { return h ? borrow(h) : at::Tensor(); }
+
+// A batch with its tensors borrowed as at::Tensor.
+struct BatchView {
+    at::Tensor input_ids, labels, position_ids, sequence_ids;
+    int64_t num_items_in_batch = 0;
+    std::map<std::string, at::Tensor> extras;
+
+    explicit BatchView(const ft_batch& b)
+        : input_ids(borrow(b.input_ids)),
+          labels(borrow(b.labels)),
+          position_ids(borrow(b.position_ids)),
+          sequence_ids(borrow(b.sequence_ids)),
+          num_items_in_batch(b.num_items_in_batch) {
+        for (uint32_t i = 0; i < b.extra_count; ++i) extras.emplace(b.extras[i].name, borrow(b.extras[i].tensor));
+    }
+};
+
+inline void visit_all(const NamedTensors& tensors, ft_tensor_visitor visit, void* user) {
+    for (const auto& [name, t] : tensors) visit(user, name.c_str(), reinterpret_cast<ft_tensor>(const_cast<at::Tensor*>(&t)));
+}
+
+// ---- models -----------------------------------------------------------------------------
+
+// One adaptable projection. The model calls it like a linear layer; a param plugin may
+// have installed its own forward for it.
+struct LinearSite {
+    std::string name;
+    int64_t in_features = 0, out_features = 0;
+    at::Tensor weight, bias;
+    ft_linear_forward_fn fn = nullptr;
+    void* ctx = nullptr;
+
+    at::Tensor operator()(const at::Tensor& x) const {
+        if (!fn) return at::linear(x, weight, bias);
+        at::Tensor in = x;
+        ft_tensor y = nullptr;
+        ft_error err{};
+        const ft_status s = fn(ctx, reinterpret_cast<ft_tensor>(&in), &y, &err);
+        if (s != FT_OK) throw Error(name + ": " + err.message, s);
+        return take(y);
+    }
+};
+
+// Base for model plugins: holds the named parameters and the linear sites. A model
+// class adds forward(), lm_head(), vocab_size().
+class ModelBase {
+public:
+    virtual ~ModelBase() = default;
+    const NamedTensors& parameters() const { return params_; }
+    std::vector<std::unique_ptr<LinearSite>>& sites() { return sites_; }
+    bool training() const { return training_; }
+    void set_training(bool on) { training_ = on; }
+
+protected:
+    at::Tensor register_parameter(const std::string& name, at::Tensor t) {
+        t.set_requires_grad(true);
+        params_.emplace_back(name, t);
+        return t;
+    }
+    // Registers "<name>.weight" (and "<name>.bias") and returns the site to call.
+    LinearSite& register_linear(const std::string& name, int64_t in, int64_t out, bool bias,
+                                const at::TensorOptions& opts) {
+        auto site = std::make_unique<LinearSite>();
+        site->name = name;
+        site->in_features = in;
+        site->out_features = out;
+        // nn.Linear's default init: U(-1/sqrt(in), 1/sqrt(in)); models usually re-init.
+        const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+        site->weight = register_parameter(name + ".weight", at::empty({out, in}, opts).uniform_(-bound, bound));
+        if (bias) site->bias = register_parameter(name + ".bias", at::zeros({out}, opts));
+        sites_.push_back(std::move(site));
+        return *sites_.back();
+    }
+
+private:
+    NamedTensors params_;
+    std::vector<std::unique_ptr<LinearSite>> sites_;
+    bool training_ = true;
+};
+
+namespace detail {
+template <class M>
+struct ModelThunks {
+    static M& self(ft_model* m) { return *reinterpret_cast<M*>(m); }
+    static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_model** out, ft_error* err) {
+        return guard(err, [&] { *out = reinterpret_cast<ft_model*>(new M(Host(host), Config(host, cfg))); });
+    }
+    static void destroy(ft_model* m) { delete &self(m); }
+    static ft_status named_parameters(ft_model* m, ft_tensor_visitor visit, void* user, ft_error* err) {
+        return guard(err, [&] { visit_all(self(m).parameters(), visit, user); });
+    }
+    static uint32_t site_count(ft_model* m) { return static_cast<uint32_t>(self(m).sites().size()); }
+    static ft_status site(ft_model* m, uint32_t i, ft_linear_site* out, ft_error* err) {
+        return guard(err, [&] {
+            auto& s = *self(m).sites().at(i);
+            out->struct_size = sizeof(ft_linear_site);
+            out->name = s.name.c_str();
+            out->in_features = s.in_features;
+            out->out_features = s.out_features;
+            out->weight = reinterpret_cast<ft_tensor>(&s.weight);
+            out->bias = s.bias.defined() ? reinterpret_cast<ft_tensor>(&s.bias) : nullptr;
+        });
+    }
+    static ft_status set_forward(ft_model* m, uint32_t i, ft_linear_forward_fn fn, void* ctx, ft_error* err) {
+        return guard(err, [&] {
+            auto& s = *self(m).sites().at(i);
+            s.fn = fn;
+            s.ctx = ctx;
+        });
+    }
+    static ft_status forward(ft_model* m, const ft_batch* batch, ft_model_output* out, ft_error* err) {
+        return guard(err, [&] { out->hidden_states = new_handle(self(m).forward(BatchView(*batch))); });
+    }
+    static ft_status lm_head(ft_model* m, ft_tensor hidden, ft_tensor* out, ft_error* err) {
+        return guard(err, [&] { *out = new_handle(self(m).lm_head(borrow(hidden))); });
+    }
+    static void set_training(ft_model* m, int32_t on) { self(m).set_training(on != 0); }
+    static int64_t vocab_size(ft_model* m) { return self(m).vocab_size(); }
+    static constexpr ft_model_vtable vtable{sizeof(ft_model_vtable), &create, &destroy, &named_parameters,
+                                            &site_count, &site, &set_forward, &forward, &lm_head,
+                                            &set_training, &vocab_size};
+};
+}  // namespace detail
+
+// ---- parameterisations --------------------------------------------------------------------
+
+// A param plugin's view of the model it adapts.
+class ModelRef {
+public:
+    struct Site {
+        uint32_t index;
+        std::string name;
+        int64_t in_features, out_features;
+        at::Tensor weight, bias;
+    };
+    ModelRef(const ft_model_vtable* vt, ft_model* m) : vt_(vt), m_(m) {}
+
+    std::vector<Site> sites() const {
+        std::vector<Site> out;
+        const uint32_t n = vt_->linear_site_count(m_);
+        for (uint32_t i = 0; i < n; ++i) {
+            ft_linear_site s{};
+            ft_error err{};
+            check(vt_->linear_site(m_, i, &s, &err), err);
+            out.push_back({i, s.name, s.in_features, s.out_features, borrow(s.weight), borrow_or_undefined(s.bias)});
+        }
+        return out;
+    }
+    NamedTensors named_parameters() const {
+        NamedTensors out;
+        ft_error err{};
+        check(vt_->named_parameters(
+                  m_, [](void* u, const char* n, ft_tensor t) { static_cast<NamedTensors*>(u)->emplace_back(n, borrow(t)); },
+                  &out, &err),
+              err);
+        return out;
+    }
+    void set_forward(uint32_t index, ft_linear_forward_fn fn, void* ctx) const {
+        ft_error err{};
+        check(vt_->set_linear_forward(m_, index, fn, ctx, &err), err);
+    }
+
+private:
+    const ft_model_vtable* vt_;
+    ft_model* m_;
+};
+
+// Base for param plugins: installs C++ callables as site forwards and keeps them alive.
+class ParamBase {
+public:
+    using Forward = std::function<at::Tensor(const at::Tensor&)>;
+    explicit ParamBase(ModelRef model) : model_(model) {}
+    virtual ~ParamBase() = default;
+    const ModelRef& model() const { return model_; }
+    bool training() const { return training_; }
+    void set_training(bool on) { training_ = on; }
+
+protected:
+    void install(uint32_t site_index, Forward f) {
+        forwards_.push_back(std::make_unique<Forward>(std::move(f)));
+        model_.set_forward(site_index, &call, forwards_.back().get());
+    }
+    void uninstall(uint32_t site_index) { model_.set_forward(site_index, nullptr, nullptr); }
+
+private:
+    static ft_status call(void* ctx, ft_tensor x, ft_tensor* y, ft_error* err) {
+        return guard(err, [&] { *y = new_handle((*static_cast<Forward*>(ctx))(borrow(x))); });
+    }
+    ModelRef model_;
+    std::vector<std::unique_ptr<Forward>> forwards_;
+    bool training_ = true;
+};
+
+namespace detail {
+template <class P>
+struct ParamThunks {
+    static P& self(ft_param* p) { return *reinterpret_cast<P*>(p); }
+    static ft_status create(const ft_host_api* host, const ft_config* cfg, const ft_model_vtable* vt, ft_model* m,
+                            ft_param** out, ft_error* err) {
+        return guard(err, [&] {
+            *out = reinterpret_cast<ft_param*>(new P(Host(host), Config(host, cfg), ModelRef(vt, m)));
+        });
+    }
+    static void destroy(ft_param* p) { delete &self(p); }
+    static ft_status trainable(ft_param* p, ft_tensor_visitor visit, void* user, ft_error* err) {
+        return guard(err, [&] { visit_all(self(p).trainable_parameters(), visit, user); });
+    }
+    static int32_t is_full(ft_param* p) { return self(p).is_full() ? 1 : 0; }
+    static ft_status set_enabled(ft_param* p, int32_t on, ft_error* err) {
+        return guard(err, [&] { self(p).set_enabled(on != 0); });
+    }
+    static void set_training(ft_param* p, int32_t on) { self(p).set_training(on != 0); }
+    static ft_status merge(ft_param* p, ft_error* err) {
+        return guard(err, [&] { self(p).merge(); });
+    }
+    static constexpr ft_param_vtable vtable{sizeof(ft_param_vtable), &create, &destroy, &trainable, &is_full,
+                                            &set_enabled, &set_training, &merge};
+};
+}  // namespace detail
+
+// ---- objectives -----------------------------------------------------------------------------
+
+// What an objective may ask of the running stage.
+class Run {
+public:
+    Run(const ft_host_api* api, ft_run* run, const ft_batch* batch) : api_(api), run_(run), batch_(batch) {}
+    // log p(label_t | tokens < t) per position, 0 where the label is ignored: [B, T].
+    at::Tensor token_logprobs(bool reference = false) const {
+        ft_tensor out = nullptr;
+        ft_error err{};
+        check(api_->run_token_logprobs(run_, batch_, reference ? 1 : 0, &out, &err), err);
+        return take(out);
+    }
+    void metric(const char* name, double value) const { api_->run_metric(run_, name, value); }
+
+private:
+    const ft_host_api* api_;
+    ft_run* run_;
+    const ft_batch* batch_;
+};
+
+namespace detail {
+template <class O>
+struct ObjectiveHolder {
+    ObjectiveHolder(const ft_host_api* host, const ft_config* cfg) : api(host), obj(Host(host), Config(host, cfg)) {}
+    const ft_host_api* api;
+    O obj;
+};
+template <class O, ft_label_policy Policy>
+struct ObjectiveThunks {
+    using H = ObjectiveHolder<O>;
+    static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_objective** out, ft_error* err) {
+        return guard(err, [&] { *out = reinterpret_cast<ft_objective*>(new H(host, cfg)); });
+    }
+    static void destroy(ft_objective* o) { delete reinterpret_cast<H*>(o); }
+    static ft_status loss(ft_objective* o, ft_run* run, const ft_batch* batch, ft_tensor* out, ft_error* err) {
+        return guard(err, [&] {
+            auto* h = reinterpret_cast<H*>(o);
+            Run r(h->api, run, batch);
+            *out = new_handle(h->obj.loss(r, BatchView(*batch)));
+        });
+    }
+    static constexpr ft_objective_vtable vtable{sizeof(ft_objective_vtable), Policy, &create, &destroy, &loss};
+};
+}  // namespace detail
+
+}  // namespace v1
+}  // namespace fthost
+
+#define FTHOST_DETAIL_DESC(ident, kind, name, version, description, options, vt)                          \
+    static const ft_plugin_desc fthost_desc_##ident = {                                                    \
+        sizeof(ft_plugin_desc), FTHOST_ABI_MAJOR, FTHOST_ABI_MINOR, (kind), 0u, (name), (version),        \
+        (description), FTHOST_TORCH_VERSION, ::fthost::detail::option_ptr(options),                      \
+        ::fthost::detail::option_count(options), &(vt)}
+
+// A model class: ModelBase plus
+//   Class(const fthost::Host&, const fthost::Config&)
+//   at::Tensor forward(const fthost::BatchView&)      final hidden states [B, T, H]
+//   at::Tensor lm_head(const at::Tensor& hidden)      logits [.., V]
+//   int64_t vocab_size() const
+#define FTHOST_MODEL(ident, Class, name, version, description, options) \
+    FTHOST_DETAIL_DESC(ident, FT_KIND_MODEL, name, version, description, options, ::fthost::detail::ModelThunks<Class>::vtable)
+
+// A param class: ParamBase plus
+//   Class(const fthost::Host&, const fthost::Config&, fthost::ModelRef)
+//   fthost::NamedTensors trainable_parameters()   bool is_full() const
+//   void set_enabled(bool)                        void merge()
+#define FTHOST_PARAM(ident, Class, name, version, description, options) \
+    FTHOST_DETAIL_DESC(ident, FT_KIND_PARAM, name, version, description, options, ::fthost::detail::ParamThunks<Class>::vtable)
+
+// An objective class:
+//   Class(const fthost::Host&, const fthost::Config&)
+//   at::Tensor loss(fthost::Run&, const fthost::BatchView&)
+// `policy` is FT_LABELS_ALL or FT_LABELS_COMPLETION.
+#define FTHOST_OBJECTIVE(ident, Class, policy, name, version, description, options)                       \
+    FTHOST_DETAIL_DESC(ident, FT_KIND_OBJECTIVE, name, version, description, options,                      \
+                       (::fthost::detail::ObjectiveThunks<Class, policy>::vtable))
