@@ -26,6 +26,8 @@ void AdamW::step(double lr) {
             st.push_back(s.step);
         }
         if (p.empty()) continue;
+        // The fused kernel reads the step count; like torch.optim, count this step first.
+        for (auto& t : st) t.add_(1);
         at::_fused_adamw_(p, g, m, v, {}, st, lr, opts_.beta1, opts_.beta2, decay ? opts_.weight_decay : 0.0, opts_.eps,
                           /*amsgrad=*/false, /*maximize=*/false);
     }
