@@ -70,6 +70,16 @@ static Section check(const toml::table* t, const std::string& file, const std::s
     return validate_section(t, file, path, o, N, d);
 }
 
+// Reads a key that validated; a key with a wrong type was reported and keeps its default.
+template <class T>
+static void read(const Section& s, const char* key, T& out) {
+    if (!s.has(key)) return;
+    if constexpr (std::is_same_v<T, bool>) out = s.get_bool(key);
+    else if constexpr (std::is_same_v<T, std::string>) out = s.get_string(key);
+    else if constexpr (std::is_floating_point_v<T>) out = s.get_float(key);
+    else out = static_cast<T>(s.get_int(key));
+}
+
 const StageConfig& RunConfig::stage(const std::string& n) const {
     for (const auto& s : stages)
         if (s.name == n) return s;
@@ -161,19 +171,19 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
 
     for (const auto& [key, node] : root) {
         const std::string k(key.str());
-        if (k != "run" && k != "stage") diag.add(where_of(file, node), "unknown top-level key '" + k + "' (known: run, stage)");
+        if (k != "run" && k != "stage") diag.add(where_of(file, key.source()), "unknown top-level key '" + k + "' (known: run, stage)");
     }
     const toml::table* run = root["run"].as_table();
     if (!run) diag.add(file, "missing [run] table");
     Section rs = check(run, file, "[run]", kRunOptions, diag);
-    if (rs.has("output_dir")) {
-        rc.name = rs.get_string("name");
-        rc.output_dir = rs.get_string("output_dir");
-        rc.seed = static_cast<uint64_t>(rs.get_int("seed"));
-        rc.threads = rs.get_int("threads");
-        rc.device = rs.get_string("device");
-        rc.tokenizer = rs.get_string("tokenizer");
-        rc.chat_template = rs.get_string("chat_template");
+    {
+        read(rs, "name", rc.name);
+        read(rs, "output_dir", rc.output_dir);
+        read(rs, "seed", rc.seed);
+        read(rs, "threads", rc.threads);
+        read(rs, "device", rc.device);
+        read(rs, "tokenizer", rc.tokenizer);
+        read(rs, "chat_template", rc.chat_template);
         if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
             diag.add(rs.where_of("device"), "device must be cpu, cuda or auto, not '" + rc.device + "'");
         if (rc.tokenizer != "byte") diag.add(rs.where_of("tokenizer"), "unknown tokenizer '" + rc.tokenizer + "' (known: byte)");
@@ -193,9 +203,9 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             const std::string label = "[[stage]] #" + std::to_string(i + 1);
             static const std::set<std::string> subtables = {"model", "param", "objective", "data", "train", "eval", "grader"};
             Section ss = validate_section(st, file, label, kStageOptions, std::size(kStageOptions), diag, subtables);
-            if (ss.has("name")) {
-                sc.name = ss.get_string("name");
-                sc.init_from = ss.get_string("init_from");
+            if (ss.has("name")) {  // else reported as missing
+                read(ss, "name", sc.name);
+                read(ss, "init_from", sc.init_from);
                 if (!seen.insert(sc.name).second) diag.add(sc.where, "duplicate stage name '" + sc.name + "'");
                 if (!sc.init_from.empty() && !seen.count(sc.init_from) )
                     diag.add(sc.where, "stage '" + sc.name + "': init_from '" + sc.init_from +
@@ -224,39 +234,39 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             const toml::table* dt = (*st)["data"].as_table();
             if (!dt) diag.add(sc.where, p + ": missing [stage.data] table");
             Section ds = check(dt, file, p + " data", kDataOptions, diag);
-            if (ds.has("train")) {
-                sc.data.train_file = ds.get_string("train");
-                sc.data.eval_file = ds.get_string("eval");
-                sc.data.eval_fraction = ds.get_float("eval_fraction");
-                sc.data.max_seq_len = ds.get_int("max_seq_len");
-                sc.data.packing = ds.get_bool("packing");
-                sc.data.skip_malformed = ds.get_bool("skip_malformed");
-                sc.data.shuffle = ds.get_bool("shuffle");
+            {
+                read(ds, "train", sc.data.train_file);
+                read(ds, "eval", sc.data.eval_file);
+                read(ds, "eval_fraction", sc.data.eval_fraction);
+                read(ds, "max_seq_len", sc.data.max_seq_len);
+                read(ds, "packing", sc.data.packing);
+                read(ds, "skip_malformed", sc.data.skip_malformed);
+                read(ds, "shuffle", sc.data.shuffle);
                 if (sc.data.eval_fraction < 0 || sc.data.eval_fraction >= 1)
                     diag.add(ds.where_of("eval_fraction"), "eval_fraction must be in [0, 1)");
                 if (sc.data.max_seq_len < 2) diag.add(ds.where_of("max_seq_len"), "max_seq_len must be at least 2");
             }
             Section ts = check((*st)["train"].as_table(), file, p + " train", kTrainOptions, diag);
-            if (ts.has("lr")) {
+            {
                 auto& t = sc.train;
-                t.steps = ts.get_int("steps");
-                t.epochs = ts.get_int("epochs");
-                t.batch_size = ts.get_int("batch_size");
-                t.grad_accum = ts.get_int("grad_accum");
-                t.lr = ts.get_float("lr");
-                t.min_lr_ratio = ts.get_float("min_lr_ratio");
-                t.warmup_steps = ts.get_int("warmup_steps");
-                t.weight_decay = ts.get_float("weight_decay");
-                t.max_grad_norm = ts.get_float("max_grad_norm");
-                t.beta1 = ts.get_float("adam_beta1");
-                t.beta2 = ts.get_float("adam_beta2");
-                t.eps = ts.get_float("adam_eps");
-                t.log_every = ts.get_int("log_every");
-                t.eval_every = ts.get_int("eval_every");
-                t.checkpoint_every = ts.get_int("checkpoint_every");
-                t.keep_checkpoints = ts.get_int("keep_checkpoints");
-                t.early_stopping_patience = ts.get_int("early_stopping_patience");
-                if (t.steps <= 0 && t.epochs <= 0) diag.add(ts.section_where, p + " train: set steps or epochs (> 0)");
+                read(ts, "steps", t.steps);
+                read(ts, "epochs", t.epochs);
+                read(ts, "batch_size", t.batch_size);
+                read(ts, "grad_accum", t.grad_accum);
+                read(ts, "lr", t.lr);
+                read(ts, "min_lr_ratio", t.min_lr_ratio);
+                read(ts, "warmup_steps", t.warmup_steps);
+                read(ts, "weight_decay", t.weight_decay);
+                read(ts, "max_grad_norm", t.max_grad_norm);
+                read(ts, "adam_beta1", t.beta1);
+                read(ts, "adam_beta2", t.beta2);
+                read(ts, "adam_eps", t.eps);
+                read(ts, "log_every", t.log_every);
+                read(ts, "eval_every", t.eval_every);
+                read(ts, "checkpoint_every", t.checkpoint_every);
+                read(ts, "keep_checkpoints", t.keep_checkpoints);
+                read(ts, "early_stopping_patience", t.early_stopping_patience);
+                if (ts.has("steps") && ts.has("epochs") && t.steps <= 0 && t.epochs <= 0) diag.add(ts.section_where, p + " train: set steps or epochs (> 0)");
                 if (t.batch_size < 1) diag.add(ts.where_of("batch_size"), "batch_size must be at least 1");
                 if (t.grad_accum < 1) diag.add(ts.where_of("grad_accum"), "grad_accum must be at least 1");
                 if (t.lr <= 0) diag.add(ts.where_of("lr"), "lr must be positive");
@@ -267,11 +277,11 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                     diag.add(ts.where_of("early_stopping_patience"), "early stopping needs eval_every > 0");
             }
             Section es = check((*st)["eval"].as_table(), file, p + " eval", kEvalOptions, diag);
-            if (es.has("max_new_tokens")) {
-                sc.eval.max_new_tokens = es.get_int("max_new_tokens");
-                sc.eval.batch_size = es.get_int("batch_size");
-                sc.eval.max_examples = es.get_int("max_examples");
-                sc.eval.base = es.get_bool("base");
+            {
+                read(es, "max_new_tokens", sc.eval.max_new_tokens);
+                read(es, "batch_size", sc.eval.batch_size);
+                read(es, "max_examples", sc.eval.max_examples);
+                read(es, "base", sc.eval.base);
             }
             rc.stages.push_back(std::move(sc));
         }

@@ -6,8 +6,9 @@
 
 namespace fthost::host {
 
-std::string where_of(const std::string& file, const toml::node& node) {
-    const auto& src = node.source();
+std::string where_of(const std::string& file, const toml::node& node) { return where_of(file, node.source()); }
+
+std::string where_of(const std::string& file, const toml::source_region& src) {
     if (src.begin.line == 0) return file;
     return file + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column);
 }
@@ -68,11 +69,12 @@ Section validate_section(const toml::table* table, const std::string& file, cons
     std::map<std::string, const ft_option*> declared;
     for (uint32_t i = 0; i < option_count; ++i) declared[options[i].name] = &options[i];
 
+    std::set<std::string> invalid;  // present with a wrong type: reported, no default
     if (table) {
         for (const auto& [key, node] : *table) {
             const std::string k(key.str());
             if (skip.count(k)) continue;
-            const std::string w = where_of(file, node);
+            const std::string w = where_of(file, key.source());
             auto it = declared.find(k);
             if (it == declared.end()) {
                 std::string known;
@@ -83,6 +85,7 @@ Section validate_section(const toml::table* table, const std::string& file, cons
             Value v;
             if (!convert(node, it->second->type, v)) {
                 diag.add(w, "key '" + k + "' in " + path + " must be " + type_name(it->second->type));
+                invalid.insert(k);
                 continue;
             }
             s.values[k] = std::move(v);
@@ -90,7 +93,7 @@ Section validate_section(const toml::table* table, const std::string& file, cons
         }
     }
     for (const auto& [name, opt] : declared) {
-        if (s.has(name)) continue;
+        if (s.has(name) || invalid.count(name)) continue;
         if (opt->required) {
             diag.add(s.section_where, "missing required key '" + name + "' in " + path);
             continue;

@@ -27,6 +27,7 @@ struct Diagnostics {
 
 // "file:line:column" of a TOML node (or of the whole file when it has no source).
 std::string where_of(const std::string& file, const toml::node& node);
+std::string where_of(const std::string& file, const toml::source_region& src);
 
 using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
 

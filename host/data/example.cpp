@@ -84,7 +84,7 @@ Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_lab
     // Nothing predicts the first token of an example; in a packed row the previous
     // position belongs to another example.
     if (!ex.labels.empty()) ex.labels[0] = -100;
-    if (ex.num_labels() == 0) throw std::runtime_error("row has no tokens to learn from after truncation to max_seq_len");
+    if (ex.num_labels() == 0) throw std::runtime_error("row has no tokens to learn from after truncation to max_seq_len = " + std::to_string(max_seq_len) + " (raise [stage.data] max_seq_len)");
     return ex;
 }
 

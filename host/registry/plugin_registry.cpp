@@ -127,18 +127,18 @@ int PluginRegistry::load_file(const fs::path& path) {
             refuse(file, label + ": unknown kind " + std::to_string(d->kind));
             continue;
         }
-        if (!d->vtable || *static_cast<const uint32_t*>(d->vtable) < need) {
-            refuse(file, label + ": function table struct too small (" +
-                             std::to_string(d->vtable ? *static_cast<const uint32_t*>(d->vtable) : 0) + " bytes, needs " +
-                             std::to_string(need) + ")");
-            continue;
-        }
         if (d->kind != FT_KIND_GRADER && !d->torch_version) {
             refuse(file, label + ": uses tensors but declares no LibTorch version");
             continue;
         }
         if (d->torch_version && std::string(d->torch_version) != FTHOST_TORCH_MAJOR_MINOR) {
             refuse(file, label + ": built with LibTorch " + d->torch_version + ", the host uses " + FTHOST_TORCH_MAJOR_MINOR);
+            continue;
+        }
+        if (!d->vtable || *static_cast<const uint32_t*>(d->vtable) < need) {
+            refuse(file, label + ": function table struct too small (" +
+                             std::to_string(d->vtable ? *static_cast<const uint32_t*>(d->vtable) : 0) + " bytes, needs " +
+                             std::to_string(need) + ")");
             continue;
         }
         bool options_ok = true;

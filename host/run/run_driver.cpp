@@ -132,7 +132,9 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
         if (done) continue;
         if (!req.stage_options.quiet) std::cerr << "fthost: stage '" << sc.name << "' (" << sc.objective.plugin << " + "
                                                 << sc.param.plugin << ")\n";
-        nlohmann::json result = train_stage(rc, i, registry, dir, device, req.stage_options);
+        StageOptions so = req.stage_options;
+        so.resume = resume;
+        nlohmann::json result = train_stage(rc, i, registry, dir, device, so);
         nlohmann::json stages = nlohmann::json::array();
         for (const auto& s : summary["stages"])
             if (s["name"] != sc.name) stages.push_back(s);

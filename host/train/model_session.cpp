@@ -117,8 +117,9 @@ at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool reference) {
     at::Tensor hidden = take(out.hidden_states);
     const at::Tensor& labels = borrow(batch.labels);
     const int64_t T = labels.size(1);
-    // Position t-1 predicts label t. Log-probs via gather - logsumexp in fp32.
-    at::Tensor logits = this->logits(hidden.narrow(1, 0, T - 1)).to(at::kFloat);
+    // Position t-1 predicts label t. Log-probs via gather - logsumexp in (at least) fp32.
+    at::Tensor logits = this->logits(hidden.narrow(1, 0, T - 1));
+    logits = logits.to(at::promote_types(logits.scalar_type(), at::kFloat));
     at::Tensor target = labels.narrow(1, 1, T - 1);
     at::Tensor mask = target.ne(-100);
     at::Tensor picked = logits.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1);

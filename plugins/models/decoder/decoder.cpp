@@ -108,18 +108,19 @@ private:
         return site;
     }
 
-    // Hugging Face's LlamaRMSNorm: normalise in fp32, scale in the input's dtype.
+    // Hugging Face's LlamaRMSNorm: normalise in (at least) fp32, scale in the input's dtype.
     at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
-        at::Tensor xf = x.to(at::kFloat);
+        at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
         xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps_);
         return w * xf.to(x.scalar_type());
     }
 
     // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
     std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {
-        at::Tensor inv = 1.0 / at::pow(theta_, at::arange(0, head_dim_, 2, pos.options().dtype(at::kFloat)) /
+        const auto ft = at::promote_types(dtype, at::kFloat);
+        at::Tensor inv = 1.0 / at::pow(theta_, at::arange(0, head_dim_, 2, pos.options().dtype(ft)) /
                                                    static_cast<double>(head_dim_));
-        at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv;
+        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv;
         at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
         return {emb.cos().to(dtype), emb.sin().to(dtype)};
     }

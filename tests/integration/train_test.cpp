@@ -1,0 +1,142 @@
+// Training end to end through the run driver: eval loss falls; a run interrupted after
+// a checkpoint and resumed reproduces the uninterrupted run's losses exactly; the run
+// directory holds what DESIGN.md §6 promises.
+#include "io/atomic_file.hpp"
+#include "run/run_driver.hpp"
+#include "test_support.hpp"
+
+#include <ATen/Parallel.h>
+
+namespace fthost::test {
+namespace {
+
+std::string two_stage_config(const fs::path& out, int64_t finetune_steps, int64_t checkpoint_every) {
+    const std::string data = std::string(FTHOST_SOURCE_DIR) + "/data/quickstart/";
+    return "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 3\n"
+           "[[stage]]\nname = \"pretrain\"\n"
+           "[stage.model]\nplugin = \"decoder\"\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+           "num_attention_heads = 4\nnum_key_value_heads = 2\n"
+           "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"cpt\"\n"
+           "[stage.data]\ntrain = \"" + data + "corpus.jsonl\"\neval_fraction = 0.02\nmax_seq_len = 128\npacking = true\n"
+           "[stage.train]\nsteps = 4\nbatch_size = 4\nlr = 3e-3\nlog_every = 1\n"
+           "[[stage]]\nname = \"finetune\"\ninit_from = \"pretrain\"\n"
+           "[stage.param]\nplugin = \"lora\"\nr = 4\nlora_dropout = 0.1\ntarget_modules = [\"all-linear\"]\n"
+           "[stage.objective]\nplugin = \"sft\"\n"
+           "[stage.data]\ntrain = \"" + data + "train.jsonl\"\neval = \"" + data + "eval.jsonl\"\nmax_seq_len = 96\n"
+           "[stage.train]\nsteps = " + std::to_string(finetune_steps) + "\nbatch_size = 4\ngrad_accum = 2\nlr = 3e-3\n"
+           "warmup_steps = 2\nlog_every = 1\ncheckpoint_every = " + std::to_string(checkpoint_every) + "\n"
+           "[stage.eval]\nmax_examples = 8\nmax_new_tokens = 4\n[[stage.grader]]\nplugin = \"exact_match\"\n";
+}
+
+std::vector<nlohmann::json> metrics(const fs::path& run) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+}
+
+std::vector<std::tuple<std::string, int64_t, double>> losses(const fs::path& run) {
+    std::vector<std::tuple<std::string, int64_t, double>> out;
+    for (const auto& m : metrics(run))
+        if (m.contains("loss")) out.emplace_back(m["stage"], m["step"], m["loss"]);
+    return out;
+}
+
+int run(const fs::path& cfg, const std::string& resume = "", int64_t stop_after = 0) {
+    RunRequest req{cfg.string(), {}, resume, {}};
+    req.stage_options.quiet = true;
+    req.stage_options.stop_after_steps = stop_after;
+    return run_command(req, registry());
+}
+
+TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {
+    at::set_num_threads(2);
+    auto dir = temp_dir("e2e");
+    const std::string data = std::string(FTHOST_SOURCE_DIR) + "/data/quickstart/";
+    write_file(dir / "c.toml", "[run]\noutput_dir = \"" + (dir / "run").string() + "\"\n"
+               "[[stage]]\nname = \"lm\"\n[stage.model]\nplugin = \"decoder\"\nhidden_size = 64\nintermediate_size = 128\n"
+               "num_hidden_layers = 2\nnum_attention_heads = 4\n[stage.param]\nplugin = \"full\"\n"
+               "[stage.objective]\nplugin = \"cpt\"\n[stage.data]\ntrain = \"" + data + "corpus.jsonl\"\n"
+               "eval_fraction = 0.02\nmax_seq_len = 128\npacking = true\n"
+               "[stage.train]\nsteps = 40\nbatch_size = 8\nlr = 3e-3\nwarmup_steps = 4\neval_every = 5\nlog_every = 5\n");
+    ASSERT_EQ(run(dir / "c.toml"), 0);
+    std::vector<double> eval;
+    for (const auto& m : metrics(dir / "run"))
+        if (m.contains("eval/loss")) eval.push_back(m["eval/loss"]);
+    ASSERT_GE(eval.size(), 8u);
+    EXPECT_LT(eval.back(), eval.front() * 0.7) << "eval loss " << eval.front() << " -> " << eval.back();
+    for (const char* f : {"config.toml", "manifest.json", "metrics.jsonl", "summary.json", "stages/lm/final/stage.json",
+                          "stages/lm/final/model.safetensors"})
+        EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+    auto summary = nlohmann::json::parse(read_text(dir / "run/summary.json"));
+    EXPECT_EQ(summary["status"], "completed");
+    EXPECT_EQ(summary["stages"][0]["steps"], 40);
+    EXPECT_DOUBLE_EQ(summary["stages"][0]["eval"]["loss"].get<double>(), eval.back());
+    auto manifest = nlohmann::json::parse(read_text(dir / "run/manifest.json"));
+    EXPECT_EQ(manifest["plugins"].size(), 3u);
+    EXPECT_EQ(manifest["plugins"][0]["sha256"].get<std::string>().size(), 64u);
+    EXPECT_TRUE(manifest.contains("finished"));
+    // A second run into the same directory is refused; nothing in it changes.
+    const auto before = read_text(dir / "run/summary.json");
+    EXPECT_THROW(run(dir / "c.toml"), Error);
+    EXPECT_EQ(read_text(dir / "run/summary.json"), before);
+}
+
+TEST(Training, ResumeReproducesTheUninterruptedLossesExactly) {
+    at::set_num_threads(2);
+    auto dir = temp_dir("resume");
+    write_file(dir / "a.toml", two_stage_config(dir / "a", 8, 3));
+    write_file(dir / "b.toml", two_stage_config(dir / "b", 8, 3));
+    ASSERT_EQ(run(dir / "a.toml"), 0);
+
+    // b stops after step 5 of the finetune stage (checkpoint at step 3), then resumes.
+    ASSERT_EQ(run(dir / "b.toml", "", 5), 3);
+    auto interrupted = nlohmann::json::parse(read_text(dir / "b/summary.json"));
+    EXPECT_EQ(interrupted["status"], "interrupted");
+    EXPECT_TRUE(fs::exists(dir / "b/stages/finetune/checkpoints/step-3/trainer_state.json"));
+    EXPECT_FALSE(fs::exists(dir / "b/stages/finetune/final"));
+    ASSERT_EQ(run(dir / "b.toml", (dir / "b").string()), 0);
+
+    auto la = losses(dir / "a"), lb = losses(dir / "b");
+    ASSERT_EQ(la.size(), 4u + 8u);
+    ASSERT_EQ(la.size(), lb.size());
+    for (size_t i = 0; i < la.size(); ++i) {
+        EXPECT_EQ(std::get<0>(la[i]), std::get<0>(lb[i]));
+        EXPECT_EQ(std::get<1>(la[i]), std::get<1>(lb[i]));
+        EXPECT_EQ(std::get<2>(la[i]), std::get<2>(lb[i])) << "step " << std::get<1>(la[i]) << " of " << std::get<0>(la[i]);
+    }
+    auto sa = nlohmann::json::parse(read_text(dir / "a/summary.json"));
+    auto sb = nlohmann::json::parse(read_text(dir / "b/summary.json"));
+    EXPECT_EQ(sa["stages"][1]["eval"], sb["stages"][1]["eval"]);
+    EXPECT_EQ(sa["stages"][1]["base_eval"], sb["stages"][1]["base_eval"]);
+    // The final adapter references the pretrain stage and reloads to the same model.
+    auto stage = nlohmann::json::parse(read_text(dir / "b/stages/finetune/final/stage.json"));
+    EXPECT_EQ(stage["base"], "../../pretrain/final");
+    EXPECT_TRUE(fs::exists(dir / "b/stages/finetune/final/adapter.safetensors"));
+}
+
+TEST(Training, ResumeRefusesADifferentConfig) {
+    auto dir = temp_dir("resume-diff");
+    write_file(dir / "a.toml", two_stage_config(dir / "a", 4, 2));
+    ASSERT_EQ(run(dir / "a.toml", "", 3), 3);
+    write_file(dir / "a.toml", two_stage_config(dir / "a", 5, 2));
+    EXPECT_THROW(run(dir / "a.toml", (dir / "a").string()), Error);
+    EXPECT_THROW(run(dir / "a.toml", (dir / "nowhere").string()), Error);
+}
+
+TEST(Training, SavedStageReloadsToTheSameLogits) {
+    auto dir = temp_dir("reload");
+    write_file(dir / "a.toml", two_stage_config(dir / "a", 2, 0));
+    ASSERT_EQ(run(dir / "a.toml"), 0);
+    auto m1 = ModelSession::from_stage_dir(dir / "a/stages/finetune/final", registry(), at::Device(at::kCPU));
+    auto m2 = ModelSession::from_stage_dir(dir / "a/stages/finetune/final", registry(), at::Device(at::kCPU));
+    std::vector<Example> ex = {text_example("query: milk\ncategory:")};
+    HostBatch b = collate({{&ex[0]}});
+    at::NoGradGuard ng;
+    EXPECT_EQ(max_abs_diff(m1->logits(m1->hidden_states(b)), m2->logits(m2->hidden_states(b))), 0.0);
+    auto base = ModelSession::from_stage_dir(dir / "a/stages/pretrain/final", registry(), at::Device(at::kCPU));
+    EXPECT_GT(max_abs_diff(m1->logits(m1->hidden_states(b)), base->logits(base->hidden_states(b))), 0.0);
+}
+
+}  // namespace
+}  // namespace fthost::test

@@ -1,0 +1,76 @@
+// test_support.hpp — shared fixtures: the plugin registry of this build, temporary
+// directories, plugin sections from TOML snippets, and a tiny decoder.
+#pragma once
+
+#include "config/run_config.hpp"
+#include "data/batch_stream.hpp"
+#include "data/example.hpp"
+#include "registry/plugin_registry.hpp"
+#include "run/host_api.hpp"
+#include "train/model_session.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+namespace fthost::test {
+
+namespace fs = std::filesystem;
+using namespace fthost::host;
+using fthost::Error;
+
+inline const PluginRegistry& registry() {
+    static PluginRegistry reg = [] {
+        PluginRegistry r;
+        r.print_refusals = false;
+        r.load_directory(FTHOST_BUILD_PLUGIN_DIR);
+        return r;
+    }();
+    return reg;
+}
+
+// A fresh, empty directory for one test.
+inline fs::path temp_dir(const std::string& name) {
+    fs::path p = fs::temp_directory_path() / ("fthost-test-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+}
+
+inline void write_file(const fs::path& p, const std::string& text) {
+    std::ofstream out(p);
+    out << text;
+}
+
+// A plugin's section from TOML key = value lines, validated like a config file's.
+inline PluginSection plugin(ft_kind kind, const std::string& name, const std::string& toml_body = "") {
+    PluginSection ps;
+    ps.plugin = name;
+    ps.loaded = &registry().require(kind, name);
+    auto table = toml::parse(toml_body);
+    Diagnostics diag;
+    ps.config = validate_section(&table, "<test>", name, ps.loaded->desc->options, ps.loaded->desc->option_count, diag);
+    EXPECT_TRUE(diag.ok()) << (diag.errors.empty() ? "" : diag.errors[0]);
+    return ps;
+}
+
+inline const char* kTinyDecoder =
+    "vocab_size = 260\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+    "num_attention_heads = 4\nnum_key_value_heads = 2\n";
+
+inline std::unique_ptr<ModelSession> tiny_model(uint64_t seed = 7) {
+    at::manual_seed(seed);
+    return std::make_unique<ModelSession>(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), at::Device(at::kCPU));
+}
+
+inline Example text_example(const std::string& text) {
+    return make_example(nlohmann::json{{"text", text}}, ByteTokenizer(), FT_LABELS_ALL, 256);
+}
+
+inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+}  // namespace fthost::test

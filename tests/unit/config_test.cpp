@@ -1,0 +1,167 @@
+// Every config error path: each is reported with file:line:column, and all of a file's
+// errors are reported together.
+#include "test_support.hpp"
+
+namespace fthost::test {
+namespace {
+
+const char* kValid = R"([run]
+output_dir = "out"
+
+[[stage]]
+name = "one"
+[stage.model]
+plugin = "decoder"
+hidden_size = 32
+[stage.param]
+plugin = "lora"
+r = 4
+[stage.objective]
+plugin = "sft"
+[stage.data]
+train = "t.jsonl"
+[stage.train]
+steps = 3
+[[stage.grader]]
+plugin = "exact_match"
+
+[[stage]]
+name = "two"
+init_from = "one"
+[stage.param]
+plugin = "full"
+[stage.objective]
+plugin = "cpt"
+[stage.data]
+train = "t.jsonl"
+[stage.train]
+epochs = 1
+)";
+
+std::vector<std::string> errors_of(const std::string& text, const std::vector<std::string>& sets = {}) {
+    auto dir = temp_dir("config");
+    write_file(dir / "c.toml", text);
+    Diagnostics diag;
+    load_run_config((dir / "c.toml").string(), sets, registry(), diag);
+    return diag.errors;
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+    const auto pos = s.find(from);
+    EXPECT_NE(pos, std::string::npos) << from;
+    return s.replace(pos, from.size(), to);
+}
+
+void expect_one_error(const std::vector<std::string>& errors, const std::string& where, const std::string& what) {
+    ASSERT_EQ(errors.size(), 1u) << (errors.empty() ? "no error" : errors[0] + (errors.size() > 1 ? " | " + errors[1] : ""));
+    EXPECT_NE(errors[0].find(where), std::string::npos) << errors[0];
+    EXPECT_NE(errors[0].find(what), std::string::npos) << errors[0];
+}
+
+TEST(Config, ValidConfigLoadsWithDefaults) {
+    auto dir = temp_dir("config");
+    write_file(dir / "c.toml", kValid);
+    Diagnostics diag;
+    RunConfig rc = load_run_config((dir / "c.toml").string(), {}, registry(), diag);
+    ASSERT_TRUE(diag.ok()) << diag.errors[0];
+    ASSERT_EQ(rc.stages.size(), 2u);
+    EXPECT_EQ(rc.seed, 42u);
+    EXPECT_EQ(rc.stages[0].param.config.get_int("r"), 4);
+    EXPECT_DOUBLE_EQ(rc.stages[0].param.config.get_float("lora_alpha"), 8.0);
+    EXPECT_EQ(rc.stages[1].model.plugin, "decoder");  // continued from stage one
+    EXPECT_EQ(rc.stages[0].graders.size(), 1u);
+    EXPECT_EQ(rc.stages[1].train.epochs, 1);
+}
+
+TEST(Config, UnknownKeyNamesLineAndColumn) {
+    expect_one_error(errors_of(replace(kValid, "r = 4", "r = 4\nrank = 8")), "c.toml:12:1", "unknown key 'rank'");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\nlearning_rate = 1")), "c.toml:18:1",
+                     "unknown key 'learning_rate'");
+    expect_one_error(errors_of(std::string(kValid) + "[extra]\nx = 1\n"), "c.toml", "unknown top-level key 'extra'");
+    expect_one_error(errors_of(replace(kValid, "name = \"one\"", "name = \"one\"\ncolour = \"red\"")), "c.toml:6:1",
+                     "unknown key 'colour'");
+}
+
+TEST(Config, WrongTypeNamesLineAndColumn) {
+    expect_one_error(errors_of(replace(kValid, "r = 4", "r = \"four\"")), "c.toml:11:1", "must be an integer");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3.5")), "c.toml:17:1", "must be an integer");
+    expect_one_error(errors_of(replace(kValid, "plugin = \"lora\"", "plugin = \"lora\"\ntarget_modules = \"q_proj\"")),
+                     "c.toml:11:1", "must be an array of strings");
+}
+
+TEST(Config, MissingRequiredKeys) {
+    expect_one_error(errors_of(replace(kValid, "output_dir = \"out\"", "")), "c.toml:1:1", "missing required key 'output_dir'");
+    expect_one_error(errors_of(replace(kValid, "train = \"t.jsonl\"\n[stage.train]\nsteps = 3", "[stage.train]\nsteps = 3")),
+                     "c.toml", "missing required key 'train'");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "")), "c.toml", "set steps or epochs");
+    expect_one_error(errors_of(replace(kValid, "[stage.objective]\nplugin = \"sft\"", "")), "c.toml:4", "missing table");
+}
+
+TEST(Config, UnknownPluginsAndStageReferences) {
+    expect_one_error(errors_of(replace(kValid, "plugin = \"lora\"", "plugin = \"loar\"")), "c.toml:10:10",
+                     "no param plugin named 'loar' (loaded: full, lora");
+    expect_one_error(errors_of(replace(kValid, "init_from = \"one\"", "init_from = \"zero\"")), "c.toml",
+                     "init_from 'zero' is not an earlier stage");
+    expect_one_error(errors_of(replace(kValid, "name = \"two\"", "name = \"one\"")), "c.toml", "duplicate stage name 'one'");
+    expect_one_error(errors_of(replace(kValid, "init_from = \"one\"", "init_from = \"one\"\n[stage.model]\nplugin = \"decoder\"")),
+                     "c.toml", "remove [stage.model]");
+}
+
+TEST(Config, ValueRangesAreChecked) {
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\nlr = -1.0")), "c.toml:18:1", "lr must be positive");
+    expect_one_error(errors_of(replace(kValid, "output_dir = \"out\"", "output_dir = \"out\"\ndevice = \"tpu\"")),
+                     "c.toml:3:1", "device must be cpu, cuda or auto");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\nearly_stopping_patience = 2")), "c.toml:18:1",
+                     "early stopping needs eval_every");
+}
+
+TEST(Config, EveryErrorIsReportedNotOnlyTheFirst) {
+    std::string bad = replace(replace(replace(kValid, "r = 4", "r = \"x\""), "steps = 3", "steps = 3\nfoo = 1"),
+                              "plugin = \"sft\"", "plugin = \"nope\"");
+    EXPECT_EQ(errors_of(bad).size(), 3u);
+}
+
+TEST(Config, TomlSyntaxErrorNamesLineAndColumn) {
+    auto errors = errors_of("[run]\noutput_dir = \"x\n");
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_NE(errors[0].find("c.toml:2:"), std::string::npos) << errors[0];
+}
+
+TEST(Config, SetOverridesValuesAndStagesByName) {
+    auto dir = temp_dir("config");
+    write_file(dir / "c.toml", kValid);
+    Diagnostics diag;
+    RunConfig rc = load_run_config((dir / "c.toml").string(),
+                                   {"run.seed=7", "stage.one.param.r=16", "stage.two.train.lr=0.5", "run.name=renamed"},
+                                   registry(), diag);
+    ASSERT_TRUE(diag.ok()) << diag.errors[0];
+    EXPECT_EQ(rc.seed, 7u);
+    EXPECT_EQ(rc.name, "renamed");
+    EXPECT_EQ(rc.stages[0].param.config.get_int("r"), 16);
+    EXPECT_DOUBLE_EQ(rc.stages[1].train.lr, 0.5);
+    EXPECT_NE(rc.resolved_toml.find("seed = 7"), std::string::npos);
+    expect_one_error(errors_of(kValid, {"stage.three.train.lr=1"}), "--set", "no stage named 'three'");
+    expect_one_error(errors_of(kValid, {"novalue"}), "--set novalue", "expected key.path=value");
+    expect_one_error(errors_of(kValid, {"stage.one.param.r=big"}), "c.toml:11:1", "key 'r' in stage 'one' param must be an integer");
+}
+
+TEST(Config, MissingFileIsAnError) {
+    Diagnostics diag;
+    load_run_config("/nonexistent/c.toml", {}, registry(), diag);
+    ASSERT_EQ(diag.errors.size(), 1u);
+    EXPECT_NE(diag.errors[0].find("cannot read config file"), std::string::npos);
+}
+
+TEST(Config, PluginValidatesItsOwnValues) {
+    auto model = tiny_model();
+    try {
+        model->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 0"));
+        FAIL() << "r = 0 accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("<test>:1:1: r: must be at least 1"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(tiny_model()->apply_param(plugin(FT_KIND_PARAM, "lora", "target_modules = [\"nothing\"]")), Error);
+}
+
+}  // namespace
+}  // namespace fthost::test

@@ -1,0 +1,87 @@
+// Plugin loading: every refusal has one line naming the file and the reason, and the
+// host goes on loading the rest.
+#include "test_support.hpp"
+
+namespace fthost::test {
+namespace {
+
+TEST(Registry, LoadsTheBuiltInPlugins) {
+    for (auto [kind, name] : std::vector<std::pair<ft_kind, std::string>>{{FT_KIND_MODEL, "decoder"},
+                                                                          {FT_KIND_PARAM, "full"},
+                                                                          {FT_KIND_PARAM, "lora"},
+                                                                          {FT_KIND_OBJECTIVE, "cpt"},
+                                                                          {FT_KIND_OBJECTIVE, "sft"},
+                                                                          {FT_KIND_GRADER, "exact_match"}})
+        EXPECT_NE(registry().find(kind, name), nullptr) << name;
+    EXPECT_TRUE(registry().refusals().empty());
+    // One library may carry several plugins.
+    EXPECT_EQ(registry().find(FT_KIND_OBJECTIVE, "cpt")->file, registry().find(FT_KIND_OBJECTIVE, "sft")->file);
+    EXPECT_EQ(registry().find(FT_KIND_GRADER, "exact_match")->desc->torch_version, nullptr);
+}
+
+TEST(Registry, RefusesBrokenPluginsOneLineEachAndGoesOn) {
+    PluginRegistry reg;
+    reg.print_refusals = false;
+    reg.load_directory(FTHOST_BUILD_PLUGIN_DIR);
+    reg.load_directory(FTHOST_BROKEN_PLUGIN_DIR);
+    const std::vector<std::pair<std::string, std::string>> expected = {
+        {"libbroken_abi_major.so", "ABI major 2 differs from the host's 1"},
+        {"libbroken_duplicate.so", "duplicate grader 'exact_match' (already loaded from"},
+        {"libbroken_no_entry.so", "no entry symbol 'fthost_plugins_v1'"},
+        {"libbroken_struct_size.so", "descriptor struct too small"},
+        {"libbroken_torch_version.so", "built with LibTorch 1.0, the host uses " FTHOST_TORCH_MAJOR_MINOR},
+        {"libbroken_vtable_size.so", "function table struct too small"},
+        {"libnot_a_library.so", "not a loadable shared library"},
+    };
+    ASSERT_EQ(reg.refusals().size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+        const std::string& line = reg.refusals()[i];
+        EXPECT_NE(line.find(expected[i].first), std::string::npos) << line;
+        EXPECT_NE(line.find(expected[i].second), std::string::npos) << line;
+        EXPECT_EQ(line.find('\n'), std::string::npos);
+    }
+    // The good plugin in the same folder still loaded, and the real exact_match kept.
+    EXPECT_NE(reg.find(FT_KIND_GRADER, "good_grader"), nullptr);
+    EXPECT_NE(reg.find(FT_KIND_GRADER, "exact_match")->file.find("libfthost_exact_match.so"), std::string::npos);
+}
+
+TEST(Registry, RequireNamesWhatExists) {
+    try {
+        registry().require(FT_KIND_MODEL, "t5");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("no model plugin named 't5' (loaded: decoder"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Registry, SearchPathIncludesFthostPluginPath) {
+    ::setenv("FTHOST_PLUGIN_PATH", "/a:/b::/c", 1);
+    auto dirs = PluginRegistry::default_search_path();
+    ::unsetenv("FTHOST_PLUGIN_PATH");
+    ASSERT_EQ(dirs.size(), 4u);
+    EXPECT_EQ(dirs[0], FTHOST_BUILD_PLUGIN_DIR);
+    EXPECT_EQ(dirs[3], "/c");
+}
+
+TEST(Grader, ExactMatchNormalisesWhitespaceAndCase) {
+    const auto& g = registry().require(FT_KIND_GRADER, "exact_match");
+    auto ps = plugin(FT_KIND_GRADER, "exact_match");
+    const auto* vt = static_cast<const ft_grader_vtable*>(g.desc->vtable);
+    ft_grader* h = nullptr;
+    ft_error err{};
+    ASSERT_EQ(vt->create(fthost::host::host_api(), &ps.config, &h, &err), FT_OK);
+    ft_grade_item items[] = {{sizeof(ft_grade_item), "p", "  Dairy \n", " dairy", "{}"},
+                             {sizeof(ft_grade_item), "p", "dairy products", "dairy", "{}"},
+                             {sizeof(ft_grade_item), "p", "frozen   food", "Frozen food", "{}"},
+                             {sizeof(ft_grade_item), "p", "x", nullptr, "{}"}};
+    ft_grade_result res[4];
+    ASSERT_EQ(vt->grade(h, items, 4, res, &err), FT_OK);
+    vt->destroy(h);
+    EXPECT_EQ(res[0].score, 1.0);
+    EXPECT_EQ(res[1].score, 0.0);
+    EXPECT_EQ(res[2].score, 1.0);
+    EXPECT_TRUE(std::isnan(res[3].score));
+}
+
+}  // namespace
+}  // namespace fthost::test

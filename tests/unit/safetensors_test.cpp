@@ -1,0 +1,70 @@
+// safetensors: round trip, and malformed files rejected with a reason, never read out
+// of bounds.
+#include "io/safetensors.hpp"
+#include "test_support.hpp"
+
+namespace fthost::test {
+namespace {
+
+void write_raw(const fs::path& p, const std::string& header, const std::string& data) {
+    std::ofstream out(p, std::ios::binary);
+    const uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+    out << header << data;
+}
+
+std::string load_error(const fs::path& p) {
+    try {
+        load_safetensors(p.string());
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(Safetensors, RoundTripKeepsNamesDtypesShapesAndBytes) {
+    auto dir = temp_dir("st");
+    TensorList in = {{"b.weight", at::randn({3, 4})},
+                     {"a.bias", at::arange(5, at::kLong)},
+                     {"c", at::randn({2, 2}).to(at::kBFloat16)},
+                     {"scalar", at::tensor(3.5)}};
+    save_safetensors((dir / "t.safetensors").string(), in, {{"format", "pt"}});
+    std::map<std::string, std::string> meta;
+    auto out = load_safetensors((dir / "t.safetensors").string(), &meta);
+    ASSERT_EQ(out.size(), in.size());
+    for (const auto& [name, t] : in) {
+        ASSERT_TRUE(out.count(name)) << name;
+        EXPECT_EQ(out[name].scalar_type(), t.scalar_type());
+        EXPECT_TRUE(out[name].equal(t)) << name;
+    }
+    EXPECT_EQ(meta["format"], "pt");
+    EXPECT_FALSE(fs::exists(dir / ".tmp-t.safetensors"));
+}
+
+TEST(Safetensors, RejectsMalformedFiles) {
+    auto dir = temp_dir("st-bad");
+    const fs::path p = dir / "bad.safetensors";
+    write_file(p, "abc");
+    EXPECT_NE(load_error(p).find("shorter than its 8-byte header"), std::string::npos);
+    write_raw(p, std::string(10, ' '), "");
+    EXPECT_NE(load_error(p).find("header is not JSON"), std::string::npos);
+    {
+        std::ofstream out(p, std::ios::binary);
+        for (int i = 0; i < 8; ++i) out.put(static_cast<char>(0x7f));
+    }
+    EXPECT_NE(load_error(p).find("exceeds the file"), std::string::npos);
+    write_raw(p, R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}})", std::string(8, '\0'));
+    EXPECT_NE(load_error(p).find("outside the file"), std::string::npos);
+    write_raw(p, R"({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", std::string(8, '\0'));
+    EXPECT_NE(load_error(p).find("shape does not match"), std::string::npos);
+    write_raw(p, R"({"x": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 4]}})", std::string(4, '\0'));
+    EXPECT_NE(load_error(p).find("unsupported dtype 'Q4'"), std::string::npos);
+    write_raw(p, R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "y": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+              std::string(8, '\0'));
+    EXPECT_NE(load_error(p).find("overlap"), std::string::npos);
+    write_raw(p, R"({"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", std::string(4, '\0'));
+    EXPECT_NE(load_error(p).find("bad shape"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fthost::test
