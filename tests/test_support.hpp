@@ -33,11 +33,20 @@ inline const PluginRegistry& registry() {
     return reg;
 }
 
-// A fresh, empty directory for one test.
+// A fresh, empty directory for one test, removed when the test process exits.
 inline fs::path temp_dir(const std::string& name) {
+    struct Cleanup {
+        std::vector<fs::path> dirs;
+        ~Cleanup() {
+            std::error_code ec;
+            for (const auto& d : dirs) fs::remove_all(d, ec);
+        }
+    };
+    static Cleanup cleanup;
     fs::path p = fs::temp_directory_path() / ("fthost-test-" + name + "-" + std::to_string(::getpid()));
     fs::remove_all(p);
     fs::create_directories(p);
+    cleanup.dirs.push_back(p);
     return p;
 }
 

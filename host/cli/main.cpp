@@ -6,6 +6,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 
@@ -84,9 +85,12 @@ int cmd_plugins(const std::vector<std::string>& args) {
     po::variables_map vm;
     if (!parse(args, desc, pos, vm, "usage: fthost plugins [--options]")) return 0;
     auto reg = load_registry();
-    std::cout << std::left << std::setw(16) << "NAME" << std::setw(11) << "KIND" << std::setw(10) << "VERSION" << "FILE\n";
+    size_t w = 6;
+    for (const auto* p : reg.all()) w = std::max(w, std::strlen(p->desc->name) + 2);
+    const int width = static_cast<int>(w);
+    std::cout << std::left << std::setw(width) << "NAME" << std::setw(11) << "KIND" << std::setw(10) << "VERSION" << "FILE\n";
     for (const auto* p : reg.all()) {
-        std::cout << std::setw(16) << p->desc->name << std::setw(11) << kind_name(p->desc->kind) << std::setw(10)
+        std::cout << std::setw(width) << p->desc->name << std::setw(11) << kind_name(p->desc->kind) << std::setw(10)
                   << (p->desc->version ? p->desc->version : "") << p->file << "\n";
         if (vm.count("options"))
             for (uint32_t i = 0; i < p->desc->option_count; ++i) {

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The command line end to end: exit codes and messages. Usage: cli_test.sh FTHOST SOURCE_DIR
+set -u
+FTHOST="$1"
+SRC="$2"
+BROKEN="$(dirname "$FTHOST")/test_plugins/broken"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+pass=0
+
+check() {  # check NAME EXPECTED_EXIT PATTERN -- command...
+  local name="$1" want="$2" pattern="$3"
+  shift 4
+  local out rc
+  out="$("$@" 2>&1)"
+  rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $name: exit $rc, expected $want"; echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  if [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL $name: output lacks /$pattern/"; echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  pass=$((pass + 1))
+}
+
+check "no command" 1 "usage: fthost" -- "$FTHOST"
+check "help" 0 "commands:" -- "$FTHOST" --help
+check "unknown command" 1 "unknown command 'fly'" -- "$FTHOST" fly
+for cmd in run validate plugins eval; do
+  check "$cmd --help" 0 "usage: fthost $cmd" -- "$FTHOST" "$cmd" --help
+done
+check "run without config" 1 "config" -- "$FTHOST" run
+check "run unknown option" 1 "unrecognised option|unrecognized option" -- "$FTHOST" run x.toml --bogus
+
+check "plugins lists kinds" 0 "decoder +model .*lora +param .*sft +objective .*exact_match +grader" -- \
+  bash -c "'$FTHOST' plugins | tr '\n' ' '"
+check "plugins --options" 0 "target_modules" -- "$FTHOST" plugins --options
+# Broken plugins on FTHOST_PLUGIN_PATH: one refusal line each, and the command goes on.
+check "plugins refuses broken" 0 "refused plugin .*libbroken_abi_major.so: ABI major 2 differs" -- \
+  env FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins
+check "plugins still lists good" 0 "good_grader +grader" -- env FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins
+n_refused=$(FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins 2>&1 >/dev/null | grep -c "refused plugin")
+[ "$n_refused" -eq 7 ] && pass=$((pass + 1)) || { echo "FAIL expected 7 refusal lines, got $n_refused"; failures=$((failures + 1)); }
+
+check "validate quickstart" 0 "quickstart.toml: ok" -- "$FTHOST" validate "$SRC/configs/quickstart.toml"
+cat > "$WORK/bad.toml" <<'TOML'
+[run]
+output_dir = "x"
+sead = 1
+
+[[stage]]
+name = "s"
+[stage.model]
+plugin = "decoder"
+hidden_size = "big"
+[stage.param]
+plugin = "lora"
+[stage.objective]
+plugin = "sfft"
+[stage.data]
+train = "t.jsonl"
+[stage.train]
+steps = 1
+TOML
+check "validate reports every error" 2 "3 error\(s\)" -- "$FTHOST" validate "$WORK/bad.toml"
+check "validate names line:col" 2 "bad.toml:3:1: unknown key 'sead'" -- "$FTHOST" validate "$WORK/bad.toml"
+check "validate wrong type" 2 "bad.toml:9:1: key 'hidden_size' .* must be an integer" -- "$FTHOST" validate "$WORK/bad.toml"
+check "validate unknown plugin" 2 "bad.toml:13:10: no objective plugin named 'sfft'" -- "$FTHOST" validate "$WORK/bad.toml"
+check "validate --set" 0 ": ok" -- "$FTHOST" validate "$SRC/configs/quickstart.toml" --set stage.finetune.param.r=4
+check "run bad config" 2 "error\(s\)" -- "$FTHOST" run "$WORK/bad.toml"
+
+# A tiny real run, then eval of its stage, then a refused second run into the same dir.
+cat > "$WORK/tiny.toml" <<TOML
+[run]
+output_dir = "$WORK/run"
+[[stage]]
+name = "sft"
+[stage.model]
+plugin = "decoder"
+hidden_size = 32
+intermediate_size = 64
+num_hidden_layers = 1
+[stage.param]
+plugin = "lora"
+[stage.objective]
+plugin = "sft"
+[stage.data]
+train = "$SRC/data/quickstart/train.jsonl"
+eval = "$SRC/data/quickstart/eval.jsonl"
+max_seq_len = 96
+[stage.train]
+steps = 2
+batch_size = 2
+[stage.eval]
+max_examples = 4
+max_new_tokens = 2
+[[stage.grader]]
+plugin = "exact_match"
+TOML
+check "run tiny" 0 "run directory: $WORK/run" -- "$FTHOST" run "$WORK/tiny.toml"
+check "eval tiny" 0 '"exact_match": ' -- "$FTHOST" eval "$WORK/tiny.toml" --stage sft
+check "eval unknown stage" 1 "no stage named 'nope'" -- "$FTHOST" eval "$WORK/tiny.toml" --stage nope
+check "run refuses existing dir" 1 "already exists and is not empty: pass --resume" -- "$FTHOST" run "$WORK/tiny.toml"
+check "resume finished run" 0 "run directory" -- "$FTHOST" run "$WORK/tiny.toml" --resume "$WORK/run"
+
+echo "cli: $pass passed, $failures failed"
+[ "$failures" -eq 0 ]
