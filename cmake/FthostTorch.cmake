@@ -8,9 +8,12 @@ if(NOT DEFINED CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
 endif()
 find_package(Torch REQUIRED)
 
+option(FTHOST_ENABLE_CUDA "Compile CUDA code when LibTorch and nvcc allow it" ON)
 set(FTHOST_WITH_CUDA OFF)
 set(FTHOST_CPU_ONLY_REASON "LibTorch was built without CUDA")
-if(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda)
+if(NOT FTHOST_ENABLE_CUDA)
+  set(FTHOST_CPU_ONLY_REASON "FTHOST_ENABLE_CUDA=OFF")
+elseif(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda)
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
@@ -42,6 +45,9 @@ if(FTHOST_WITH_CUDA)
 else()
   message(STATUS "fthost: CPU-only build: ${FTHOST_CPU_ONLY_REASON}")
 endif()
+
+set(FTHOST_WITH_CUDA ${FTHOST_WITH_CUDA} CACHE INTERNAL "CUDA code is compiled")
+set(FTHOST_CPU_ONLY_REASON "${FTHOST_CPU_ONLY_REASON}" CACHE INTERNAL "why the build is CPU-only")
 
 # LibTorch's major.minor, compared with each plugin's at load time.
 string(REGEX MATCH "^([0-9]+)\\.([0-9]+)" FTHOST_TORCH_MAJOR_MINOR "${Torch_VERSION}")

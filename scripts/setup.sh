@@ -19,6 +19,9 @@ done
 
 log() { echo "[setup] $*"; }
 
+# nvcc, when the CUDA toolkit is installed, decides whether CUDA code is compiled.
+[ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
+
 # 1. Debian packages (only when one is missing: apt-get update is slow).
 PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
           libboost-dev libboost-program-options-dev libtomlplusplus-dev
@@ -52,10 +55,15 @@ TORCH_CMAKE="$("$TORCH_VENV/bin/python" -c 'import torch.utils; print(torch.util
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   log "configuring $BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" -DFTHOST_TORCH_VENV="$TORCH_VENV" >/dev/null
+        -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" | grep -E "^-- fthost:" || true
 fi
 log "building (ninja -j${FTHOST_JOBS:-2})"
 cmake --build "$BUILD_DIR" -j "${FTHOST_JOBS:-2}"
+if grep -q "^FTHOST_WITH_CUDA:INTERNAL=ON" "$BUILD_DIR/CMakeCache.txt"; then
+  log "build mode: CUDA (kernels/ CUDA code is compiled)"
+else
+  log "build mode: CPU-only ($(grep '^FTHOST_CPU_ONLY_REASON:INTERNAL=' "$BUILD_DIR/CMakeCache.txt" | cut -d= -f2-))"
+fi
 
 # 4. The quickstart.
 if ((RUN_QUICKSTART)); then

@@ -239,7 +239,9 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         if (sc.train.eval_every > 0 && state.step % sc.train.eval_every == 0 && state.step < total_steps &&
             !data.eval.empty()) {
             const double el = eval_loss(*model, objective, data.eval, sc, device);
-            dir.append_metrics({{"stage", sc.name}, {"step", state.step}, {"eval/loss", el}});
+            nlohmann::json line = {{"stage", sc.name}, {"step", state.step}, {"eval/loss", el}};
+            for (const auto& [k, v] : run_task_eval(*model, data.eval, sc, tok).scores) line["eval/" + k] = v;
+            dir.append_metrics(line);
             if (!state.has_best || el < state.best_eval_loss) {
                 state.best_eval_loss = el;
                 state.has_best = true;
