@@ -6,6 +6,11 @@
 if(NOT DEFINED CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
   set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
 endif()
+# LibTorch turns this list into nvcc -gencode flags; its own default includes
+# architectures CUDA 13 no longer supports. Ampere and Hopper (A100, H100/H200).
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(TORCH_CUDA_ARCH_LIST "8.0;9.0")
+endif()
 find_package(Torch REQUIRED)
 
 option(FTHOST_ENABLE_CUDA "Compile CUDA code when LibTorch and nvcc allow it" ON)

@@ -57,6 +57,8 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" | grep -E "^-- fthost:" || true
 fi
+# ccache keys on paths relative to the checkout, so a fresh clone reuses earlier builds.
+export CCACHE_BASEDIR="$ROOT"
 log "building (ninja -j${FTHOST_JOBS:-2})"
 cmake --build "$BUILD_DIR" -j "${FTHOST_JOBS:-2}"
 if grep -q "^FTHOST_WITH_CUDA:INTERNAL=ON" "$BUILD_DIR/CMakeCache.txt"; then

@@ -2,6 +2,7 @@
 // directories, plugin sections from TOML snippets, and a tiny decoder.
 #pragma once
 
+#include "test_paths.hpp"
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
 #include "data/example.hpp"
@@ -27,7 +28,7 @@ inline const PluginRegistry& registry() {
     static PluginRegistry reg = [] {
         PluginRegistry r;
         r.print_refusals = false;
-        r.load_directory(FTHOST_BUILD_PLUGIN_DIR);
+        r.load_directory(plugin_dir());
         return r;
     }();
     return reg;

@@ -11,7 +11,7 @@ namespace fthost::test {
 namespace {
 
 std::string two_stage_config(const fs::path& out, int64_t finetune_steps, int64_t checkpoint_every) {
-    const std::string data = std::string(FTHOST_SOURCE_DIR) + "/data/quickstart/";
+    const std::string data = std::string(source_dir()) + "/data/quickstart/";
     return "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 3\n"
            "[[stage]]\nname = \"pretrain\"\n"
            "[stage.model]\nplugin = \"decoder\"\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
@@ -52,7 +52,7 @@ int run(const fs::path& cfg, const std::string& resume = "", int64_t stop_after 
 TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {
     at::set_num_threads(2);
     auto dir = temp_dir("e2e");
-    const std::string data = std::string(FTHOST_SOURCE_DIR) + "/data/quickstart/";
+    const std::string data = std::string(source_dir()) + "/data/quickstart/";
     write_file(dir / "c.toml", "[run]\noutput_dir = \"" + (dir / "run").string() + "\"\n"
                "[[stage]]\nname = \"lm\"\n[stage.model]\nplugin = \"decoder\"\nhidden_size = 64\nintermediate_size = 128\n"
                "num_hidden_layers = 2\nnum_attention_heads = 4\n[stage.param]\nplugin = \"full\"\n"

@@ -22,14 +22,14 @@ TEST(Registry, LoadsTheBuiltInPlugins) {
 TEST(Registry, RefusesBrokenPluginsOneLineEachAndGoesOn) {
     PluginRegistry reg;
     reg.print_refusals = false;
-    reg.load_directory(FTHOST_BUILD_PLUGIN_DIR);
-    reg.load_directory(FTHOST_BROKEN_PLUGIN_DIR);
+    reg.load_directory(plugin_dir());
+    reg.load_directory(broken_plugin_dir());
     const std::vector<std::pair<std::string, std::string>> expected = {
         {"libbroken_abi_major.so", "ABI major 2 differs from the host's 1"},
         {"libbroken_duplicate.so", "duplicate grader 'exact_match' (already loaded from"},
         {"libbroken_no_entry.so", "no entry symbol 'fthost_plugins_v1'"},
         {"libbroken_struct_size.so", "descriptor struct too small"},
-        {"libbroken_torch_version.so", "built with LibTorch 1.0, the host uses " FTHOST_TORCH_MAJOR_MINOR},
+        {"libbroken_torch_version.so", std::string("built with LibTorch 1.0, the host uses ") + torch_major_minor()},
         {"libbroken_vtable_size.so", "function table struct too small"},
         {"libnot_a_library.so", "not a loadable shared library"},
     };
@@ -59,7 +59,7 @@ TEST(Registry, SearchPathIncludesFthostPluginPath) {
     auto dirs = PluginRegistry::default_search_path();
     ::unsetenv("FTHOST_PLUGIN_PATH");
     ASSERT_EQ(dirs.size(), 4u);
-    EXPECT_EQ(dirs[0], FTHOST_BUILD_PLUGIN_DIR);
+    EXPECT_EQ(dirs[0], plugin_dir());
     EXPECT_EQ(dirs[3], "/c");
 }
 

@@ -108,12 +108,7 @@ private:
         return site;
     }
 
-    // Hugging Face's LlamaRMSNorm: normalise in (at least) fp32, scale in the input's dtype.
-    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
-        at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
-        xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps_);
-        return w * xf.to(x.scalar_type());
-    }
+    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const { return fthost::ops::rms_norm(x, w, eps_); }
 
     // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
     std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {

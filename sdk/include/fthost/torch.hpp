@@ -6,6 +6,7 @@
 #include <fthost/plugin.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/headeronly/version.h>
 
@@ -56,6 +57,23 @@ struct BatchView {
 inline void visit_all(const NamedTensors& tensors, ft_tensor_visitor visit, void* user) {
     for (const auto& [name, t] : tensors) visit(user, name.c_str(), reinterpret_cast<ft_tensor>(const_cast<at::Tensor*>(&t)));
 }
+
+// ---- operators from kernels/ ------------------------------------------------------------
+// The host registers fused operators under `fthost::` with LibTorch's dispatcher (CPU
+// reference + CUDA). Plugins call them by name, so they never link kernel code; when a
+// host lacks an operator the same maths runs as plain ATen ops.
+namespace ops {
+
+// Hugging Face's LlamaRMSNorm: w * cast(x * rsqrt(mean(x^2) + eps)), statistics in fp32+.
+inline at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+    static const auto op = c10::Dispatcher::singleton().findSchema({"fthost::rms_norm", ""});
+    if (op) return op->typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>().call(x, w, eps);
+    at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
+    xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
+    return w * xf.to(x.scalar_type());
+}
+
+}  // namespace ops
 
 // ---- models -----------------------------------------------------------------------------
 

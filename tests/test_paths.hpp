@@ -1,0 +1,8 @@
+#pragma once
+
+namespace fthost::test {
+const char* source_dir();         // the repository root
+const char* plugin_dir();         // the build's plugin folder
+const char* broken_plugin_dir();  // deliberately broken plugins (tests/plugins/)
+const char* torch_major_minor();  // the LibTorch major.minor the host was built with
+}  // namespace fthost::test
