@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <unistd.h>
 
@@ -82,5 +83,27 @@ inline Example text_example(const std::string& text) {
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// Compares t.grad() (already computed from loss()) with central differences of loss()
+// at the given flat indices; returns how many elements were checked.
+inline int expect_grad_matches_finite_differences(const at::Tensor& t, const std::function<at::Tensor()>& loss,
+                                                  const std::vector<int64_t>& indices, double atol, double rtol,
+                                                  const std::string& label, double h = 1e-6) {
+    at::Tensor flat = t.detach().view(-1), grad = t.grad().view(-1);
+    int checked = 0;
+    for (int64_t i : indices) {
+        at::NoGradGuard ng;
+        const double orig = flat[i].item<double>();
+        flat[i].fill_(orig + h);
+        const double up = loss().item<double>();
+        flat[i].fill_(orig - h);
+        const double down = loss().item<double>();
+        flat[i].fill_(orig);
+        const double numeric = (up - down) / (2 * h);
+        EXPECT_NEAR(grad[i].item<double>(), numeric, atol + rtol * std::abs(numeric)) << label << "[" << i << "]";
+        ++checked;
+    }
+    return checked;
+}
 
 }  // namespace fthost::test

@@ -118,7 +118,6 @@ double eval_loss(ModelSession& model, ObjectiveCall& objective, const std::vecto
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts) {
     const StageConfig& sc = rc.stages.at(index);
-    const auto t_start = Clock::now();
     at::manual_seed(rc.seed + 1000003ull * index);
     set_host_seed(rc.seed + index);
     ByteTokenizer tok;
@@ -181,11 +180,12 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     auto window_start = Clock::now();
     const double seconds_before = state.seconds;
     const auto loop_start = Clock::now();
+    const int64_t first_step = state.step;
     auto print_progress = [&](double loss, double lr, double tps) {
         if (opts.quiet) return;
         const double elapsed = std::chrono::duration<double>(Clock::now() - loop_start).count();
-        const int64_t done = state.step - (resumed ? 0 : 0);
-        const double eta = done > 0 ? elapsed / std::max<double>(1, static_cast<double>(done)) * static_cast<double>(total_steps - state.step) : 0;
+        const int64_t done = state.step - first_step;  // steps run by this process
+        const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_steps - state.step) : 0;
         char buf[256];
         std::snprintf(buf, sizeof buf, "[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  eta %s", sc.name.c_str(),
                       static_cast<long long>(state.step), static_cast<long long>(total_steps), loss, lr, tps,
@@ -278,7 +278,6 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
 
     write_directory_atomically(dir.final_dir(sc.name), [&](const fs::path& tmp) { model->save_final(tmp, base_dir); });
     const double seconds = seconds_before + std::chrono::duration<double>(Clock::now() - loop_start).count();
-    (void)t_start;
     return {{"name", sc.name},
             {"status", status},
             {"steps", state.step},

@@ -83,25 +83,10 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
     };
     at::Tensor loss = loss_fn();
     loss.backward();
-    const double h = 1e-6;
     int checked = 0;
     for (auto& [name, p] : params) {
         ASSERT_EQ(p.scalar_type(), at::kDouble) << name;
-        at::Tensor flat = p.detach().view(-1);
-        at::Tensor g = p.grad().view(-1);
-        for (int64_t i : {int64_t{0}, flat.numel() / 2, flat.numel() - 1}) {
-            at::NoGradGuard ng;
-            const double orig = flat[i].item<double>();
-            flat[i].fill_(orig + h);
-            const double up = loss_fn().item<double>();
-            flat[i].fill_(orig - h);
-            const double down = loss_fn().item<double>();
-            flat[i].fill_(orig);
-            const double numeric = (up - down) / (2 * h);
-            const double analytic = g[i].item<double>();
-            EXPECT_NEAR(analytic, numeric, 1e-7 + 1e-5 * std::abs(numeric)) << name << "[" << i << "]";
-            ++checked;
-        }
+        checked += expect_grad_matches_finite_differences(p, loss_fn, {0, p.numel() / 2, p.numel() - 1}, 1e-7, 1e-5, name);
     }
     EXPECT_EQ(checked, 3 * 8);
 }
