@@ -22,10 +22,13 @@ std::string lower(std::string s) {
 class KeywordCoverage {
 public:
     KeywordCoverage(const fthost::Host&, const fthost::Config& cfg) {
-        for (const auto& k : cfg.get_string_list("keywords")) {
+        validate(cfg);
+        for (const auto& k : cfg.get_string_list("keywords")) keywords_.push_back(lower(k));
+    }
+
+    static void validate(const fthost::Config& cfg) {
+        for (const auto& k : cfg.get_string_list("keywords"))
             if (k.empty()) cfg.fail("keywords", "an empty keyword matches everything");
-            keywords_.push_back(lower(k));
-        }
     }
 
     double grade(const ft_grade_item& item, std::string& reason) const {

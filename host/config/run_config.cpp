@@ -1,5 +1,7 @@
 #include "config/run_config.hpp"
 
+#include "run/host_api.hpp"
+
 #include <fthost/plugin.hpp>
 
 #include <fstream>
@@ -158,7 +160,13 @@ static PluginSection plugin_section(const toml::table* t, ft_kind kind, const st
         return ps;
     }
     const ft_plugin_desc* d = ps.loaded->desc;
+    const size_t errors_before = diag.errors.size();
     ps.config = validate_section(t, file, path, d->options, d->option_count, diag, {"plugin"});
+    // Values the types allow may still be out of range: the plugin checks them itself.
+    if (diag.errors.size() == errors_before && d->validate) {
+        ft_error err{};
+        if (d->validate(host_api(), &ps.config, &err) != FT_OK) diag.errors.push_back(err.message);
+    }
     return ps;
 }
 

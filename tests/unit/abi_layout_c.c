@@ -14,7 +14,8 @@ FT_CHECK(offsetof(ft_plugin_desc, kind) == 8 && offsetof(ft_plugin_desc, flags) 
 FT_CHECK(offsetof(ft_plugin_desc, name) == 16 && offsetof(ft_plugin_desc, version) == 24);
 FT_CHECK(offsetof(ft_plugin_desc, description) == 32 && offsetof(ft_plugin_desc, torch_version) == 40);
 FT_CHECK(offsetof(ft_plugin_desc, options) == 48 && offsetof(ft_plugin_desc, option_count) == 56);
-FT_CHECK(offsetof(ft_plugin_desc, vtable) == 64 && sizeof(ft_plugin_desc) == 72);
+FT_CHECK(offsetof(ft_plugin_desc, vtable) == 64 && offsetof(ft_plugin_desc, validate) == 72);
+FT_CHECK(sizeof(ft_plugin_desc) == 80);
 FT_CHECK(offsetof(ft_host_api, log) == 8 && offsetof(ft_host_api, config_has) == 16);
 FT_CHECK(offsetof(ft_host_api, config_where) == 72 && offsetof(ft_host_api, seed) == 80);
 FT_CHECK(offsetof(ft_host_api, tensor_release) == 88 && offsetof(ft_host_api, run_token_logprobs) == 96);
@@ -22,6 +23,8 @@ FT_CHECK(offsetof(ft_host_api, run_metric) == 104 && sizeof(ft_host_api) == 112)
 FT_CHECK(offsetof(ft_batch, input_ids) == 8 && offsetof(ft_batch, sequence_ids) == 32);
 FT_CHECK(offsetof(ft_batch, num_items_in_batch) == 40 && offsetof(ft_batch, extras) == 48);
 FT_CHECK(offsetof(ft_batch, extra_count) == 56 && sizeof(ft_batch) == 64);
+FT_CHECK(offsetof(ft_named_tensor, tensor) == 8 && sizeof(ft_named_tensor) == 16);
+FT_CHECK(offsetof(ft_model_output, hidden_states) == 8 && sizeof(ft_model_output) == 16);
 FT_CHECK(offsetof(ft_linear_site, name) == 8 && offsetof(ft_linear_site, weight) == 32 && sizeof(ft_linear_site) == 48);
 FT_CHECK(offsetof(ft_model_vtable, create) == 8 && offsetof(ft_model_vtable, forward) == 56);
 FT_CHECK(offsetof(ft_model_vtable, lm_head) == 64 && offsetof(ft_model_vtable, vocab_size) == 80);

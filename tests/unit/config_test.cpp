@@ -152,6 +152,14 @@ TEST(Config, MissingFileIsAnError) {
     EXPECT_NE(diag.errors[0].find("cannot read config file"), std::string::npos);
 }
 
+TEST(Config, PluginsValidateTheirValuesAtConfigTime) {
+    expect_one_error(errors_of(replace(kValid, "r = 4", "r = 0")), "c.toml:11:1", "r: must be at least 1");
+    expect_one_error(errors_of(replace(kValid, "hidden_size = 32", "hidden_size = 30")), "c.toml:6:1 (default)",
+                     "num_attention_heads: must be positive and divide hidden_size");
+    // Type errors and value errors of different sections are all reported together.
+    EXPECT_EQ(errors_of(replace(replace(kValid, "r = 4", "r = 0"), "hidden_size = 32", "hidden_size = 30")).size(), 2u);
+}
+
 TEST(Config, PluginValidatesItsOwnValues) {
     auto model = tiny_model();
     try {

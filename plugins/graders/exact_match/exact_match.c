@@ -80,7 +80,7 @@ static const ft_grader_vtable kVtable = {sizeof(ft_grader_vtable), em_create, em
 static const ft_plugin_desc kDesc = {
     sizeof(ft_plugin_desc), FTHOST_ABI_MAJOR, FTHOST_ABI_MINOR, FT_KIND_GRADER, FT_PLUGIN_THREAD_SAFE,
     "exact_match", "0.1.0", "normalised string equality with the reference answer", NULL,
-    kOptions, sizeof kOptions / sizeof kOptions[0], &kVtable};
+    kOptions, sizeof kOptions / sizeof kOptions[0], &kVtable, NULL};
 
 FTHOST_EXPORT const ft_plugin_desc* const* fthost_plugins_v1(uint32_t* count) {
     static const ft_plugin_desc* const list[] = {&kDesc};

@@ -33,13 +33,9 @@ public:
           theta_(cfg.get_float("rope_theta")),
           eps_(cfg.get_float("rms_norm_eps")),
           tied_(cfg.get_bool("tie_word_embeddings")) {
+        validate(cfg);
         const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
-        if (vocab_ < 1) cfg.fail("vocab_size", "must be positive");
-        if (hidden_ < 1 || layers < 1 || inter < 1) cfg.fail("hidden_size", "sizes must be positive");
-        if (heads_ < 1 || hidden_ % heads_ != 0) cfg.fail("num_attention_heads", "must divide hidden_size");
-        if (heads_ % kv_heads_ != 0) cfg.fail("num_key_value_heads", "must divide num_attention_heads");
         head_dim_ = hidden_ / heads_;
-        if (head_dim_ % 2 != 0) cfg.fail("num_attention_heads", "hidden_size / num_attention_heads must be even (rotary)");
         const double std = cfg.get_float("initializer_range");
         const auto opts = at::TensorOptions().dtype(at::kFloat);
         embed_ = register_parameter("model.embed_tokens.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
@@ -59,6 +55,18 @@ public:
         }
         norm_ = register_parameter("model.norm.weight", at::ones({hidden_}, opts));
         if (!tied_) lm_head_ = register_parameter("lm_head.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
+    }
+
+    static void validate(const fthost::Config& cfg) {
+        const int64_t hidden = cfg.get_int("hidden_size"), heads = cfg.get_int("num_attention_heads");
+        const int64_t kv = cfg.get_int("num_key_value_heads");
+        if (cfg.get_int("vocab_size") < 1) cfg.fail("vocab_size", "must be positive");
+        for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers"})
+            if (cfg.get_int(k) < 1) cfg.fail(k, "must be positive");
+        if (heads < 1 || hidden % heads != 0) cfg.fail("num_attention_heads", "must be positive and divide hidden_size");
+        if (kv < 0 || (kv > 0 && heads % kv != 0)) cfg.fail("num_key_value_heads", "must divide num_attention_heads");
+        if ((hidden / heads) % 2 != 0) cfg.fail("num_attention_heads", "hidden_size / num_attention_heads must be even (rotary)");
+        if (cfg.get_float("rms_norm_eps") <= 0) cfg.fail("rms_norm_eps", "must be positive");
     }
 
     at::Tensor forward(const fthost::BatchView& b) {

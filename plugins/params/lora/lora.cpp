@@ -35,16 +35,13 @@ bool targeted(const std::string& site, const std::vector<std::string>& targets) 
 class Lora : public fthost::ParamBase {
 public:
     Lora(const fthost::Host&, const fthost::Config& cfg, fthost::ModelRef model) : ParamBase(model) {
+        validate(cfg);
         const int64_t r = cfg.get_int("r");
-        if (r < 1) cfg.fail("r", "must be at least 1");
         const double alpha = cfg.get_float("lora_alpha");
         scale_ = cfg.get_bool("use_rslora") ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
         dropout_ = cfg.get_float("lora_dropout");
-        if (dropout_ < 0 || dropout_ >= 1) cfg.fail("lora_dropout", "must be in [0, 1)");
         const std::string init = cfg.get_string("init_lora_weights");
-        if (init != "kaiming" && init != "gaussian") cfg.fail("init_lora_weights", "must be kaiming or gaussian");
         const auto targets = cfg.get_string_list("target_modules");
-        if (targets.empty()) cfg.fail("target_modules", "names no site");
 
         for (auto& [_, p] : model.named_parameters()) p.set_requires_grad(false);
         for (const auto& site : model.sites()) {
@@ -66,6 +63,15 @@ public:
         }
         if (adapters_.empty()) cfg.fail("target_modules", "matches none of the model's linear sites");
         for (size_t i = 0; i < adapters_.size(); ++i) install(adapters_[i].site.index, [this, i](const at::Tensor& x) { return forward(i, x); });
+    }
+
+    static void validate(const fthost::Config& cfg) {
+        if (cfg.get_int("r") < 1) cfg.fail("r", "must be at least 1");
+        const double p = cfg.get_float("lora_dropout");
+        if (p < 0 || p >= 1) cfg.fail("lora_dropout", "must be in [0, 1)");
+        const std::string init = cfg.get_string("init_lora_weights");
+        if (init != "kaiming" && init != "gaussian") cfg.fail("init_lora_weights", "must be kaiming or gaussian");
+        if (cfg.get_string_list("target_modules").empty()) cfg.fail("target_modules", "names no site");
     }
 
     fthost::NamedTensors trainable_parameters() {

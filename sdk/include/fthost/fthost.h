@@ -283,6 +283,10 @@ typedef struct ft_plugin_desc {
     uint32_t option_count;
     /* ft_model_vtable / ft_param_vtable / ft_objective_vtable / ft_grader_vtable by kind. */
     const void* vtable;
+    /* Optional (NULL: nothing to check). Checks a config section's values beyond their
+       declared types — ranges, combinations — so that `fthost validate` reports them,
+       with the key's location from host->config_where, before anything runs. */
+    ft_status (*validate)(const ft_host_api* host, const ft_config* cfg, ft_error* err);
 } ft_plugin_desc;
 
 /* The one exported function of a plugin library. */

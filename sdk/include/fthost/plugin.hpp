@@ -15,6 +15,8 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace fthost {
@@ -121,6 +123,25 @@ template <size_t N>
 constexpr uint32_t option_count(const ft_option (&)[N]) { return static_cast<uint32_t>(N); }
 constexpr uint32_t option_count(std::nullptr_t) { return 0; }
 
+// Class::validate(const Config&), when the class declares one, becomes the descriptor's
+// validate entry; the constructor should call it too.
+template <class C, class = void>
+struct HasValidate : std::false_type {};
+template <class C>
+struct HasValidate<C, std::void_t<decltype(C::validate(std::declval<const Config&>()))>> : std::true_type {};
+template <class C>
+struct ValidateThunk {
+    static ft_status call(const ft_host_api* host, const ft_config* cfg, ft_error* err) {
+        return guard(err, [&] { C::validate(Config(host, cfg)); });
+    }
+};
+using ValidateFn = ft_status (*)(const ft_host_api*, const ft_config*, ft_error*);
+template <class C>
+constexpr ValidateFn validate_fn() {
+    if constexpr (HasValidate<C>::value) return &ValidateThunk<C>::call;
+    else return nullptr;
+}
+
 template <class G>
 struct GraderThunks {
     static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_grader** out, ft_error* err) {
@@ -149,8 +170,8 @@ struct GraderThunks {
     static const ft_plugin_desc fthost_desc_##ident = {                                                    \
         sizeof(ft_plugin_desc), FTHOST_ABI_MAJOR, FTHOST_ABI_MINOR, FT_KIND_GRADER, (flags), (name),     \
         (version), (description), nullptr, ::fthost::detail::option_ptr(options),                         \
-        ::fthost::detail::option_count(options),                                                         \
-        &::fthost::detail::GraderThunks<Class>::vtable}
+        ::fthost::detail::option_count(options), &::fthost::detail::GraderThunks<Class>::vtable,        \
+        ::fthost::detail::validate_fn<Class>()}
 
 // Exports the library's one entry point listing its plugins: FTHOST_PLUGINS(a, b)
 // for descriptors declared as fthost_desc_a, fthost_desc_b.

@@ -323,11 +323,11 @@ struct ObjectiveThunks {
 }  // namespace v1
 }  // namespace fthost
 
-#define FTHOST_DETAIL_DESC(ident, kind, name, version, description, options, vt)                          \
+#define FTHOST_DETAIL_DESC(ident, Class, kind, name, version, description, options, vt)                   \
     static const ft_plugin_desc fthost_desc_##ident = {                                                    \
         sizeof(ft_plugin_desc), FTHOST_ABI_MAJOR, FTHOST_ABI_MINOR, (kind), 0u, (name), (version),        \
         (description), FTHOST_TORCH_VERSION, ::fthost::detail::option_ptr(options),                      \
-        ::fthost::detail::option_count(options), &(vt)}
+        ::fthost::detail::option_count(options), &(vt), ::fthost::detail::validate_fn<Class>()}
 
 // A model class: ModelBase plus
 //   Class(const fthost::Host&, const fthost::Config&)
@@ -335,19 +335,21 @@ struct ObjectiveThunks {
 //   at::Tensor lm_head(const at::Tensor& hidden)      logits [.., V]
 //   int64_t vocab_size() const
 #define FTHOST_MODEL(ident, Class, name, version, description, options) \
-    FTHOST_DETAIL_DESC(ident, FT_KIND_MODEL, name, version, description, options, ::fthost::detail::ModelThunks<Class>::vtable)
+    FTHOST_DETAIL_DESC(ident, Class, FT_KIND_MODEL, name, version, description, options, ::fthost::detail::ModelThunks<Class>::vtable)
 
 // A param class: ParamBase plus
 //   Class(const fthost::Host&, const fthost::Config&, fthost::ModelRef)
 //   fthost::NamedTensors trainable_parameters()   bool is_full() const
 //   void set_enabled(bool)                        void merge()
+// Any class may add `static void validate(const fthost::Config&)` (throw via cfg.fail)
+// to check its values when the config is validated.
 #define FTHOST_PARAM(ident, Class, name, version, description, options) \
-    FTHOST_DETAIL_DESC(ident, FT_KIND_PARAM, name, version, description, options, ::fthost::detail::ParamThunks<Class>::vtable)
+    FTHOST_DETAIL_DESC(ident, Class, FT_KIND_PARAM, name, version, description, options, ::fthost::detail::ParamThunks<Class>::vtable)
 
 // An objective class:
 //   Class(const fthost::Host&, const fthost::Config&)
 //   at::Tensor loss(fthost::Run&, const fthost::BatchView&)
 // `policy` is FT_LABELS_ALL or FT_LABELS_COMPLETION.
 #define FTHOST_OBJECTIVE(ident, Class, policy, name, version, description, options)                       \
-    FTHOST_DETAIL_DESC(ident, FT_KIND_OBJECTIVE, name, version, description, options,                      \
+    FTHOST_DETAIL_DESC(ident, Class, FT_KIND_OBJECTIVE, name, version, description, options,               \
                        (::fthost::detail::ObjectiveThunks<Class, policy>::vtable))

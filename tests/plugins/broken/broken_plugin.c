@@ -50,7 +50,7 @@ static const ft_plugin_desc kDesc = {
 #else
     NULL,
 #endif
-    NULL, 0, &kVtable};
+    NULL, 0, &kVtable, NULL};
 
 #ifndef BREAK_NO_ENTRY
 FTHOST_EXPORT const ft_plugin_desc* const* fthost_plugins_v1(uint32_t* count) {
