@@ -134,7 +134,22 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
                                                 << sc.param.plugin << ")\n";
         StageOptions so = req.stage_options;
         so.resume = resume;
-        nlohmann::json result = train_stage(rc, i, registry, dir, device, so);
+        nlohmann::json result;
+        try {
+            result = train_stage(rc, i, registry, dir, device, so);
+        } catch (const std::exception& e) {
+            // Leave the directory saying what happened: the stage failed, its last
+            // checkpoint (if any) is intact, and --resume can continue once fixed.
+            result = {{"name", sc.name}, {"status", "failed"}, {"error", e.what()}};
+            nlohmann::json stages = nlohmann::json::array();
+            for (const auto& s : summary["stages"])
+                if (s["name"] != sc.name) stages.push_back(s);
+            stages.push_back(result);
+            summary["stages"] = stages;
+            summary["status"] = "failed";
+            dir.write_json("summary.json", summary);
+            throw;
+        }
         nlohmann::json stages = nlohmann::json::array();
         for (const auto& s : summary["stages"])
             if (s["name"] != sc.name) stages.push_back(s);

@@ -160,6 +160,21 @@ TEST(Training, EarlyStoppingStopsWhenEvalLossStopsImproving) {
     EXPECT_TRUE(fs::exists(dir / "a/stages/sft/final/adapter.safetensors"));
 }
 
+TEST(Training, AFailedStageIsRecordedInTheSummary) {
+    auto dir = temp_dir("fail");
+    write_file(dir / "bad.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"broken\"\n");
+    std::string cfg = sft_config(dir / "a", "steps = 2\nbatch_size = 2\n");
+    const std::string train = std::string(source_dir()) + "/data/quickstart/train.jsonl";
+    cfg.replace(cfg.find(train), train.size(), (dir / "bad.jsonl").string());
+    write_file(dir / "a.toml", cfg);
+    EXPECT_THROW(run(dir / "a.toml"), Error);
+    auto summary = nlohmann::json::parse(read_text(dir / "a/summary.json"));
+    EXPECT_EQ(summary["status"], "failed");
+    EXPECT_EQ(summary["stages"][0]["status"], "failed");
+    EXPECT_NE(summary["stages"][0]["error"].get<std::string>().find("bad.jsonl:2: malformed JSON"), std::string::npos);
+    EXPECT_FALSE(fs::exists(dir / "a/stages/sft/final"));
+}
+
 TEST(Training, SavedStageReloadsToTheSameLogits) {
     auto dir = temp_dir("reload");
     write_file(dir / "a.toml", two_stage_config(dir / "a", 2, 0));
