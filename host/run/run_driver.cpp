@@ -64,6 +64,15 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
             {"started", now_iso()}};
 }
 
+// Puts a stage's entry into summary.json's list, replacing an earlier attempt's.
+void record(nlohmann::json& summary, const nlohmann::json& stage) {
+    nlohmann::json stages = nlohmann::json::array();
+    for (const auto& s : summary["stages"])
+        if (s["name"] != stage["name"]) stages.push_back(s);
+    stages.push_back(stage);
+    summary["stages"] = stages;
+}
+
 void print_summary(const nlohmann::json& summary) {
     std::cout << "\nstage results (held-out eval):\n";
     for (const auto& s : summary["stages"]) {
@@ -140,21 +149,12 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
         } catch (const std::exception& e) {
             // Leave the directory saying what happened: the stage failed, its last
             // checkpoint (if any) is intact, and --resume can continue once fixed.
-            result = {{"name", sc.name}, {"status", "failed"}, {"error", e.what()}};
-            nlohmann::json stages = nlohmann::json::array();
-            for (const auto& s : summary["stages"])
-                if (s["name"] != sc.name) stages.push_back(s);
-            stages.push_back(result);
-            summary["stages"] = stages;
+            record(summary, {{"name", sc.name}, {"status", "failed"}, {"error", e.what()}});
             summary["status"] = "failed";
             dir.write_json("summary.json", summary);
             throw;
         }
-        nlohmann::json stages = nlohmann::json::array();
-        for (const auto& s : summary["stages"])
-            if (s["name"] != sc.name) stages.push_back(s);
-        stages.push_back(result);
-        summary["stages"] = stages;
+        record(summary, result);
         if (result["status"] == "interrupted") {
             summary["status"] = "interrupted";
             dir.write_json("summary.json", summary);
