@@ -4,6 +4,8 @@
 
 #include <fthost/plugin.hpp>
 
+#include <sstream>
+
 namespace fs = std::filesystem;
 
 namespace fthost::host {
@@ -23,6 +25,19 @@ uint64_t RunDir::metrics_size() const {
 void RunDir::truncate_metrics(uint64_t size) {
     if (metrics_.is_open()) metrics_.close();
     if (fs::exists(root_ / "metrics.jsonl")) fs::resize_file(root_ / "metrics.jsonl", size);
+}
+
+void RunDir::drop_metrics_of(const std::string& stage) {
+    if (metrics_.is_open()) metrics_.close();
+    const fs::path f = root_ / "metrics.jsonl";
+    if (!fs::exists(f)) return;
+    std::istringstream in(read_text(f));
+    std::string kept;
+    for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (!j.is_object() || j.value("stage", "") != stage) kept += line + "\n";
+    }
+    write_text_atomically(f, kept);
 }
 
 nlohmann::json RunDir::read_json(const std::string& name) const {

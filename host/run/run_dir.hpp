@@ -25,6 +25,8 @@ public:
     // Size of metrics.jsonl in bytes (stored in checkpoints), and truncation back to it.
     uint64_t metrics_size() const;
     void truncate_metrics(uint64_t size);
+    // Removes a stage's lines (an earlier attempt that left no checkpoint).
+    void drop_metrics_of(const std::string& stage);
 
     nlohmann::json read_json(const std::string& name) const;
     void write_json(const std::string& name, const nlohmann::json& j) const;

@@ -165,8 +165,9 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         }
     }
     if (!resumed) {
-        // A fresh start of this stage: forget checkpoints of an earlier attempt.
+        // A fresh start of this stage: forget checkpoints and metrics of an earlier attempt.
         fs::remove_all(dir.checkpoints_dir(sc.name));
+        dir.drop_metrics_of(sc.name);
         if (sc.eval.base && !sc.graders.empty() && !data.eval.empty()) {
             auto r = run_task_eval(*model, data.eval, sc, tok);
             for (const auto& [k, v] : r.scores) state.base_eval[k] = v;

@@ -173,6 +173,11 @@ TEST(Training, AFailedStageIsRecordedInTheSummary) {
     EXPECT_EQ(summary["stages"][0]["status"], "failed");
     EXPECT_NE(summary["stages"][0]["error"].get<std::string>().find("bad.jsonl:2: malformed JSON"), std::string::npos);
     EXPECT_FALSE(fs::exists(dir / "a/stages/sft/final"));
+    // Fixed data, then --resume: the stage starts over (no checkpoint) and completes.
+    write_file(dir / "bad.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"repaired\"}\n");
+    ASSERT_EQ(run(dir / "a.toml", (dir / "a").string()), 0);
+    EXPECT_EQ(nlohmann::json::parse(read_text(dir / "a/summary.json"))["status"], "completed");
+    EXPECT_EQ(losses(dir / "a").size(), 2u);
 }
 
 TEST(Training, SavedStageReloadsToTheSameLogits) {
