@@ -78,7 +78,7 @@ public:
         // Otherwise a mask keeps every token inside its own document.
         std::optional<at::Tensor> mask;
         const at::Tensor& seq = b.sequence_ids;
-        const bool plain = seq.eq(seq.select(1, 0).unsqueeze(1)).all().item<bool>() && seq.ge(0).all().item<bool>();
+        const bool plain = (seq.eq(seq.select(1, 0).unsqueeze(1)) & seq.ge(0)).all().item<bool>();  // one sync
         if (!plain) {
             at::Tensor same = seq.unsqueeze(2).eq(seq.unsqueeze(1));
             at::Tensor causal = at::ones({T, T}, seq.options().dtype(at::kBool)).tril();
