@@ -82,12 +82,6 @@ static void read(const Section& s, const char* key, T& out) {
     else out = static_cast<T>(s.get_int(key));
 }
 
-const StageConfig& RunConfig::stage(const std::string& n) const {
-    for (const auto& s : stages)
-        if (s.name == n) return s;
-    throw Error("no stage named '" + n + "' in " + file, FT_ERR_CONFIG);
-}
-
 // ---- --set key.path=value ---------------------------------------------------------------
 
 static void apply_set(toml::table& root, const std::string& assignment, Diagnostics& diag) {
@@ -295,19 +289,6 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
         }
     }
     return rc;
-}
-
-RunConfig load_run_config_text(const std::string& text, const std::string& file, const PluginRegistry& reg,
-                               Diagnostics& diag) {
-    toml::table root;
-    try {
-        root = toml::parse(text, file);
-    } catch (const toml::parse_error& e) {
-        const auto& b = e.source().begin;
-        diag.add(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column), std::string(e.description()));
-        return {};
-    }
-    return build(root, file, reg, diag);
 }
 
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets, const PluginRegistry& reg,

@@ -57,16 +57,11 @@ struct RunConfig {
     std::vector<StageConfig> stages;
     std::string resolved_toml;  // the config after --set, as written to the run directory
 
-    const StageConfig& stage(const std::string& name) const;
 };
 
 // Parses and validates `file` with `sets` ("key.path=value") applied first. Every
 // problem is added to diag; the result is meaningful only when diag.ok().
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets,
                           const PluginRegistry& registry, Diagnostics& diag);
-
-// The same for a resolved config saved in a run directory (for --resume / eval).
-RunConfig load_run_config_text(const std::string& text, const std::string& file, const PluginRegistry& registry,
-                               Diagnostics& diag);
 
 }  // namespace fthost::host

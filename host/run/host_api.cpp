@@ -10,10 +10,8 @@ namespace fthost::host {
 namespace {
 
 uint64_t g_seed = 42;
-bool g_verbose = true;
 
 void log(ft_log_level level, const char* plugin, const char* message) {
-    if (level < FT_LOG_WARN && !g_verbose) return;
     static const char* names[] = {"debug", "info", "warning", "error"};
     const char* lvl = (level >= 0 && level <= 3) ? names[level] : "log";
     std::cerr << "[" << (plugin ? plugin : "plugin") << "] " << lvl << ": " << (message ? message : "") << "\n";
@@ -77,6 +75,5 @@ const ft_host_api kApi = {
 
 const ft_host_api* host_api() { return &kApi; }
 void set_host_seed(uint64_t seed) { g_seed = seed; }
-void set_host_verbose(bool verbose) { g_verbose = verbose; }
 
 }  // namespace fthost::host

@@ -19,7 +19,5 @@ namespace fthost::host {
 
 const ft_host_api* host_api();
 void set_host_seed(uint64_t seed);
-// When false, plugin log lines below WARN are dropped (tests keep output short).
-void set_host_verbose(bool verbose);
 
 }  // namespace fthost::host
