@@ -4,6 +4,7 @@
 
 #include <fthost/plugin.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -26,7 +27,10 @@ static const ft_option kRunOptions[] = {
 
 static const ft_option kStageOptions[] = {
     option("name", FT_OPT_STRING, nullptr, "stage name (unique; names stages/<name>/ in the run directory)", true),
-    option("init_from", FT_OPT_STRING, "\"\"", "start from an earlier stage's final model"),
+    option("init_from", FT_OPT_STRING, "\"\"",
+           "start from an earlier stage's final model, or a final/ directory path (contains '/')"),
+    option("teacher", FT_OPT_STRING, "\"\"",
+           "the frozen teacher for distillation: an earlier stage, or a final/ directory path"),
 };
 
 static const ft_option kDataOptions[] = {
@@ -57,6 +61,10 @@ static const ft_option kTrainOptions[] = {
     option("checkpoint_every", FT_OPT_INT, "0", "steps between resumable checkpoints (0 = none)"),
     option("keep_checkpoints", FT_OPT_INT, "2", "newest checkpoints kept"),
     option("early_stopping_patience", FT_OPT_INT, "0", "stop after this many evals without a better eval loss (0 = off)"),
+    option("precompute_ref_log_probs", FT_OPT_BOOL, "false",
+           "compute the reference log-probs of all data in one pass before training, then free the reference"),
+    option("disable_dropout", FT_OPT_BOOL, "true",
+           "no dropout in stages with a reference or teacher (preference, distillation), as TRL does"),
 };
 
 static const ft_option kEvalOptions[] = {
@@ -81,6 +89,8 @@ static void read(const Section& s, const char* key, T& out) {
     else if constexpr (std::is_floating_point_v<T>) out = s.get_float(key);
     else out = static_cast<T>(s.get_int(key));
 }
+
+bool is_stage_path(const std::string& ref) { return ref.find('/') != std::string::npos; }
 
 // ---- --set key.path=value ---------------------------------------------------------------
 
@@ -208,14 +218,32 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             if (ss.has("name")) {  // else reported as missing
                 read(ss, "name", sc.name);
                 read(ss, "init_from", sc.init_from);
+                read(ss, "teacher", sc.teacher);
+                for (const char* key : {"init_from", "teacher"}) {
+                    const std::string& ref = std::string(key) == "init_from" ? sc.init_from : sc.teacher;
+                    if (ref.empty()) continue;
+                    if (is_stage_path(ref)) {
+                        if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json"))
+                            diag.add(ss.where_of(key), std::string(key) + " '" + ref +
+                                                           "' has no stage.json: it must be a stage's final/ "
+                                                           "directory (run that stage first)");
+                    } else if (!seen.count(ref)) {
+                        diag.add(ss.where_of(key), std::string(key) + " '" + ref +
+                                                       "' is not an earlier stage (or a final/ directory path)");
+                    }
+                }
                 if (!seen.insert(sc.name).second) diag.add(sc.where, "duplicate stage name '" + sc.name + "'");
-                if (!sc.init_from.empty() && !seen.count(sc.init_from) )
-                    diag.add(sc.where, "stage '" + sc.name + "': init_from '" + sc.init_from +
-                                           "' is not an earlier stage");
             }
             const std::string p = "stage '" + sc.name + "'";
-            if (sc.init_from.empty()) {
-                sc.model = plugin_section((*st)["model"].as_table(), FT_KIND_MODEL, file, p + " model", reg, diag, sc.where);
+            if (sc.init_from.empty() || is_stage_path(sc.init_from)) {
+                // A path's model is described by its stage.json; [stage.model] is not used.
+                if (is_stage_path(sc.init_from)) {
+                    if (st->contains("model"))
+                        diag.add(where_of(file, *st->get("model")),
+                                 p + ": a stage with init_from continues that model; remove [stage.model]");
+                } else {
+                    sc.model = plugin_section((*st)["model"].as_table(), FT_KIND_MODEL, file, p + " model", reg, diag, sc.where);
+                }
             } else if (st->contains("model")) {
                 diag.add(where_of(file, *st->get("model")),
                          p + ": a stage with init_from continues the earlier stage's model; remove [stage.model]");
@@ -268,6 +296,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ts, "checkpoint_every", t.checkpoint_every);
                 read(ts, "keep_checkpoints", t.keep_checkpoints);
                 read(ts, "early_stopping_patience", t.early_stopping_patience);
+                read(ts, "precompute_ref_log_probs", t.precompute_ref_log_probs);
+                read(ts, "disable_dropout", t.disable_dropout);
                 if (ts.has("steps") && ts.has("epochs") && t.steps <= 0 && t.epochs <= 0) diag.add(ts.section_where, p + " train: set steps or epochs (> 0)");
                 if (t.batch_size < 1) diag.add(ts.where_of("batch_size"), "batch_size must be at least 1");
                 if (t.grad_accum < 1) diag.add(ts.where_of("grad_accum"), "grad_accum must be at least 1");
@@ -277,6 +307,22 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 if (t.keep_checkpoints < 1) diag.add(ts.where_of("keep_checkpoints"), "keep_checkpoints must be at least 1");
                 if (t.early_stopping_patience > 0 && t.eval_every <= 0)
                     diag.add(ts.where_of("early_stopping_patience"), "early stopping needs eval_every > 0");
+            }
+            // What the objective needs from the stage.
+            if (sc.objective.loaded) {
+                const ObjectiveTraits ot =
+                    objective_traits(static_cast<const ft_objective_vtable*>(sc.objective.loaded->desc->vtable));
+                const std::string obj = "objective '" + sc.objective.plugin + "'";
+                if ((ot.needs & FT_NEEDS_TEACHER) && sc.teacher.empty())
+                    diag.add(sc.where, p + ": " + obj + " needs a teacher: set `teacher = \"<stage or final/ dir>\"`");
+                if (!(ot.needs & FT_NEEDS_TEACHER) && !sc.teacher.empty())
+                    diag.add(ss.where_of("teacher"), p + ": " + obj + " does not use a teacher; remove `teacher`");
+                if (ot.data_shape != FT_DATA_SEQUENCES && sc.data.packing)
+                    diag.add(ds.where_of("packing"), p + ": " + obj +
+                                                         " trains on pairs / feedback rows, which are not packed; "
+                                                         "set packing = false");
+                if (sc.train.precompute_ref_log_probs && !(ot.needs & FT_NEEDS_REFERENCE))
+                    diag.add(ts.where_of("precompute_ref_log_probs"), p + ": " + obj + " has no reference model");
             }
             Section es = check((*st)["eval"].as_table(), file, p + " eval", kEvalOptions, diag);
             {

@@ -33,6 +33,8 @@ struct TrainConfig {
     double max_grad_norm = 1.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     int64_t log_every = 10, eval_every = 0, checkpoint_every = 0, keep_checkpoints = 2;
     int64_t early_stopping_patience = 0;
+    bool precompute_ref_log_probs = false;
+    bool disable_dropout = true;
 };
 
 struct EvalConfig {
@@ -40,8 +42,12 @@ struct EvalConfig {
     bool base = true;  // also score the stage's starting model
 };
 
+// init_from and teacher name an earlier stage of the run, or (when they contain a '/')
+// a stage's final/ directory on disk, e.g. "runs/quickstart/stages/finetune/final".
+bool is_stage_path(const std::string& ref);
+
 struct StageConfig {
-    std::string name, init_from, where;
+    std::string name, init_from, teacher, where;
     PluginSection model, param, objective;
     std::vector<PluginSection> graders;
     DataConfig data;

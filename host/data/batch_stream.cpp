@@ -23,7 +23,9 @@ HostBatch collate(const std::vector<std::vector<const Example*>>& rows) {
     auto ids = b.input_ids.accessor<int64_t, 2>();
     auto labels = b.labels.accessor<int64_t, 2>();
     auto pos = b.position_ids.accessor<int64_t, 2>();
+    b.completion_mask = at::zeros({B, T}, at::kLong);
     auto seq = b.sequence_ids.accessor<int64_t, 2>();
+    auto comp = b.completion_mask.accessor<int64_t, 2>();
     for (int64_t r = 0; r < B; ++r) {
         int64_t t = 0;
         for (size_t d = 0; d < rows[r].size(); ++d) {
@@ -33,10 +35,33 @@ HostBatch collate(const std::vector<std::vector<const Example*>>& rows) {
                 labels[r][t] = ex.labels[i];
                 pos[r][t] = static_cast<int64_t>(i);
                 seq[r][t] = static_cast<int64_t>(d);
+                comp[r][t] = i < ex.completion_mask.size() ? ex.completion_mask[i] : 0;
                 b.num_labels += ex.labels[i] != -100;
                 ++b.num_tokens;
             }
+            b.examples.push_back(&ex);
         }
+    }
+    b.num_examples = static_cast<int64_t>(b.examples.size());
+    return b;
+}
+
+HostBatch collate_shaped(const std::vector<const Example*>& examples, ft_data_shape shape) {
+    std::vector<std::vector<const Example*>> rows;
+    for (const Example* ex : examples) rows.push_back({ex});
+    if (shape == FT_DATA_SEQUENCES) return collate(rows);
+    const size_t n = examples.size();
+    for (const Example* ex : examples) {
+        if (ex->partner.size() != 1)
+            throw Error(std::string("a ") + (shape == FT_DATA_PAIRS ? "pair" : "feedback") +
+                        " batch got an example without its second row (was the data loaded for this objective?)");
+        rows.push_back({&ex->partner[0]});
+    }
+    HostBatch b = collate(rows);
+    b.num_examples = static_cast<int64_t>(n);
+    if (shape == FT_DATA_FEEDBACK) {
+        b.desirable = at::empty({static_cast<int64_t>(n)}, at::kLong);
+        for (size_t i = 0; i < n; ++i) b.desirable[i] = int64_t{examples[i]->desirable};
     }
     return b;
 }
@@ -54,8 +79,14 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool s
 }
 
 BatchStream::BatchStream(const std::vector<Example>& data, int64_t batch_size, int64_t max_seq_len, bool packing,
-                         bool shuffle, uint64_t seed)
-    : data_(data), batch_size_(batch_size), max_seq_len_(max_seq_len), packing_(packing), shuffle_(shuffle), seed_(seed) {
+                         bool shuffle, uint64_t seed, ft_data_shape shape)
+    : data_(data),
+      batch_size_(batch_size),
+      max_seq_len_(max_seq_len),
+      packing_(packing && shape == FT_DATA_SEQUENCES),
+      shuffle_(shuffle),
+      seed_(seed),
+      shape_(shape) {
     if (data_.empty()) throw Error("no training examples", FT_ERR_CONFIG);
     seek({0, 0});
     while (pos_.epoch == 0) {
@@ -91,6 +122,11 @@ std::vector<std::vector<const Example*>> BatchStream::take_rows() {
     return rows;
 }
 
-HostBatch BatchStream::next() { return collate(take_rows()); }
+HostBatch BatchStream::next() {
+    if (shape_ == FT_DATA_SEQUENCES) return collate(take_rows());
+    std::vector<const Example*> examples;
+    for (const auto& row : take_rows()) examples.push_back(row.front());
+    return collate_shaped(examples, shape_);
+}
 
 }  // namespace fthost::host

@@ -15,12 +15,21 @@ namespace fthost::host {
 
 struct HostBatch {
     at::Tensor input_ids, labels, position_ids, sequence_ids;  // int64 [B, T]
-    int64_t num_labels = 0;  // labels != -100
-    int64_t num_tokens = 0;  // non-padding tokens
+    at::Tensor completion_mask;                                // int64 [B, T]
+    at::Tensor desirable;                                      // int64 [examples], FT_DATA_FEEDBACK only
+    int64_t num_labels = 0;    // labels != -100
+    int64_t num_tokens = 0;    // non-padding tokens
+    int64_t num_examples = 0;  // examples (pairs count once)
+    std::vector<const Example*> examples;  // every row's example(s), in row order
+    std::vector<ft_named_tensor> named_extras;  // filled by as_ft_batch (points into this batch)
 };
 
 // Rows of examples -> one batch, padded to the longest row.
 HostBatch collate(const std::vector<std::vector<const Example*>>& rows);
+
+// Examples -> one batch in an objective's data shape (fthost.h): one row each, then
+// each example's partner row (the rejected sequence, or the mismatched KL row).
+HostBatch collate_shaped(const std::vector<const Example*>& examples, ft_data_shape shape);
 
 // The permutation of [0, n) for an epoch: Fisher-Yates on a seeded mt19937_64, the
 // same on every platform.
@@ -34,7 +43,7 @@ public:
     };
 
     BatchStream(const std::vector<Example>& data, int64_t batch_size, int64_t max_seq_len, bool packing, bool shuffle,
-                uint64_t seed);
+                uint64_t seed, ft_data_shape shape = FT_DATA_SEQUENCES);
     HostBatch next();
     Position position() const { return pos_; }
     void seek(Position p);
@@ -47,6 +56,7 @@ private:
     int64_t batch_size_, max_seq_len_;
     bool packing_, shuffle_;
     uint64_t seed_;
+    ft_data_shape shape_;
     Position pos_;
     std::vector<int64_t> order_;
     int64_t batches_per_epoch_ = 0;

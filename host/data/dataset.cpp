@@ -4,24 +4,41 @@
 
 #include <fthost/plugin.hpp>
 
+#include <algorithm>
+
 namespace fthost::host {
 
 std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const ByteTokenizer& tok,
-                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats) {
+                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats, ft_data_shape shape) {
     std::vector<Example> out;
     JsonlStats s = read_jsonl(file, skip_malformed, [&](const nlohmann::json& row, int64_t) {
-        out.push_back(make_example(row, tok, policy, max_seq_len));
+        out.push_back(make_example(row, tok, policy, max_seq_len, shape));
     });
     if (stats) *stats = s;
     return out;
 }
 
-Datasets load_datasets(const DataConfig& cfg, const ByteTokenizer& tok, ft_label_policy policy, uint64_t seed) {
+void add_mismatched_rows(std::vector<Example>& examples, int64_t chunk, int64_t max_seq_len) {
+    const int64_t n = static_cast<int64_t>(examples.size());
+    for (int64_t start = 0; start < n; start += chunk) {
+        const int64_t len = std::min(chunk, n - start);
+        for (int64_t i = 0; i < len; ++i) {
+            const Example& other = examples[start + (i + len - 1) % len];
+            Example kl = mismatched_example(examples[start + i], other, max_seq_len);
+            examples[start + i].partner.assign(1, std::move(kl));
+        }
+    }
+}
+
+Datasets load_datasets(const DataConfig& cfg, const ByteTokenizer& tok, ft_label_policy policy, uint64_t seed,
+                       ft_data_shape shape, int64_t batch_size) {
     Datasets d;
-    auto all = load_examples(cfg.train_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.train_stats);
+    auto all = load_examples(cfg.train_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.train_stats, shape);
+    if (shape == FT_DATA_FEEDBACK) add_mismatched_rows(all, std::max<int64_t>(batch_size, 1), cfg.max_seq_len);
     if (!cfg.eval_file.empty()) {
         d.train = std::move(all);
-        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.eval_stats);
+        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.eval_stats, shape);
+        if (shape == FT_DATA_FEEDBACK) add_mismatched_rows(d.eval, std::max<int64_t>(batch_size, 1), cfg.max_seq_len);
     } else if (cfg.eval_fraction > 0) {
         const auto order = epoch_order(static_cast<int64_t>(all.size()), seed ^ 0xE7A1u, 0, true);
         const auto n_eval = static_cast<size_t>(cfg.eval_fraction * static_cast<double>(all.size()));

@@ -6,6 +6,12 @@
 //                                              or on every token for FT_LABELS_ALL
 //   {"messages": [{"role", "content"}, ...]}   rendered with ChatML; labels on the
 //                                              assistant turns (content + <|im_end|>)
+// and for the preference data shapes (fthost.h's FT_DATA_PAIRS / FT_DATA_FEEDBACK):
+//   {"prompt", "chosen", "rejected"}           one pair; the rejected sequence in `partner`
+//   {"prompt", "completion", "label": bool}    binary feedback (KTO)
+// where prompt may be a string or a message list (rendered with ChatML and an open
+// assistant turn) and each completion a string (+ EOS) or a list of assistant messages
+// (content + <|im_end|>, as in SFT).
 #pragma once
 
 #include "data/byte_tokenizer.hpp"
@@ -21,6 +27,13 @@ namespace fthost::host {
 struct Example {
     std::vector<int64_t> ids;
     std::vector<int64_t> labels;  // unshifted; -100 where no loss (always at position 0)
+    std::vector<int64_t> completion_mask;  // 1 on completion / assistant tokens
+    int64_t prompt_length = 0;             // tokens before the completion (pairs, feedback)
+    // The example's second row (one element, or none): FT_DATA_PAIRS: the rejected
+    // sequence; FT_DATA_FEEDBACK: this prompt with another example's completion (KTO's
+    // mismatched pair for the KL estimate, fixed when the data is loaded, as TRL does).
+    std::vector<Example> partner;
+    int desirable = -1;                    // FT_DATA_FEEDBACK: 1 / 0
     // For generation-based eval: the prompt as tokens, and the expected answer.
     std::vector<int64_t> prompt_ids;
     std::string prompt_text, reference;
@@ -29,6 +42,11 @@ struct Example {
 };
 
 // Throws std::runtime_error with a reason when the row has an unknown shape.
-Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_label_policy policy, int64_t max_seq_len);
+Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_label_policy policy, int64_t max_seq_len,
+                     ft_data_shape shape = FT_DATA_SEQUENCES);
+
+// Example i's prompt followed by the completion of `other` (FT_DATA_FEEDBACK's
+// mismatched pairs for the KL estimate), truncated to max_seq_len.
+Example mismatched_example(const Example& prompt_of, const Example& completion_of, int64_t max_seq_len);
 
 }  // namespace fthost::host

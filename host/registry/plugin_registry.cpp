@@ -5,6 +5,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -34,10 +35,22 @@ size_t min_vtable_size(ft_kind kind) {
     switch (kind) {
         case FT_KIND_MODEL: return sizeof(ft_model_vtable);
         case FT_KIND_PARAM: return sizeof(ft_param_vtable);
-        case FT_KIND_OBJECTIVE: return sizeof(ft_objective_vtable);
+        // ABI 1.0's table ended before data_shape; the host reads later fields only
+        // when struct_size covers them (objective_traits()).
+        case FT_KIND_OBJECTIVE: return offsetof(ft_objective_vtable, data_shape);
         case FT_KIND_GRADER: return sizeof(ft_grader_vtable);
     }
     return 0;
+}
+
+ObjectiveTraits objective_traits(const ft_objective_vtable* vt) {
+    ObjectiveTraits t;
+    if (vt->struct_size >= offsetof(ft_objective_vtable, needs) + sizeof(vt->needs)) {
+        t.data_shape = vt->data_shape;
+        t.needs = vt->needs;
+    }
+    if (vt->struct_size >= offsetof(ft_objective_vtable, on_dataset) + sizeof(vt->on_dataset)) t.on_dataset = vt->on_dataset;
+    return t;
 }
 
 std::vector<fs::path> PluginRegistry::default_search_path() {
@@ -140,6 +153,13 @@ int PluginRegistry::load_file(const fs::path& path) {
                              std::to_string(d->vtable ? *static_cast<const uint32_t*>(d->vtable) : 0) + " bytes, needs " +
                              std::to_string(need) + ")");
             continue;
+        }
+        if (d->kind == FT_KIND_OBJECTIVE) {
+            const ObjectiveTraits t = objective_traits(static_cast<const ft_objective_vtable*>(d->vtable));
+            if (t.data_shape < FT_DATA_SEQUENCES || t.data_shape > FT_DATA_FEEDBACK) {
+                refuse(file, label + ": unknown data shape " + std::to_string(t.data_shape));
+                continue;
+            }
         }
         bool options_ok = true;
         for (uint32_t k = 0; k < d->option_count; ++k)

@@ -48,4 +48,13 @@ const char* kind_name(ft_kind kind);
 // The smallest vtable size for each kind that ABI 1.0 defines.
 size_t min_vtable_size(ft_kind kind);
 
+// An objective's table read up to its struct_size: fields a 1.0 plugin lacks take
+// their 1.0 meaning (one sequence per row, needs nothing, no on_dataset).
+struct ObjectiveTraits {
+    ft_data_shape data_shape = FT_DATA_SEQUENCES;
+    uint32_t needs = 0;
+    ft_status (*on_dataset)(ft_objective*, const ft_dataset_info*, ft_error*) = nullptr;
+};
+ObjectiveTraits objective_traits(const ft_objective_vtable* vt);
+
 }  // namespace fthost::host

@@ -65,10 +65,16 @@ const ft_host_api kApi = {
     },
     []() -> uint64_t { return g_seed; },
     [](ft_tensor t) { delete reinterpret_cast<at::Tensor*>(t); },
-    [](ft_run* run, const ft_batch* batch, int32_t reference, ft_tensor* out, ft_error* err) -> ft_status {
-        return guard(err, [&] { *out = new_handle(run->token_logprobs(*batch, reference != 0)); });
+    [](ft_run* run, const ft_batch* batch, int32_t model, ft_tensor* out, ft_error* err) -> ft_status {
+        return guard(err, [&] { *out = new_handle(run->token_logprobs(*batch, model)); });
     },
     [](ft_run* run, const char* name, double value) { run->metric(name, value); },
+    [](ft_run* run, const ft_batch* batch, int32_t model, ft_tensor* out, ft_error* err) -> ft_status {
+        return guard(err, [&] {
+            if (!run->label_logits) throw Error("this run gives no label logits", FT_ERR_UNSUPPORTED);
+            *out = new_handle(run->label_logits(*batch, model));
+        });
+    },
 };
 
 }  // namespace

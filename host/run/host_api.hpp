@@ -11,7 +11,9 @@
 
 // The concrete type behind the opaque ft_run handle.
 struct ft_run_s {
-    std::function<at::Tensor(const ft_batch&, bool reference)> token_logprobs;
+    // `model` is FT_RUN_POLICY, FT_RUN_REFERENCE or FT_RUN_TEACHER.
+    std::function<at::Tensor(const ft_batch&, int32_t model)> token_logprobs;
+    std::function<at::Tensor(const ft_batch&, int32_t model)> label_logits;
     std::function<void(const std::string&, double)> metric;
 };
 

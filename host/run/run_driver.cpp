@@ -6,6 +6,7 @@
 #include "io/sha256.hpp"
 #include "run/run_dir.hpp"
 #include "train/model_session.hpp"
+#include "train/stage_trainer.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -84,6 +85,9 @@ void print_summary(const nlohmann::json& summary) {
                     std::cout << s["base_eval"][k].get<double>() << " -> ";
                 std::cout << (v.is_number() ? v.get<double>() : std::nan(""));
             }
+        if (s.contains("teacher_eval"))
+            for (const auto& [k, v] : s["teacher_eval"].items())
+                std::cout << "  (teacher " << k << " " << (v.is_number() ? v.get<double>() : std::nan("")) << ")";
         std::cout << "\n";
     }
 }
@@ -191,11 +195,11 @@ int eval_command(const std::string& config, const std::vector<std::string>& sets
             throw Error("stage '" + sc.name + "' has no result in " + final_dir.string() + " (run it first)", FT_ERR_CONFIG);
         auto model = ModelSession::from_stage_dir(final_dir, registry, device);
         const auto* ovt = static_cast<const ft_objective_vtable*>(sc.objective.loaded->desc->vtable);
-        Datasets data = load_datasets(sc.data, tok, ovt->label_policy, rc.seed);
+        const ft_data_shape shape = objective_traits(ovt).data_shape;
+        Datasets data = load_datasets(sc.data, tok, ovt->label_policy, rc.seed, shape, sc.train.batch_size);
         if (data.eval.empty()) throw Error("stage '" + sc.name + "' has no eval data (set data.eval or data.eval_fraction)", FT_ERR_CONFIG);
-        auto r = run_task_eval(*model, data.eval, sc, tok);
-        nlohmann::json s = {{"examples", r.examples}};
-        for (const auto& [k, v] : r.scores) s[k] = v;
+        nlohmann::json s = {{"examples", data.eval.size()}};
+        for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) s[k] = v;
         out[sc.name] = s;
     }
     if (!stage.empty() && out.empty()) throw Error("no stage named '" + stage + "' in " + config, FT_ERR_CONFIG);

@@ -11,7 +11,7 @@ namespace fs = std::filesystem;
 
 namespace fthost::host {
 
-ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch) {
+ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch, int64_t num_examples_in_batch) {
     ft_batch fb{};
     fb.struct_size = sizeof(ft_batch);
     fb.input_ids = reinterpret_cast<ft_tensor>(&b.input_ids);
@@ -19,6 +19,13 @@ ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch) {
     fb.position_ids = reinterpret_cast<ft_tensor>(&b.position_ids);
     fb.sequence_ids = reinterpret_cast<ft_tensor>(&b.sequence_ids);
     fb.num_items_in_batch = num_items_in_batch;
+    fb.num_examples_in_batch = num_examples_in_batch > 0 ? num_examples_in_batch : b.num_examples;
+    b.named_extras.clear();
+    if (b.completion_mask.defined())
+        b.named_extras.push_back({"completion_mask", reinterpret_cast<ft_tensor>(&b.completion_mask)});
+    if (b.desirable.defined()) b.named_extras.push_back({"desirable", reinterpret_cast<ft_tensor>(&b.desirable)});
+    fb.extras = b.named_extras.data();
+    fb.extra_count = static_cast<uint32_t>(b.named_extras.size());
     return fb;
 }
 
@@ -52,7 +59,7 @@ static TensorList collect(const std::function<ft_status(ft_tensor_visitor, void*
 }
 
 ModelSession::ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device)
-    : model_(model), device_(device) {
+    : model_(model), device_(device), registry_(&registry) {
     if (!model_.loaded) model_.loaded = &registry.require(FT_KIND_MODEL, model_.plugin);
     mvt_ = static_cast<const ft_model_vtable*>(model_.loaded->desc->vtable);
     ft_error err{};
@@ -99,21 +106,29 @@ at::Tensor ModelSession::logits(const at::Tensor& hidden) {
     return take(out);
 }
 
-at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool reference) {
-    // The reference model is the same network with the adapter switched off.
+ft_model_output ModelSession::forward_checked(const ft_batch& batch) {
+    ft_model_output out{sizeof(ft_model_output), nullptr};
+    ft_error err{};
+    check(mvt_->forward(model_handle_, &batch, &out, &err), err);
+    return out;
+}
+
+at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool adapters_off) {
     std::optional<at::NoGradGuard> ng;
-    if (reference) {
-        if (!param_handle_ || is_full())
-            throw Error("this objective needs a reference model; with `full` fine-tuning a frozen copy is not "
-                        "available yet (use an adapter parameterisation)", FT_ERR_UNSUPPORTED);
+    if (adapters_off) {
+        if (param_handle_ && is_full())
+            throw Error("full fine-tuning has no adapters to switch off: its reference is a frozen copy");
         ng.emplace();
         set_adapters_enabled(false);
     }
-    ft_model_output out{sizeof(ft_model_output), nullptr};
-    ft_error err{};
-    const ft_status s = mvt_->forward(model_handle_, &batch, &out, &err);
-    if (reference) set_adapters_enabled(true);
-    check(s, err);
+    ft_model_output out{};
+    try {
+        out = forward_checked(batch);
+    } catch (...) {
+        if (adapters_off) set_adapters_enabled(true);
+        throw;
+    }
+    if (adapters_off) set_adapters_enabled(true);
     at::Tensor hidden = take(out.hidden_states);
     const at::Tensor& labels = borrow(batch.labels);
     const int64_t T = labels.size(1);
@@ -125,6 +140,33 @@ at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool reference) {
     at::Tensor picked = logits.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1);
     at::Tensor lp = (picked - at::logsumexp(logits, -1)) * mask;
     return at::constant_pad_nd(lp, {1, 0}, 0.0);
+}
+
+at::Tensor ModelSession::label_logits(const ft_batch& batch) {
+    at::Tensor hidden = take(forward_checked(batch).hidden_states);
+    const at::Tensor& labels = borrow(batch.labels);
+    const int64_t T = labels.size(1);
+    // Row-major over (b, t): the prediction at t-1 for each label at t != -100.
+    const at::Tensor mask = labels.narrow(1, 1, T - 1).ne(-100);
+    const int64_t H = hidden.size(-1);
+    at::Tensor picked = hidden.narrow(1, 0, T - 1).masked_select(mask.unsqueeze(-1)).view({-1, H});
+    at::Tensor logits = this->logits(picked);
+    return logits.to(at::promote_types(logits.scalar_type(), at::kFloat));
+}
+
+std::unique_ptr<ModelSession> ModelSession::frozen_copy() const {
+    if (!registry_) throw Error("frozen_copy: this model was not made from a plugin registry");
+    auto copy = std::make_unique<ModelSession>(model_, *registry_, device_);
+    at::NoGradGuard ng;
+    const TensorList src = model_parameters(), dst = copy->model_parameters();
+    for (size_t i = 0; i < src.size(); ++i) dst[i].second.copy_(src[i].second);
+    copy->freeze();
+    return copy;
+}
+
+void ModelSession::freeze() {
+    for (auto& [_, p] : model_parameters()) p.set_requires_grad(false);
+    set_training(false);
 }
 
 TensorList ModelSession::model_parameters() const {

@@ -18,8 +18,9 @@
 
 namespace fthost::host {
 
-// ft_batch view of a HostBatch (pointers into it: keep the HostBatch alive).
-ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch);
+// ft_batch view of a HostBatch (pointers into it: keep the HostBatch alive). The
+// effective-batch totals default to the batch's own.
+ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch, int64_t num_examples_in_batch = 0);
 
 nlohmann::json section_to_json(const Section& s);
 Section section_from_json(const nlohmann::json& j, const std::string& path);
@@ -43,7 +44,16 @@ public:
     at::Tensor hidden_states(HostBatch& batch);
     at::Tensor logits(const at::Tensor& hidden);
     // log p(labels[t] | tokens < t) as [B, T] float32 (0 where ignored).
-    at::Tensor token_logprobs(const ft_batch& batch, bool reference);
+    // adapters_off = true: as the base model (the reference of adapter stages), no grad.
+    at::Tensor token_logprobs(const ft_batch& batch, bool adapters_off);
+    // Next-token logits at every labelled position: [N, V] float32 (ft_host_api's
+    // run_label_logits).
+    at::Tensor label_logits(const ft_batch& batch);
+    // A second instance of this model with its current weights, frozen (no gradients,
+    // eval mode): the reference of full fine-tuning.
+    std::unique_ptr<ModelSession> frozen_copy() const;
+    // Freezes every weight and switches to eval mode (references and teachers).
+    void freeze();
 
     TensorList model_parameters() const;
     TensorList trainable_parameters() const;
@@ -68,6 +78,9 @@ private:
     const ft_param_vtable* pvt_ = nullptr;
     ft_param* param_handle_ = nullptr;
     at::Device device_;
+    const PluginRegistry* registry_ = nullptr;
+
+    ft_model_output forward_checked(const ft_batch& batch);
 };
 
 }  // namespace fthost::host

@@ -8,6 +8,7 @@
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_session.hpp"
+#include "train/reference_model.hpp"
 
 #include <fthost/torch.hpp>
 
@@ -48,72 +49,158 @@ HostBatch to_device(HostBatch b, at::Device d) {
     return b;
 }
 
-// Calls the objective plugin for one batch.
+// Calls the objective plugin for one batch, and answers its requests for log-probs and
+// logits of the policy, the reference and the teacher.
 class ObjectiveCall {
 public:
     ObjectiveCall(const PluginSection& obj, ModelSession& model) : model_(model) {
         vt_ = static_cast<const ft_objective_vtable*>(obj.loaded->desc->vtable);
+        traits_ = objective_traits(vt_);
         ft_error err{};
         check(vt_->create(host_api(), &obj.config, &handle_, &err), err);
-        run_.token_logprobs = [this](const ft_batch& b, bool ref) { return model_.token_logprobs(b, ref); };
+        run_.token_logprobs = [this](const ft_batch& b, int32_t which) -> at::Tensor {
+            switch (which) {
+                case FT_RUN_POLICY: return model_.token_logprobs(b, false);
+                case FT_RUN_REFERENCE:
+                    if (!reference_) throw Error("the objective asked for reference log-probs but declares no FT_NEEDS_REFERENCE");
+                    return reference_->token_logprobs(b, *current_);
+                case FT_RUN_TEACHER: {
+                    if (!teacher_) throw Error("the objective asked for a teacher but declares no FT_NEEDS_TEACHER");
+                    at::NoGradGuard ng;
+                    return teacher_->token_logprobs(b, false);
+                }
+            }
+            throw Error("unknown model " + std::to_string(which) + " (FT_RUN_POLICY, FT_RUN_REFERENCE, FT_RUN_TEACHER)");
+        };
+        run_.label_logits = [this](const ft_batch& b, int32_t which) -> at::Tensor {
+            if (which == FT_RUN_POLICY) return model_.label_logits(b);
+            if (which == FT_RUN_TEACHER && teacher_) {
+                at::NoGradGuard ng;
+                return teacher_->label_logits(b);
+            }
+            throw Error("label logits are available for the policy and the teacher (asked for model " +
+                        std::to_string(which) + ")");
+        };
         run_.metric = [this](const std::string& n, double v) {
-            metric_sum_[n] += v;
-            metric_count_[n] += 1;
+            auto& m = metrics_[in_eval_];
+            m.sum[n] += v;
+            m.count[n] += 1;
         };
     }
     ~ObjectiveCall() { vt_->destroy(handle_); }
     ft_label_policy policy() const { return vt_->label_policy; }
+    const ObjectiveTraits& traits() const { return traits_; }
+    void set_reference(ReferenceModel* r) { reference_ = r; }
+    void set_teacher(ModelSession* t) { teacher_ = t; }
 
-    at::Tensor loss(HostBatch& b, int64_t num_items) {
-        ft_batch fb = as_ft_batch(b, num_items);
+    void on_dataset(const std::vector<Example>& train) {
+        if (!traits_.on_dataset) return;
+        ft_dataset_info info{sizeof(ft_dataset_info), static_cast<int64_t>(train.size()), 0, 0};
+        for (const auto& ex : train) {
+            info.num_desirable += ex.desirable == 1;
+            info.num_undesirable += ex.desirable == 0;
+        }
+        ft_error err{};
+        check(traits_.on_dataset(handle_, &info, &err), err);
+    }
+
+    at::Tensor loss(HostBatch& b, int64_t num_items, int64_t num_examples) {
+        ft_batch fb = as_ft_batch(b, num_items, num_examples);
         ft_tensor out = nullptr;
         ft_error err{};
+        current_ = &b;
         check(vt_->loss(handle_, &run_, &fb, &out, &err), err);
+        current_ = nullptr;
         return take(out);
     }
-    // Objective metrics averaged since the last call.
+    // Metrics reported from now on belong to the eval pass (kept apart from the
+    // training window's).
+    void set_eval(bool on) { in_eval_ = on; }
+    // Objective metrics (of training or of eval) averaged since the last call.
     std::map<std::string, double> drain_metrics() {
+        auto& m = metrics_[in_eval_];
         std::map<std::string, double> out;
-        for (const auto& [n, s] : metric_sum_) out[n] = s / static_cast<double>(metric_count_[n]);
-        metric_sum_.clear();
-        metric_count_.clear();
+        for (const auto& [n, s] : m.sum) out[n] = s / static_cast<double>(m.count[n]);
+        m = {};
         return out;
     }
 
 private:
     ModelSession& model_;
     const ft_objective_vtable* vt_;
+    ObjectiveTraits traits_;
     ft_objective* handle_ = nullptr;
     ft_run_s run_;
-    std::map<std::string, double> metric_sum_, metric_count_;
+    ReferenceModel* reference_ = nullptr;
+    ModelSession* teacher_ = nullptr;
+    const HostBatch* current_ = nullptr;
+    struct Sums {
+        std::map<std::string, double> sum, count;
+    };
+    Sums metrics_[2];  // [0] training window, [1] eval pass
+    bool in_eval_ = false;
 };
 
-// Per-token mean loss over the whole eval set (one division, as in training).
-double eval_loss(ModelSession& model, ObjectiveCall& objective, const std::vector<Example>& eval, const StageConfig& sc,
-                 at::Device device) {
-    if (eval.empty()) return std::nan("");
+// Eval batches in the objective's shape, unshuffled and unpacked.
+std::vector<HostBatch> eval_batches(const std::vector<Example>& eval, int64_t batch_size, ft_data_shape shape,
+                                    at::Device device) {
+    std::vector<HostBatch> out;
+    for (size_t i = 0; i < eval.size(); i += static_cast<size_t>(batch_size)) {
+        std::vector<const Example*> examples;
+        for (size_t j = i; j < std::min(eval.size(), i + static_cast<size_t>(batch_size)); ++j) examples.push_back(&eval[j]);
+        out.push_back(to_device(collate_shaped(examples, shape), device));
+    }
+    return out;
+}
+
+// The objective's loss over the whole eval set (one per-token / per-example mean, as
+// in training) and its metrics averaged over the eval batches.
+nlohmann::json eval_objective(ModelSession& model, ObjectiveCall& objective, const std::vector<Example>& eval,
+                              const StageConfig& sc, at::Device device) {
+    nlohmann::json out = nlohmann::json::object();
+    if (eval.empty()) return out;
     at::NoGradGuard ng;
     model.set_training(false);
-    std::vector<std::vector<std::vector<const Example*>>> batches;
-    int64_t total = 0;
-    for (size_t i = 0; i < eval.size(); i += static_cast<size_t>(sc.train.batch_size)) {
-        std::vector<std::vector<const Example*>> rows;
-        for (size_t j = i; j < std::min(eval.size(), i + static_cast<size_t>(sc.train.batch_size)); ++j) {
-            rows.push_back({&eval[j]});
-            total += eval[j].num_labels();
-        }
-        batches.push_back(std::move(rows));
-    }
-    double sum = 0;
-    for (const auto& rows : batches) {
-        HostBatch b = to_device(collate(rows), device);
-        sum += objective.loss(b, total).item<double>();
-    }
+    objective.set_eval(true);
     objective.drain_metrics();
-    return sum;
+    auto batches = eval_batches(eval, sc.train.batch_size, objective.traits().data_shape, device);
+    int64_t items = 0, examples = 0;
+    for (const auto& b : batches) items += b.num_labels, examples += b.num_examples;
+    double sum = 0;
+    for (auto& b : batches) sum += objective.loss(b, std::max<int64_t>(items, 1), examples).item<double>();
+    out["loss"] = sum;
+    for (const auto& [k, v] : objective.drain_metrics()) out[k] = v;
+    objective.set_eval(false);
+    return out;
 }
 
 }  // namespace
+
+// Held-out preference accuracy: the share of pairs whose chosen completion has a
+// higher summed log-prob than the rejected one under `model`.
+double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device) {
+    at::NoGradGuard ng;
+    model.set_training(false);
+    int64_t right = 0, total = 0;
+    for (auto& b : eval_batches(eval, batch_size, FT_DATA_PAIRS, device)) {
+        ft_batch fb = as_ft_batch(b, b.num_labels);
+        const at::Tensor lp = model.token_logprobs(fb, false);
+        const at::Tensor sums = (lp * b.completion_mask.to(lp.scalar_type())).sum(-1);
+        const int64_t n = b.num_examples;
+        right += sums.narrow(0, 0, n).gt(sums.narrow(0, n, n)).sum().item<int64_t>();
+        total += n;
+    }
+    return total ? static_cast<double>(right) / static_cast<double>(total) : std::nan("");
+}
+
+std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
+                                              const ByteTokenizer& tok, ft_data_shape shape, at::Device device) {
+    std::map<std::string, double> scores;
+    if (eval.empty()) return scores;
+    if (!sc.graders.empty()) scores = run_task_eval(model, eval, sc, tok).scores;
+    if (shape == FT_DATA_PAIRS) scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device);
+    return scores;
+}
 
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts) {
@@ -132,7 +219,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
             m.config.values["vocab_size"] = int64_t{tok.vocab_size()};
         model = std::make_unique<ModelSession>(m, registry, device);
     } else {
-        base_dir = dir.final_dir(sc.init_from);
+        base_dir = is_stage_path(sc.init_from) ? fs::path(sc.init_from) : dir.final_dir(sc.init_from);
         model = ModelSession::from_stage_dir(base_dir, registry, device);
     }
     if (model->vocab_size() < tok.vocab_size())
@@ -140,15 +227,44 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
                         " is smaller than the tokenizer's " + std::to_string(tok.vocab_size()),
                     FT_ERR_CONFIG);
     ObjectiveCall objective(sc.objective, *model);
-    Datasets data = load_datasets(sc.data, tok, objective.policy(), rc.seed);
+    const ft_data_shape shape = objective.traits().data_shape;
+    Datasets data = load_datasets(sc.data, tok, objective.policy(), rc.seed, shape, sc.train.batch_size);
     if (data.train_stats.skipped + data.eval_stats.skipped > 0)
         std::cerr << "fthost: stage '" << sc.name << "': skipped " << data.train_stats.skipped + data.eval_stats.skipped
                   << " malformed lines\n";
+    objective.on_dataset(data.train);
+
+    // The teacher (distillation): frozen, in this process, with the student's vocabulary.
+    std::unique_ptr<ModelSession> teacher;
+    if (objective.traits().needs & FT_NEEDS_TEACHER) {
+        const fs::path tdir = is_stage_path(sc.teacher) ? fs::path(sc.teacher) : dir.final_dir(sc.teacher);
+        teacher = ModelSession::from_stage_dir(tdir, registry, device);
+        teacher->freeze();
+        if (teacher->vocab_size() != model->vocab_size())
+            throw Error("stage '" + sc.name + "': the teacher (" + tdir.string() + ") has vocab_size " +
+                            std::to_string(teacher->vocab_size()) + ", the student " +
+                            std::to_string(model->vocab_size()) +
+                            "; distillation compares token distributions and needs the same vocabulary",
+                        FT_ERR_CONFIG);
+        objective.set_teacher(teacher.get());
+    }
 
     model->apply_param(sc.param);
+    // The reference is the model as the stage starts: adapters off, or a frozen copy.
+    std::unique_ptr<ReferenceModel> reference;
+    if (objective.traits().needs & FT_NEEDS_REFERENCE) {
+        reference = std::make_unique<ReferenceModel>(*model);
+        if (sc.train.precompute_ref_log_probs) reference->precompute({&data.train, &data.eval}, shape, sc.train.batch_size);
+        objective.set_reference(reference.get());
+    }
+    // Preference and distillation stages train without dropout unless asked (TRL's
+    // disable_dropout): the policy must match the reference when nothing has changed.
+    const bool no_dropout = sc.train.disable_dropout &&
+                            (shape != FT_DATA_SEQUENCES || (objective.traits().needs & (FT_NEEDS_REFERENCE | FT_NEEDS_TEACHER)));
     TensorList trainable = model->trainable_parameters();
     AdamW optimizer(trainable, {sc.train.beta1, sc.train.beta2, sc.train.eps, sc.train.weight_decay});
-    BatchStream stream(data.train, sc.train.batch_size, sc.data.max_seq_len, sc.data.packing, sc.data.shuffle, rc.seed + index);
+    BatchStream stream(data.train, sc.train.batch_size, sc.data.max_seq_len, sc.data.packing, sc.data.shuffle, rc.seed + index,
+                       shape);
     const int64_t total_steps =
         sc.train.steps > 0 ? sc.train.steps
                            : sc.train.epochs * ((stream.batches_per_epoch() + sc.train.grad_accum - 1) / sc.train.grad_accum);
@@ -168,10 +284,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         // A fresh start of this stage: forget checkpoints and metrics of an earlier attempt.
         fs::remove_all(dir.checkpoints_dir(sc.name));
         dir.drop_metrics_of(sc.name);
-        if (sc.eval.base && !sc.graders.empty() && !data.eval.empty()) {
-            auto r = run_task_eval(*model, data.eval, sc, tok);
-            for (const auto& [k, v] : r.scores) state.base_eval[k] = v;
-        }
+        if (sc.eval.base)
+            for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) state.base_eval[k] = v;
     }
 
     const bool tty = ::isatty(2) && !opts.quiet;
@@ -196,16 +310,17 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     };
 
     while (state.step < total_steps) {
-        model->set_training(true);
+        model->set_training(!no_dropout);
         std::vector<HostBatch> micro;
-        int64_t num_items = 0;
+        int64_t num_items = 0, num_examples = 0;
         for (int64_t a = 0; a < sc.train.grad_accum; ++a) {
             micro.push_back(to_device(stream.next(), device));
             num_items += micro.back().num_labels;
+            num_examples += micro.back().num_examples;
         }
         double step_loss = 0;
         for (auto& b : micro) {
-            at::Tensor loss = objective.loss(b, std::max<int64_t>(1, num_items));
+            at::Tensor loss = objective.loss(b, std::max<int64_t>(1, num_items), num_examples);
             loss.backward();
             step_loss += loss.item<double>();
             state.tokens += b.num_tokens;
@@ -239,9 +354,11 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         bool stop = false;
         if (sc.train.eval_every > 0 && state.step % sc.train.eval_every == 0 && state.step < total_steps &&
             !data.eval.empty()) {
-            const double el = eval_loss(*model, objective, data.eval, sc, device);
-            nlohmann::json line = {{"stage", sc.name}, {"step", state.step}, {"eval/loss", el}};
-            for (const auto& [k, v] : run_task_eval(*model, data.eval, sc, tok).scores) line["eval/" + k] = v;
+            const nlohmann::json ev = eval_objective(*model, objective, data.eval, sc, device);
+            const double el = ev["loss"].get<double>();
+            nlohmann::json line = {{"stage", sc.name}, {"step", state.step}};
+            for (const auto& [k, v] : ev.items()) line["eval/" + k] = v;
+            for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) line["eval/" + k] = v;
             dir.append_metrics(line);
             if (!state.has_best || el < state.best_eval_loss) {
                 state.best_eval_loss = el;
@@ -267,28 +384,31 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     if (tty) std::cerr << "\n";
 
     // Final evaluation: loss and task metrics on the held-out set.
-    nlohmann::json eval = nlohmann::json::object();
-    if (!data.eval.empty()) {
-        eval["loss"] = eval_loss(*model, objective, data.eval, sc, device);
-        auto r = run_task_eval(*model, data.eval, sc, tok);
-        for (const auto& [k, v] : r.scores) eval[k] = v;
-    }
+    nlohmann::json eval = eval_objective(*model, objective, data.eval, sc, device);
+    for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) eval[k] = v;
+    // A distilled student is reported next to its teacher.
+    nlohmann::json teacher_eval = nlohmann::json::object();
+    if (teacher)
+        for (const auto& [k, v] : held_out_scores(*teacher, data.eval, sc, tok, shape, device)) teacher_eval[k] = v;
     nlohmann::json line = {{"stage", sc.name}, {"step", state.step}};
     for (const auto& [k, v] : eval.items()) line["eval/" + k] = v;
     dir.append_metrics(line);
 
     write_directory_atomically(dir.final_dir(sc.name), [&](const fs::path& tmp) { model->save_final(tmp, base_dir); });
     const double seconds = seconds_before + std::chrono::duration<double>(Clock::now() - loop_start).count();
-    return {{"name", sc.name},
+    nlohmann::json result = {{"name", sc.name},
             {"status", status},
             {"steps", state.step},
             {"tokens", state.tokens},
             {"seconds", seconds},
+            {"tokens_per_s", seconds > 0 ? static_cast<double>(state.tokens) / seconds : 0.0},
             {"train_examples", data.train.size()},
             {"eval_examples", data.eval.size()},
             {"skipped_malformed", data.train_stats.skipped + data.eval_stats.skipped},
             {"base_eval", state.base_eval.is_null() ? nlohmann::json::object() : state.base_eval},
             {"eval", eval}};
+    if (teacher) result["teacher_eval"] = teacher_eval;
+    return result;
 }
 
 }  // namespace fthost::host

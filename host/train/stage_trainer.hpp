@@ -5,6 +5,7 @@
 
 #include "config/run_config.hpp"
 #include "run/run_dir.hpp"
+#include "train/model_session.hpp"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,12 @@ struct StageOptions {
 // Runs stage `index` of `rc` into `dir`; returns its summary entry.
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts);
+
+// Held-out scores of a model on a stage's eval examples: the graders' task metrics,
+// plus preference_accuracy (chosen completion more likely than rejected) for pairs.
+std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
+                                              const ByteTokenizer& tok, ft_data_shape shape, at::Device device);
+double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device);
 
 // The device a config asks for: cpu, cuda, or auto (cuda when available).
 at::Device resolve_device(const std::string& device);

@@ -30,7 +30,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 0
+#define FTHOST_ABI_MINOR 1
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -123,15 +123,29 @@ typedef struct ft_host_api {
     uint64_t (*seed)(void);
     void (*tensor_release)(ft_tensor t);
 
-    /* Run services for objectives (LibTorch plugins only). */
-    /* Per-token log-probability of each label under the model, [B, T] float32,
-       0 where the label is ignored; `reference` = 1 computes it with adapters off
-       (or under the frozen reference copy) and without gradients. New handle. */
-    ft_status (*run_token_logprobs)(ft_run* run, const struct ft_batch* batch, int32_t reference,
+    /* Run services for objectives (LibTorch plugins only). `model` is one of
+       FT_RUN_POLICY (the model being trained, with gradients), FT_RUN_REFERENCE (the
+       frozen starting point: adapters off, a frozen copy, or log-probs precomputed
+       before training; no gradients) or FT_RUN_TEACHER (the stage's teacher; no
+       gradients). (ABI 1.0 called the argument `reference`: 0 and 1 keep their meaning.) */
+    /* Per-token log-probability of each label under the model, [B, T] float32 (or the
+       model's wider dtype), 0 where the label is ignored. New handle. */
+    ft_status (*run_token_logprobs)(ft_run* run, const struct ft_batch* batch, int32_t model,
                                     ft_tensor* out, ft_error* err);
     /* Reports a named scalar (detached) for metrics.jsonl, averaged over the log window. */
     void (*run_metric)(ft_run* run, const char* name, double value);
+
+    /* ---- ABI 1.1 ---- */
+    /* Full next-token logits at every labelled position: [N, V] float32 (or wider), N =
+       the number of labels != -100 in row-major order; row n is the prediction made at
+       position t-1 for the label at t. New handle. */
+    ft_status (*run_label_logits)(ft_run* run, const struct ft_batch* batch, int32_t model, ft_tensor* out,
+                                  ft_error* err);
 } ft_host_api;
+
+#define FT_RUN_POLICY 0
+#define FT_RUN_REFERENCE 1
+#define FT_RUN_TEACHER 2
 
 /* ---- batches ----------------------------------------------------------------------- */
 
@@ -154,9 +168,15 @@ typedef struct ft_batch {
     /* Label tokens over the whole effective batch (all accumulation micro-batches),
        so that a per-token mean over the effective batch is one division. */
     int64_t num_items_in_batch;
-    /* Architecture-specific inputs by name: "pixel_values", "decoder_input_ids", ... */
+    /* Named extra inputs: "pixel_values", "decoder_input_ids", ... and, for the data
+       shapes below, "completion_mask" (int64 [B, T], 1 on completion tokens and their
+       EOS) and "desirable" (int64 [examples], FT_DATA_FEEDBACK's labels). */
     const ft_named_tensor* extras;
     uint32_t extra_count;
+    /* ---- ABI 1.1 ---- */
+    /* Examples over the whole effective batch (pairs for FT_DATA_PAIRS), so that a mean
+       over examples of the effective batch is one division. */
+    int64_t num_examples_in_batch;
 } ft_batch;
 
 /* ---- model plugins ------------------------------------------------------------------ */
@@ -228,6 +248,31 @@ typedef int32_t ft_label_policy;
 #define FT_LABELS_ALL 1        /* every token (continued pre-training) */
 #define FT_LABELS_COMPLETION 2 /* completion / assistant tokens only */
 
+/* The rows an objective trains on, and how the host lays them out in a batch. */
+typedef int32_t ft_data_shape;
+/* One sequence per row (text, prompt/completion, messages); rows may be packed. */
+#define FT_DATA_SEQUENCES 0
+/* prompt/chosen/rejected rows. A batch of B pairs has 2B rows: rows [0, B) are the
+   chosen sequences, rows [B, 2B) the rejected ones in the same order. Never packed. */
+#define FT_DATA_PAIRS 1
+/* prompt/completion/label rows (binary feedback, KTO). A batch of B examples has 2B
+   rows: rows [0, B) are the examples, row B + i is example i's prompt followed by the
+   completion of example i-1 (of example B-1 for i = 0): the mismatched pairs for a KL
+   estimate. extras "desirable" holds the B labels (1 desirable, 0 undesirable). */
+#define FT_DATA_FEEDBACK 2
+
+/* What an objective needs besides the policy (flags). */
+#define FT_NEEDS_REFERENCE 1u /* FT_RUN_REFERENCE log-probs */
+#define FT_NEEDS_TEACHER 2u   /* FT_RUN_TEACHER: the stage must name a teacher */
+
+/* What the host knows about a stage's training data before the first step. */
+typedef struct ft_dataset_info {
+    uint32_t struct_size;
+    int64_t num_examples;
+    int64_t num_desirable;   /* FT_DATA_FEEDBACK: label true */
+    int64_t num_undesirable; /* FT_DATA_FEEDBACK: label false */
+} ft_dataset_info;
+
 typedef struct ft_objective_vtable {
     uint32_t struct_size;
     ft_label_policy label_policy;
@@ -237,6 +282,12 @@ typedef struct ft_objective_vtable {
        the accumulation micro-batches gives the effective batch's loss. */
     ft_status (*loss)(ft_objective* objective, ft_run* run, const ft_batch* batch, ft_tensor* loss_out,
                       ft_error* err);
+    /* ---- ABI 1.1 (a 1.0 table reads as FT_DATA_SEQUENCES, needs 0, no on_dataset) ---- */
+    ft_data_shape data_shape;
+    uint32_t needs; /* FT_NEEDS_* */
+    /* Optional: called once with the training data's statistics before training (KTO
+       warns about an unbalanced desirable/undesirable weighting here). */
+    ft_status (*on_dataset)(ft_objective* objective, const ft_dataset_info* info, ft_error* err);
 } ft_objective_vtable;
 
 /* ---- grader plugins (pure C, no LibTorch) ------------------------------------------- */

@@ -42,6 +42,7 @@ inline at::Tensor borrow_or_undefined(ft_tensor h) { return h ? borrow(h) : at::
 struct BatchView {
     at::Tensor input_ids, labels, position_ids, sequence_ids;
     int64_t num_items_in_batch = 0;
+    int64_t num_examples_in_batch = 0;  // 0 from an ABI 1.0 host
     std::map<std::string, at::Tensor> extras;
 
     explicit BatchView(const ft_batch& b)
@@ -50,7 +51,15 @@ struct BatchView {
           position_ids(borrow(b.position_ids)),
           sequence_ids(borrow(b.sequence_ids)),
           num_items_in_batch(b.num_items_in_batch) {
+        if (b.struct_size >= offsetof(ft_batch, num_examples_in_batch) + sizeof(int64_t))
+            num_examples_in_batch = b.num_examples_in_batch;
         for (uint32_t i = 0; i < b.extra_count; ++i) extras.emplace(b.extras[i].name, borrow(b.extras[i].tensor));
+    }
+    // A named extra input; throws naming what is missing.
+    const at::Tensor& extra(const std::string& name) const {
+        auto it = extras.find(name);
+        if (it == extras.end()) throw Error("the batch has no '" + name + "' input (is the data shape right?)", FT_ERR_INVALID_ARGUMENT);
+        return it->second;
     }
 };
 
@@ -276,18 +285,33 @@ struct ParamThunks {
 
 // ---- objectives -----------------------------------------------------------------------------
 
+// Which model a Run service asks: the policy being trained (with gradients), the
+// frozen reference, or the stage's teacher.
+enum class RunModel : int32_t { policy = FT_RUN_POLICY, reference = FT_RUN_REFERENCE, teacher = FT_RUN_TEACHER };
+
 // What an objective may ask of the running stage.
 class Run {
 public:
     Run(const ft_host_api* api, ft_run* run, const ft_batch* batch) : api_(api), run_(run), batch_(batch) {}
     // log p(label_t | tokens < t) per position, 0 where the label is ignored: [B, T].
-    at::Tensor token_logprobs(bool reference = false) const {
+    at::Tensor token_logprobs(RunModel model = RunModel::policy) const {
         ft_tensor out = nullptr;
         ft_error err{};
-        check(api_->run_token_logprobs(run_, batch_, reference ? 1 : 0, &out, &err), err);
+        check(api_->run_token_logprobs(run_, batch_, static_cast<int32_t>(model), &out, &err), err);
+        return take(out);
+    }
+    // Next-token logits at each labelled position, [N, V] in row-major label order.
+    at::Tensor label_logits(RunModel model = RunModel::policy) const {
+        if (api_->struct_size < offsetof(ft_host_api, run_label_logits) + sizeof(void*))
+            throw Error("this host (ABI 1.0) cannot give label logits", FT_ERR_UNSUPPORTED);
+        ft_tensor out = nullptr;
+        ft_error err{};
+        check(api_->run_label_logits(run_, batch_, static_cast<int32_t>(model), &out, &err), err);
         return take(out);
     }
     void metric(const char* name, double value) const { api_->run_metric(run_, name, value); }
+    // Metric names are built at run time ("rewards/chosen"); values are detached scalars.
+    void metric(const std::string& name, const at::Tensor& value) const { metric(name.c_str(), value.item<double>()); }
 
 private:
     const ft_host_api* api_;
@@ -302,6 +326,21 @@ struct ObjectiveHolder {
     const ft_host_api* api;
     O obj;
 };
+
+// Optional members of an objective class, with their defaults.
+template <class O, class = void>
+struct DataShapeOf : std::integral_constant<ft_data_shape, FT_DATA_SEQUENCES> {};
+template <class O>
+struct DataShapeOf<O, std::void_t<decltype(O::data_shape)>> : std::integral_constant<ft_data_shape, O::data_shape> {};
+template <class O, class = void>
+struct NeedsOf : std::integral_constant<uint32_t, 0u> {};
+template <class O>
+struct NeedsOf<O, std::void_t<decltype(O::needs)>> : std::integral_constant<uint32_t, O::needs> {};
+template <class O, class = void>
+struct HasOnDataset : std::false_type {};
+template <class O>
+struct HasOnDataset<O, std::void_t<decltype(std::declval<O&>().on_dataset(std::declval<const ft_dataset_info&>()))>>
+    : std::true_type {};
 template <class O, ft_label_policy Policy>
 struct ObjectiveThunks {
     using H = ObjectiveHolder<O>;
@@ -316,7 +355,16 @@ struct ObjectiveThunks {
             *out = new_handle(h->obj.loss(r, BatchView(*batch)));
         });
     }
-    static constexpr ft_objective_vtable vtable{sizeof(ft_objective_vtable), Policy, &create, &destroy, &loss};
+    static ft_status on_dataset(ft_objective* o, const ft_dataset_info* info, ft_error* err) {
+        return guard(err, [&] { reinterpret_cast<H*>(o)->obj.on_dataset(*info); });
+    }
+    static constexpr auto on_dataset_fn() {
+        ft_status (*f)(ft_objective*, const ft_dataset_info*, ft_error*) = nullptr;
+        if constexpr (HasOnDataset<O>::value) f = &on_dataset;
+        return f;
+    }
+    static constexpr ft_objective_vtable vtable{sizeof(ft_objective_vtable), Policy, &create, &destroy, &loss,
+                                                DataShapeOf<O>::value, NeedsOf<O>::value, on_dataset_fn()};
 };
 }  // namespace detail
 
@@ -349,6 +397,10 @@ struct ObjectiveThunks {
 // An objective class:
 //   Class(const fthost::Host&, const fthost::Config&)
 //   at::Tensor loss(fthost::Run&, const fthost::BatchView&)
+// and optionally
+//   static constexpr ft_data_shape data_shape = FT_DATA_PAIRS;      (default FT_DATA_SEQUENCES)
+//   static constexpr uint32_t needs = FT_NEEDS_REFERENCE;           (default 0)
+//   void on_dataset(const ft_dataset_info&)                         (statistics before training)
 // `policy` is FT_LABELS_ALL or FT_LABELS_COMPLETION.
 #define FTHOST_OBJECTIVE(ident, Class, policy, name, version, description, options)                       \
     FTHOST_DETAIL_DESC(ident, Class, FT_KIND_OBJECTIVE, name, version, description, options,               \

@@ -1,0 +1,55 @@
+#include "train/reference_model.hpp"
+
+#include <fthost/torch.hpp>
+
+namespace fthost::host {
+
+ReferenceModel::ReferenceModel(ModelSession& policy) : policy_(policy) {
+    if (policy_.is_full()) copy_ = policy_.frozen_copy();
+}
+
+at::Tensor ReferenceModel::compute(const ft_batch& batch) {
+    at::NoGradGuard ng;
+    if (copy_) return copy_->token_logprobs(batch, false);
+    return policy_.token_logprobs(batch, true);
+}
+
+at::Tensor ReferenceModel::token_logprobs(const ft_batch& batch, const HostBatch& hb) {
+    if (!precomputed_) return compute(batch);
+    const at::Tensor& labels = borrow(batch.labels);
+    at::Tensor out = at::zeros(labels.sizes(), at::TensorOptions().dtype(at::kFloat));
+    if (hb.examples.size() != static_cast<size_t>(labels.size(0)))
+        throw Error("precomputed reference log-probs need one example per row (no packing)");
+    for (size_t r = 0; r < hb.examples.size(); ++r) {
+        auto it = cache_.find(hb.examples[r]);
+        if (it == cache_.end()) throw Error("internal: no precomputed reference log-probs for a batch row");
+        out[static_cast<int64_t>(r)].narrow(0, 0, it->second.size(0)).copy_(it->second);
+    }
+    return out.to(labels.device());
+}
+
+void ReferenceModel::precompute(const std::vector<const std::vector<Example>*>& sets, ft_data_shape shape,
+                                int64_t batch_size) {
+    for (const auto* set : sets) {
+        for (size_t i = 0; i < set->size(); i += static_cast<size_t>(batch_size)) {
+            std::vector<const Example*> examples;
+            for (size_t j = i; j < std::min(set->size(), i + static_cast<size_t>(batch_size)); ++j)
+                examples.push_back(&(*set)[j]);
+            HostBatch hb = collate_shaped(examples, shape);
+            hb.input_ids = hb.input_ids.to(policy_.device());
+            hb.labels = hb.labels.to(policy_.device());
+            hb.position_ids = hb.position_ids.to(policy_.device());
+            hb.sequence_ids = hb.sequence_ids.to(policy_.device());
+            ft_batch fb = as_ft_batch(hb, hb.num_labels);
+            const at::Tensor lp = compute(fb).to(at::kCPU, at::kFloat);
+            for (size_t r = 0; r < hb.examples.size(); ++r) {
+                const int64_t len = static_cast<int64_t>(hb.examples[r]->ids.size());
+                cache_[hb.examples[r]] = lp[static_cast<int64_t>(r)].narrow(0, 0, len).clone();
+            }
+        }
+    }
+    precomputed_ = true;
+    copy_.reset();  // the frozen copy's memory goes back
+}
+
+}  // namespace fthost::host

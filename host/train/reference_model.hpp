@@ -1,0 +1,44 @@
+// reference_model.hpp — the frozen starting point that preference objectives compare
+// the policy with (ft_host_api's FT_RUN_REFERENCE).
+//
+// Three ways to get it, cheapest first:
+//  - adapter stages (lora, ...): the policy itself with its adapters switched off — no
+//    second copy of the weights;
+//  - full fine-tuning: a frozen copy of the weights the stage starts from;
+//  - precomputed: every training and eval sequence's reference log-probs computed in
+//    one pass before the first step ([stage.train] precompute_ref_log_probs), after
+//    which the frozen copy is freed.
+// The reference never changes during the stage.
+#pragma once
+
+#include "train/model_session.hpp"
+
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace fthost::host {
+
+class ReferenceModel {
+public:
+    // Must be created before the first optimizer step (the copy is of the start weights).
+    explicit ReferenceModel(ModelSession& policy);
+
+    // Per-token reference log-probs of `batch` (rows of `host_batch`), no gradients.
+    at::Tensor token_logprobs(const ft_batch& batch, const HostBatch& host_batch);
+
+    // Computes every row of every example in `sets` once, then answers from the cache
+    // and frees the frozen copy. Batches are unpacked (one example per row).
+    void precompute(const std::vector<const std::vector<Example>*>& sets, ft_data_shape shape, int64_t batch_size);
+
+    bool uses_copy() const { return copy_ != nullptr; }
+
+private:
+    at::Tensor compute(const ft_batch& batch);
+    ModelSession& policy_;
+    std::unique_ptr<ModelSession> copy_;
+    bool precomputed_ = false;
+    std::map<const Example*, at::Tensor> cache_;  // example -> its row's log-probs [len]
+};
+
+}  // namespace fthost::host
