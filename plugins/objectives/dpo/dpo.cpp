@@ -75,7 +75,7 @@ public:
         if (rpo_alpha_ > 0) {
             auto [tok_w, tok_l] = fthost::split_pairs(policy_tokens);
             auto [mask_w, mask_l] = fthost::split_pairs(mask);
-            const at::Tensor nll = -tok_w.sum() / mask_w.sum().clamp_min(1);
+            const at::Tensor nll = -(tok_w * mask_w).sum() / mask_w.sum().clamp_min(1);
             losses = losses + rpo_alpha_ * nll;
             run.metric("nll_loss", nll.detach());
         }

@@ -47,7 +47,7 @@ public:
 
         auto [tok_w, tok_l] = fthost::split_pairs(tokens);
         auto [mask_w, mask_l] = fthost::split_pairs(fthost::label_mask(batch));
-        const at::Tensor nll = -tok_w.sum() / mask_w.sum().clamp_min(1);
+        const at::Tensor nll = -(tok_w * mask_w).sum() / mask_w.sum().clamp_min(1);
 
         const int64_t pairs = p_w.size(0);
         const at::Tensor loss = (nll - beta_ * ratio.mean()) * (static_cast<double>(pairs) /

@@ -47,7 +47,7 @@ public:
         if (alpha_ > 0) {
             auto [tok_w, tok_l] = fthost::split_pairs(tokens);
             auto [mask_w, mask_l] = fthost::split_pairs(mask);
-            const at::Tensor nll = -tok_w.sum() / mask_w.sum().clamp_min(1);
+            const at::Tensor nll = -(tok_w * mask_w).sum() / mask_w.sum().clamp_min(1);
             loss = loss + alpha_ * nll * (static_cast<double>(pairs) / fthost::examples_denominator(batch, pairs));
             run.metric("nll_loss", nll.detach());
         }
