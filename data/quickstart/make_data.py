@@ -7,6 +7,15 @@ every run; they are committed, so nothing needs Python at run time.
   corpus.jsonl  {"text": ...}                          pre-training text (stage 1, cpt)
   train.jsonl   {"prompt": ..., "completion": ...}     query -> category (stage 2, sft)
   eval.jsonl    the same shape, queries never in train (held out, >= 200 rows)
+  preference_train.jsonl / preference_eval.jsonl
+                {"prompt", "chosen", "rejected"}      the train / eval queries with the
+                                                      right category chosen and a plausible
+                                                      wrong one (a neighbouring aisle) rejected
+                                                      (dpo, orpo, simpo)
+  feedback_train.jsonl / feedback_eval.jsonl
+                {"prompt", "completion", "label"}    thumbs up / down: the right category
+                                                      (true) or a plausible wrong one (false)
+                                                      (kto)
 
 Usage: python3 data/quickstart/make_data.py [OUT_DIR]
 """
@@ -32,6 +41,20 @@ CATEGORIES = {
 BRANDS = ["", "", "acme", "green farm", "kirkland", "great value", "trader", "store brand", "happy valley", "sunrise"]
 ADJECTIVES = ["", "", "organic", "fresh", "large", "family size", "low fat", "natural", "premium", "best", "cheap", "local"]
 SIZES = ["", "", "1 lb", "2 pack", "12 oz", "32 oz", "1 gallon", "6 count", "family pack", "5 lb", "near me", "on sale"]
+
+# The wrong answers a shopper (or a half-trained model) plausibly gives: neighbouring aisles.
+CONFUSABLE = {
+    "produce": ["frozen", "pantry"],
+    "dairy": ["frozen", "beverages"],
+    "bakery": ["pantry", "snacks"],
+    "meat": ["seafood", "frozen"],
+    "seafood": ["meat", "frozen"],
+    "frozen": ["dairy", "snacks"],
+    "beverages": ["dairy", "snacks"],
+    "snacks": ["pantry", "bakery"],
+    "pantry": ["snacks", "bakery"],
+    "household": ["pantry", "snacks"],
+}
 
 CORPUS_TEMPLATES = [
     "{p} are found in the {c} aisle.",
@@ -72,11 +95,30 @@ def main(out_dir: Path) -> None:
     eval_rows, train_rows = rows[:300], rows[300:]
     assert not {r["prompt"] for r in eval_rows} & {r["prompt"] for r in train_rows}
 
-    for name, data in (("corpus", corpus), ("train", train_rows), ("eval", eval_rows)):
+    # Preference and feedback rows over the same queries, from their own stream so the
+    # files above stay as they were.
+    prng = random.Random(SEED + 1)
+
+    def pair(row):
+        right = row["completion"].strip()
+        return {"prompt": row["prompt"], "chosen": f" {right}", "rejected": f" {prng.choice(CONFUSABLE[right])}"}
+
+    def feedback(row):
+        right = row["completion"].strip()
+        good = prng.random() < 0.5
+        answer = right if good else prng.choice(CONFUSABLE[right])
+        return {"prompt": row["prompt"], "completion": f" {answer}", "label": good}
+
+    files = {
+        "corpus": corpus, "train": train_rows, "eval": eval_rows,
+        "preference_train": [pair(r) for r in train_rows], "preference_eval": [pair(r) for r in eval_rows],
+        "feedback_train": [feedback(r) for r in train_rows], "feedback_eval": [feedback(r) for r in eval_rows],
+    }
+    for name, data in files.items():
         with open(out_dir / f"{name}.jsonl", "w") as f:
             for row in data:
                 f.write(json.dumps(row) + "\n")
-    print(f"wrote {len(corpus)} corpus, {len(train_rows)} train, {len(eval_rows)} eval rows to {out_dir}")
+    print(", ".join(f"{len(d)} {n}" for n, d in files.items()), f"rows written to {out_dir}")
 
 
 if __name__ == "__main__":

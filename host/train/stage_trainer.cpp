@@ -197,7 +197,18 @@ std::map<std::string, double> held_out_scores(ModelSession& model, const std::ve
                                               const ByteTokenizer& tok, ft_data_shape shape, at::Device device) {
     std::map<std::string, double> scores;
     if (eval.empty()) return scores;
-    if (!sc.graders.empty()) scores = run_task_eval(model, eval, sc, tok).scores;
+    if (!sc.graders.empty()) {
+        if (shape == FT_DATA_FEEDBACK) {
+            // A thumbs-down row's completion is a wrong answer, not a reference: the
+            // graders score the desirable rows only.
+            std::vector<Example> desirable;
+            for (const auto& ex : eval)
+                if (ex.desirable == 1) desirable.push_back(ex);
+            if (!desirable.empty()) scores = run_task_eval(model, desirable, sc, tok).scores;
+        } else {
+            scores = run_task_eval(model, eval, sc, tok).scores;
+        }
+    }
     if (shape == FT_DATA_PAIRS) scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device);
     return scores;
 }

@@ -1,9 +1,8 @@
 // Training end to end through the run driver: eval loss falls; a run interrupted after
 // a checkpoint and resumed reproduces the uninterrupted run's losses exactly; the run
 // directory holds what DESIGN.md §6 promises.
+#include "integration/run_support.hpp"
 #include "io/atomic_file.hpp"
-#include "run/run_driver.hpp"
-#include "test_support.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -28,25 +27,11 @@ std::string two_stage_config(const fs::path& out, int64_t finetune_steps, int64_
            "[stage.eval]\nmax_examples = 8\nmax_new_tokens = 4\n[[stage.grader]]\nplugin = \"exact_match\"\n";
 }
 
-std::vector<nlohmann::json> metrics(const fs::path& run) {
-    std::vector<nlohmann::json> out;
-    std::ifstream in(run / "metrics.jsonl");
-    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-    return out;
-}
-
 std::vector<std::tuple<std::string, int64_t, double>> losses(const fs::path& run) {
     std::vector<std::tuple<std::string, int64_t, double>> out;
     for (const auto& m : metrics(run))
         if (m.contains("loss")) out.emplace_back(m["stage"], m["step"], m["loss"]);
     return out;
-}
-
-int run(const fs::path& cfg, const std::string& resume = "", int64_t stop_after = 0) {
-    RunRequest req{cfg.string(), {}, resume, {}};
-    req.stage_options.quiet = true;
-    req.stage_options.stop_after_steps = stop_after;
-    return run_command(req, registry());
 }
 
 TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {
