@@ -1,0 +1,68 @@
+// The recipes in configs/ as a user runs them, with only their output directories
+// moved into a temporary folder: the quickstart, then DPO continuing it (held-out
+// preference accuracy >= 90% without lowering exact match), distillation of its
+// fine-tuned model into a smaller student (reported next to the teacher), and KTO,
+// ORPO and SimPO shortened to a few steps. The longest test of the suite (minutes).
+#include "integration/run_support.hpp"
+#include "io/atomic_file.hpp"
+
+#include <ATen/Parallel.h>
+
+namespace fthost::test {
+namespace {
+
+nlohmann::json run_recipe(const std::string& recipe, const fs::path& out, std::vector<std::string> sets) {
+    sets.push_back("run.output_dir=\"" + out.string() + "\"");
+    RunRequest req{std::string(source_dir()) + "/configs/" + recipe, sets, "", {}};
+    req.stage_options.quiet = true;
+    EXPECT_EQ(run_command(req, registry()), 0) << recipe;
+    return nlohmann::json::parse(read_text(out / "summary.json"));
+}
+
+nlohmann::json stage_of(const nlohmann::json& summary, const std::string& name) {
+    for (const auto& s : summary["stages"])
+        if (s["name"] == name) return s;
+    ADD_FAILURE() << "no stage " << name;
+    return nlohmann::json::object();
+}
+
+TEST(Recipes, PreferenceAndDistillationContinueTheQuickstart) {
+    at::set_num_threads(2);
+    const fs::path dir = temp_dir("recipes");
+    const fs::path qs = dir / "quickstart";
+    const auto quick = run_recipe("quickstart.toml", qs, {});
+    ASSERT_EQ(quick["status"], "completed");
+    const std::string sft = (qs / "stages/finetune/final").string(), pre = (qs / "stages/pretrain/final").string();
+
+    // DPO after SFT: preference accuracy >= 0.9 and exact match not lower.
+    const auto dpo = stage_of(run_recipe("dpo.toml", dir / "dpo", {"stage.dpo.init_from=\"" + sft + "\""}), "dpo");
+    const double pref = dpo["eval"]["preference_accuracy"], em = dpo["eval"]["exact_match"];
+    const double em_before = dpo["base_eval"]["exact_match"];
+    std::cout << "dpo: preference_accuracy " << dpo["base_eval"]["preference_accuracy"] << " -> " << pref
+              << ", exact_match " << em_before << " -> " << em << "\n";
+    EXPECT_GE(pref, 0.9);
+    EXPECT_GE(em, em_before);
+
+    // Distillation: the student's exact match next to the teacher's, and its speed.
+    const auto distill =
+        stage_of(run_recipe("distill.toml", dir / "distill", {"stage.distill.teacher=\"" + sft + "\""}), "distill");
+    std::cout << "distill: student exact_match " << distill["eval"]["exact_match"] << ", teacher "
+              << distill["teacher_eval"]["exact_match"] << ", student " << distill["tokens_per_s"] << " tok/s\n";
+    EXPECT_GT(distill["eval"]["exact_match"].get<double>(), 0.5);
+    EXPECT_GT(distill["teacher_eval"]["exact_match"].get<double>(), 0.5);
+    EXPECT_GT(distill["tokens_per_s"].get<double>(), 0.0);
+
+    // The other recipes run as written, shortened.
+    for (const auto& [recipe, stage, from] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"kto.toml", "kto", sft}, {"orpo.toml", "orpo", pre}, {"simpo.toml", "simpo", sft}}) {
+        const auto s = stage_of(run_recipe(recipe, dir / stage,
+                                           {"stage." + stage + ".init_from=\"" + from + "\"",
+                                            "stage." + stage + ".train.steps=10", "stage." + stage + ".eval.max_examples=20"}),
+                                stage);
+        EXPECT_EQ(s["status"], "completed") << recipe;
+        EXPECT_TRUE(s["eval"].contains("rewards/chosen")) << recipe;
+    }
+}
+
+}  // namespace
+}  // namespace fthost::test
