@@ -78,6 +78,14 @@ inline std::unique_ptr<ModelSession> tiny_model(uint64_t seed = 7) {
     return std::make_unique<ModelSession>(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), at::Device(at::kCPU));
 }
 
+// The label ids of an example, without the ignored (-100) positions.
+inline std::vector<int64_t> labelled(const Example& ex) {
+    std::vector<int64_t> out;
+    for (int64_t l : ex.labels)
+        if (l != -100) out.push_back(l);
+    return out;
+}
+
 inline Example text_example(const std::string& text) {
     return make_example(nlohmann::json{{"text", text}}, ByteTokenizer(), FT_LABELS_ALL, 256);
 }

@@ -48,7 +48,15 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
                            {"sha256", sha256_file(p.loaded->file)}});
     };
     nlohmann::json datasets = nlohmann::json::object();
+    nlohmann::json models_from = nlohmann::json::object();  // stage results of other runs this one reads
     for (const auto& s : rc.stages) {
+        for (const auto& ref : {s.init_from, s.teacher})
+            if (is_stage_path(ref) && !models_from.contains(ref)) {
+                nlohmann::json files = nlohmann::json::object();
+                for (const char* f : {"stage.json", "model.safetensors", "adapter.safetensors"})
+                    if (fs::exists(fs::path(ref) / f)) files[f] = sha256_file((fs::path(ref) / f).string());
+                models_from[ref] = files;
+            }
         add(s.model), add(s.param), add(s.objective);
         for (const auto& g : s.graders) add(g);
         for (const auto& f : {s.data.train_file, s.data.eval_file})
@@ -60,6 +68,7 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
             {"seed", rc.seed},
             {"plugins", plugins},
             {"datasets", datasets},
+            {"models_from", models_from},
             {"hardware", {{"device", device.str()}, {"cpu_threads", at::get_num_threads()},
                           {"hardware_concurrency", std::thread::hardware_concurrency()}}},
             {"started", now_iso()}};

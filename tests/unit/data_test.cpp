@@ -8,13 +8,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::vector<int64_t> labelled(const Example& ex) {
-    std::vector<int64_t> out;
-    for (int64_t l : ex.labels)
-        if (l != -100) out.push_back(l);
-    return out;
-}
-
 TEST(LossMask, PromptCompletionLabelsExactlyTheCompletionAndEos) {
     ByteTokenizer tok;
     Example ex = make_example(json{{"prompt", "Q: 2+2?"}, {"completion", " 4"}}, tok, FT_LABELS_COMPLETION, 256);

@@ -9,13 +9,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::vector<int64_t> labelled(const Example& ex) {
-    std::vector<int64_t> out;
-    for (int64_t l : ex.labels)
-        if (l != -100) out.push_back(l);
-    return out;
-}
-
 std::string what_of(const std::function<void()>& f) {
     try {
         f();

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Makes the Python environment that generates tests/fixtures/*.json: trl==0.28.0 (the
+# version every objective's parity fixture was made with) in a venv that reuses the
+# torch setup.sh installed, instead of downloading it again. Tooling only: fthost and
+# its tests never run Python. Idempotent.
+set -euo pipefail
+CACHE="${FTHOST_CACHE:-$HOME/.cache/fthost}"
+TORCH_VENV="$CACHE/torch-2.11.0"
+VENV="$CACHE/fixtures-venv"
+[ -d "$TORCH_VENV" ] || { echo "run scripts/setup.sh first (it installs torch into $TORCH_VENV)" >&2; exit 1; }
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+site "$TORCH_VENV" > "$(site "$VENV")/fthost-torch.pth"
+"$VENV/bin/pip" install -q "trl==0.28.0"
+"$VENV/bin/python" -c 'import trl, torch; print("trl", trl.__version__, "torch", torch.__version__)'
