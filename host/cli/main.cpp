@@ -1,4 +1,5 @@
-// fthost — the command line: run, validate, plugins, eval.
+// fthost — the command line: run, validate, plugins, eval, generate.
+#include "generate/generate_command.hpp"
 #include "registry/plugin_registry.hpp"
 #include "run/run_driver.hpp"
 
@@ -23,6 +24,7 @@ const char* kUsage =
     "  validate CONFIG [--set key=value]...                 check a config, reporting every error\n"
     "  plugins [--options]                                  list loaded plugins (name, kind, version, file)\n"
     "  eval CONFIG [--stage NAME] [--set key=value]...      score trained stages on their eval sets\n"
+    "  generate STAGE_DIR (--input F.jsonl | --prompt TEXT) complete prompts with a trained stage\n"
     "\n"
     "`fthost <command> --help` describes a command. Plugins load from the build's plugin\n"
     "folder and from each folder in FTHOST_PLUGIN_PATH (':'-separated).\n";
@@ -117,6 +119,37 @@ int cmd_eval(const std::vector<std::string>& args) {
     return eval_command(config, sets, stage, reg);
 }
 
+int cmd_generate(const std::vector<std::string>& args) {
+    po::options_description desc("generate options");
+    GenerateRequest req;
+    std::vector<std::string> stops;
+    desc.add_options()("stage_dir", po::value(&req.stage_dir)->required(), "a stage's final/ directory")(
+        "input", po::value(&req.input), "JSONL of {\"prompt\": text or messages, ...}")(
+        "prompt", po::value(&req.prompts)->composing(), "a prompt (repeatable; instead of --input)")(
+        "output", po::value(&req.output), "output JSONL (default: stdout)")(
+        "max-new-tokens", po::value(&req.sampling.max_new_tokens)->default_value(64), "tokens per completion at most")(
+        "temperature", po::value(&req.sampling.temperature)->default_value(0.0), "0 = greedy")(
+        "top-k", po::value(&req.sampling.top_k)->default_value(0), "sample from the k most likely tokens (0 = off)")(
+        "top-p", po::value(&req.sampling.top_p)->default_value(1.0), "nucleus sampling mass (1 = off)")(
+        "seed", po::value(&req.sampling.seed)->default_value(0), "sampling seed")(
+        "stop", po::value(&stops)->composing(), "stop string (repeatable); EOS always stops")(
+        "num-generations", po::value(&req.num_generations)->default_value(1), "completions per prompt")(
+        "batch-size", po::value(&req.batch_size)->default_value(32), "prompts decoded together")(
+        "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto")(
+        "threads", po::value(&req.threads)->default_value(0), "CPU threads (0 = LibTorch's default)")(
+        "no-cache", "recompute the prefix every step instead of using the KV cache");
+    po::positional_options_description pos;
+    pos.add("stage_dir", 1);
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm,
+               "usage: fthost generate STAGE_DIR (--input F.jsonl | --prompt TEXT...) [--output OUT.jsonl] [sampling options]"))
+        return 0;
+    req.sampling.stop_strings = stops;
+    req.sampling.use_cache = !vm.count("no-cache");
+    auto reg = load_registry();
+    return generate_command(req, reg);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,6 +164,7 @@ int main(int argc, char** argv) {
         if (cmd == "validate") return cmd_validate(args);
         if (cmd == "plugins") return cmd_plugins(args);
         if (cmd == "eval") return cmd_eval(args);
+        if (cmd == "generate") return cmd_generate(args);
         std::cerr << "fthost: unknown command '" << cmd << "'\n\n" << kUsage;
         return 1;
     } catch (const po::error& e) {

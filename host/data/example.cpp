@@ -67,6 +67,8 @@ void check_messages(const nlohmann::json& messages, const char* field) {
     }
 }
 
+}  // namespace
+
 // A preference / feedback prompt: plain text, or messages rendered with ChatML and an
 // open assistant turn for the completion to continue.
 std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const ByteTokenizer& tok) {
@@ -84,6 +86,8 @@ std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const ByteToken
     add(tok.encode("assistant\n"));
     return ids;
 }
+
+namespace {
 
 // A completion: text + EOS, or assistant message(s) as content + <|im_end|> (the
 // tokens SFT learns for an assistant turn). Returns the tokens and the plain text.

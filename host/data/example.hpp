@@ -45,6 +45,10 @@ struct Example {
 Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_label_policy policy, int64_t max_seq_len,
                      ft_data_shape shape = FT_DATA_SEQUENCES);
 
+// A prompt as tokens: plain text, or a message list rendered with ChatML and an open
+// assistant turn (what generation continues). Throws on a malformed message list.
+std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const ByteTokenizer& tok);
+
 // Example i's prompt followed by the completion of `other` (FT_DATA_FEEDBACK's
 // mismatched pairs for the KL estimate), truncated to max_seq_len.
 Example mismatched_example(const Example& prompt_of, const Example& completion_of, int64_t max_seq_len);

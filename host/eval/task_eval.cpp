@@ -1,6 +1,6 @@
 #include "eval/task_eval.hpp"
 
-#include "eval/greedy_decode.hpp"
+#include "generate/generator.hpp"
 #include "run/host_api.hpp"
 
 #include <fthost/plugin.hpp>
@@ -20,10 +20,12 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     if (items.empty() || stage.graders.empty()) return result;
     std::vector<std::vector<int64_t>> prompts;
     for (const auto* ex : items) prompts.push_back(ex->prompt_ids);
-    const auto generated = greedy_decode(model, prompts, stage.eval.max_new_tokens,
-                                         {ByteTokenizer::kEos, ByteTokenizer::kImEnd}, ByteTokenizer::kPad, stage.eval.batch_size);
+    SamplingOptions greedy;
+    greedy.max_new_tokens = stage.eval.max_new_tokens;
+    greedy.vocab_limit = ByteTokenizer::kPad;  // never the padding id (nor ids past the tokenizer)
+    const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, tok);
     std::vector<std::string> completions;
-    for (const auto& g : generated) completions.push_back(tok.decode(g));
+    for (const auto& g : generated) completions.push_back(g.text);
     std::vector<ft_grade_item> grade_items;
     for (size_t i = 0; i < items.size(); ++i)
         grade_items.push_back({sizeof(ft_grade_item), items[i]->prompt_text.c_str(), completions[i].c_str(),

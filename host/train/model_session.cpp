@@ -5,6 +5,7 @@
 
 #include <fthost/torch.hpp>
 
+#include <cstddef>
 #include <fstream>
 
 namespace fs = std::filesystem;
@@ -96,6 +97,29 @@ at::Tensor ModelSession::hidden_states(HostBatch& batch) {
     ft_model_output out{sizeof(ft_model_output), nullptr};
     ft_error err{};
     check(mvt_->forward(model_handle_, &fb, &out, &err), err);
+    return take(out.hidden_states);
+}
+
+bool ModelSession::supports_kv_cache() const {
+    return mvt_->struct_size >= offsetof(ft_model_vtable, forward_cached) + sizeof(mvt_->forward_cached) &&
+           mvt_->cache_create && mvt_->cache_destroy && mvt_->forward_cached;
+}
+
+std::shared_ptr<ft_kv_cache> ModelSession::new_kv_cache() {
+    if (!supports_kv_cache()) throw Error("model plugin '" + model_.plugin + "' has no KV cache", FT_ERR_UNSUPPORTED);
+    ft_kv_cache* c = nullptr;
+    ft_error err{};
+    check(mvt_->cache_create(model_handle_, &c, &err), err);
+    const ft_model_vtable* vt = mvt_;
+    ft_model* m = model_handle_;
+    return std::shared_ptr<ft_kv_cache>(c, [vt, m](ft_kv_cache* p) { vt->cache_destroy(m, p); });
+}
+
+at::Tensor ModelSession::hidden_states_cached(ft_kv_cache* cache, HostBatch& batch) {
+    ft_batch fb = as_ft_batch(batch, batch.num_labels);
+    ft_model_output out{sizeof(ft_model_output), nullptr};
+    ft_error err{};
+    check(mvt_->forward_cached(model_handle_, cache, &fb, &out, &err), err);
     return take(out.hidden_states);
 }
 

@@ -42,6 +42,13 @@ public:
     void merge_param();
 
     at::Tensor hidden_states(HostBatch& batch);
+
+    // Incremental decoding, when the model plugin offers it (ABI 1.1 forward_cached).
+    bool supports_kv_cache() const;
+    // A cache for one batch of rows; freed with the returned handle.
+    std::shared_ptr<ft_kv_cache> new_kv_cache();
+    // Appends `batch`'s tokens to the cache; hidden states of those tokens.
+    at::Tensor hidden_states_cached(ft_kv_cache* cache, HostBatch& batch);
     at::Tensor logits(const at::Tensor& hidden);
     // log p(labels[t] | tokens < t) as [B, T] float32 (0 where ignored).
     // adapters_off = true: as the base model (the reference of adapter stages), no grad.

@@ -27,7 +27,7 @@ check() {  # check NAME EXPECTED_EXIT PATTERN -- command...
 check "no command" 1 "usage: fthost" -- "$FTHOST"
 check "help" 0 "commands:" -- "$FTHOST" --help
 check "unknown command" 1 "unknown command 'fly'" -- "$FTHOST" fly
-for cmd in run validate plugins eval; do
+for cmd in run validate plugins eval generate; do
   check "$cmd --help" 0 "usage: fthost $cmd" -- "$FTHOST" "$cmd" --help
 done
 check "run without config" 1 "config" -- "$FTHOST" run
@@ -103,6 +103,19 @@ check "eval tiny" 0 '"exact_match": ' -- "$FTHOST" eval "$WORK/tiny.toml" --stag
 check "eval unknown stage" 1 "no stage named 'nope'" -- "$FTHOST" eval "$WORK/tiny.toml" --stage nope
 check "run refuses existing dir" 1 "already exists and is not empty: pass --resume" -- "$FTHOST" run "$WORK/tiny.toml"
 check "resume finished run" 0 "run directory" -- "$FTHOST" run "$WORK/tiny.toml" --resume "$WORK/run"
+
+# generate from the trained stage: a prompt on the command line, and a JSONL file.
+check "generate --help" 0 "usage: fthost generate" -- "$FTHOST" generate --help
+check "generate --prompt" 0 '"finish_reason":"(stop|length)"' -- \
+  "$FTHOST" generate "$WORK/run/stages/sft/final" --prompt "query: milk" --max-new-tokens 3
+printf '{"prompt": "query: bagels\\ncategory:", "id": 7}\n{"prompt": [{"role": "user", "content": "hi"}]}\n' > "$WORK/p.jsonl"
+check "generate file" 0 "4 completions" -- "$FTHOST" generate "$WORK/run/stages/sft/final" --input "$WORK/p.jsonl" \
+  --output "$WORK/out.jsonl" --num-generations 2 --temperature 1.0 --top-p 0.9 --seed 3 --max-new-tokens 4
+n_out=$(wc -l < "$WORK/out.jsonl")
+[ "$n_out" -eq 4 ] && grep -q '"id":7' "$WORK/out.jsonl" && pass=$((pass + 1)) || { echo "FAIL generate output rows: $n_out"; failures=$((failures + 1)); }
+printf '{"prompt": "a"}\n{"text": "no prompt"}\n' > "$WORK/bad_p.jsonl"
+check "generate bad row" 1 "bad_p.jsonl:2.*needs 'prompt'" -- "$FTHOST" generate "$WORK/run/stages/sft/final" --input "$WORK/bad_p.jsonl"
+check "generate needs prompts" 1 "one of the two" -- "$FTHOST" generate "$WORK/run/stages/sft/final"
 
 echo "cli: $pass passed, $failures failed"
 [ "$failures" -eq 0 ]

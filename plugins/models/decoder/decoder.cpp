@@ -71,7 +71,7 @@ public:
 
     at::Tensor forward(const fthost::BatchView& b) {
         const auto& ids = b.input_ids;
-        const int64_t B = ids.size(0), T = ids.size(1);
+        const int64_t T = ids.size(1);
         at::Tensor x = at::embedding(embed_, ids);
         auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
         // One document per row with no padding: plain causal attention (the flash path).
@@ -84,13 +84,33 @@ public:
             at::Tensor causal = at::ones({T, T}, seq.options().dtype(at::kBool)).tril();
             mask = (same & causal).unsqueeze(1);
         }
-        for (const Layer& l : layers_) {
+        return layers(x, cos, sin, mask, nullptr);
+    }
+
+    // Incremental decoding: the new tokens attend to the cached ones of their row.
+    at::Tensor forward_cached(const fthost::BatchView& b, fthost::KvCache& cache) {
+        at::Tensor x = at::embedding(embed_, b.input_ids);
+        auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
+        const at::Tensor mask = cache.extend(b.sequence_ids.ge(0));
+        return layers(x, cos, sin, mask, &cache);
+    }
+
+    at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
+
+    // The decoder layers and the final norm. No mask = plain causal attention; with a
+    // cache, each layer's keys and values are appended to it and attention spans them.
+    at::Tensor layers(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask,
+                      fthost::KvCache* cache) {
+        const int64_t B = x.size(0), T = x.size(1);
+        for (size_t i = 0; i < layers_.size(); ++i) {
+            const Layer& l = layers_[i];
             at::Tensor h = rms_norm(x, l.input_norm);
             at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_}).transpose(1, 2);
             at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
             at::Tensor v = (*l.v)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
             q = q * cos + rotate_half(q) * sin;
             k = k * cos + rotate_half(k) * sin;
+            if (cache) std::tie(k, v) = cache->append(i, k, v);
             at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/!mask.has_value(),
                                                             std::nullopt, /*enable_gqa=*/kv_heads_ != heads_);
             x = x + (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
@@ -99,8 +119,6 @@ public:
         }
         return rms_norm(x, norm_);
     }
-
-    at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
     int64_t vocab_size() const { return vocab_; }
 
 private:

@@ -65,6 +65,7 @@ typedef struct ft_param_s ft_param;          /* a parameterisation instance */
 typedef struct ft_objective_s ft_objective;  /* an objective instance */
 typedef struct ft_grader_s ft_grader;        /* a grader instance */
 typedef struct ft_run_s ft_run;              /* the host's view of the running stage */
+typedef struct ft_kv_cache_s ft_kv_cache;    /* a model's key/value cache for decoding */
 
 /* ---- plugin kinds -------------------------------------------------------------------- */
 
@@ -218,6 +219,17 @@ typedef struct ft_model_vtable {
     ft_status (*lm_head)(ft_model* model, ft_tensor hidden, ft_tensor* logits_out, ft_error* err);
     void (*set_training)(ft_model* model, int32_t training);
     int64_t (*vocab_size)(ft_model* model);
+
+    /* ---- ABI 1.1: incremental decoding (all three NULL: not supported, and the host
+       recomputes the whole prefix for every new token) ---- */
+    ft_status (*cache_create)(ft_model* model, ft_kv_cache** out, ft_error* err);
+    void (*cache_destroy)(ft_model* model, ft_kv_cache* cache);
+    /* Appends the batch's tokens ([B, t], with their position ids; sequence id -1 marks
+       padding, which no token attends to) to the cache's rows and returns their final
+       hidden states [B, t, H]. Each token attends to the valid tokens before it in its
+       row: those already in the cache and the earlier ones of this call. */
+    ft_status (*forward_cached)(ft_model* model, ft_kv_cache* cache, const ft_batch* batch, ft_model_output* out,
+                                ft_error* err);
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

@@ -106,8 +106,41 @@ struct LinearSite {
     }
 };
 
+// A key/value cache for incremental decoding: per layer, the keys and values of every
+// token so far ([B, kv_heads, L, head_dim]), and which of those tokens are real (not
+// padding). A model that declares forward_cached() keeps its state here.
+class KvCache {
+public:
+    virtual ~KvCache() = default;
+    int64_t length() const { return valid_.defined() ? valid_.size(1) : 0; }
+    // Adds the new tokens' validity [B, t] (call once per forward, before the layers)
+    // and returns the mask for them: [B, 1, t, L + t], true where query i may attend key
+    // j — valid keys up to and including its own position (and always itself, so that a
+    // padding query has one key and no NaN).
+    at::Tensor extend(const at::Tensor& valid_new) {
+        const int64_t past = length(), t = valid_new.size(1);
+        valid_ = past == 0 ? valid_new.clone() : at::cat({valid_, valid_new}, 1);
+        const auto opts = valid_new.options().dtype(at::kLong);
+        at::Tensor q = at::arange(past, past + t, opts).unsqueeze(1), k = at::arange(past + t, opts).unsqueeze(0);
+        at::Tensor allowed = (valid_.unsqueeze(1) & k.le(q).unsqueeze(0)) | k.eq(q).unsqueeze(0);
+        return allowed.unsqueeze(1);
+    }
+    // Appends a layer's new keys and values; returns all of that layer's.
+    std::pair<at::Tensor, at::Tensor> append(size_t layer, const at::Tensor& k, const at::Tensor& v) {
+        if (k_.size() <= layer) k_.resize(layer + 1), v_.resize(layer + 1);
+        k_[layer] = k_[layer].defined() ? at::cat({k_[layer], k}, 2) : k;
+        v_[layer] = v_[layer].defined() ? at::cat({v_[layer], v}, 2) : v;
+        return {k_[layer], v_[layer]};
+    }
+
+private:
+    std::vector<at::Tensor> k_, v_;
+    at::Tensor valid_;  // bool [B, L]
+};
+
 // Base for model plugins: holds the named parameters and the linear sites. A model
-// class adds forward(), lm_head(), vocab_size().
+// class adds forward(), lm_head(), vocab_size(), and optionally
+// forward_cached(const BatchView&, KvCache&) for incremental decoding.
 class ModelBase {
 public:
     virtual ~ModelBase() = default;
@@ -144,8 +177,16 @@ private:
 };
 
 namespace detail {
+template <class T, class = void>
+struct HasForwardCached : std::false_type {};
+template <class T>
+struct HasForwardCached<
+    T, std::void_t<decltype(std::declval<T&>().forward_cached(std::declval<const BatchView&>(), std::declval<KvCache&>()))>>
+    : std::true_type {};
+
 template <class M>
 struct ModelThunks {
+    static constexpr bool kCached = HasForwardCached<M>::value;
     static M& self(ft_model* m) { return *reinterpret_cast<M*>(m); }
     static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_model** out, ft_error* err) {
         return guard(err, [&] { *out = reinterpret_cast<ft_model*>(new M(Host(host), Config(host, cfg))); });
@@ -181,9 +222,23 @@ struct ModelThunks {
     }
     static void set_training(ft_model* m, int32_t on) { self(m).set_training(on != 0); }
     static int64_t vocab_size(ft_model* m) { return self(m).vocab_size(); }
+    static ft_status cache_create(ft_model*, ft_kv_cache** out, ft_error* err) {
+        return guard(err, [&] { *out = reinterpret_cast<ft_kv_cache*>(new KvCache()); });
+    }
+    static void cache_destroy(ft_model*, ft_kv_cache* c) { delete reinterpret_cast<KvCache*>(c); }
+    static ft_status forward_cached(ft_model* m, ft_kv_cache* c, const ft_batch* batch, ft_model_output* out,
+                                    ft_error* err) {
+        return guard(err, [&] {
+            if constexpr (kCached)
+                out->hidden_states = new_handle(self(m).forward_cached(BatchView(*batch), *reinterpret_cast<KvCache*>(c)));
+        });
+    }
     static constexpr ft_model_vtable vtable{sizeof(ft_model_vtable), &create, &destroy, &named_parameters,
                                             &site_count, &site, &set_forward, &forward, &lm_head,
-                                            &set_training, &vocab_size};
+                                            &set_training, &vocab_size,
+                                            kCached ? &cache_create : nullptr,
+                                            kCached ? &cache_destroy : nullptr,
+                                            kCached ? &forward_cached : nullptr};
 };
 }  // namespace detail
 

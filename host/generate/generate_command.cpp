@@ -1,0 +1,67 @@
+#include "generate/generate_command.hpp"
+
+#include "data/example.hpp"
+#include "data/jsonl_reader.hpp"
+#include "io/atomic_file.hpp"
+#include "train/stage_trainer.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <iostream>
+
+namespace fthost::host {
+
+int generate_command(const GenerateRequest& req, const PluginRegistry& registry) {
+    if (req.input.empty() == req.prompts.empty())
+        throw Error("give prompts with --input FILE.jsonl or with --prompt TEXT (one of the two)", FT_ERR_CONFIG);
+    if (req.num_generations < 1) throw Error("--num-generations must be at least 1", FT_ERR_CONFIG);
+    if (req.batch_size < 1) throw Error("--batch-size must be at least 1", FT_ERR_CONFIG);
+    if (req.sampling.top_p <= 0 || req.sampling.top_p > 1) throw Error("--top-p must be in (0, 1]", FT_ERR_CONFIG);
+    if (req.sampling.temperature < 0) throw Error("--temperature must be >= 0", FT_ERR_CONFIG);
+    if (req.threads > 0) at::set_num_threads(static_cast<int>(req.threads));
+    ByteTokenizer tok;
+
+    std::vector<nlohmann::json> rows;
+    if (!req.input.empty()) {
+        read_jsonl(req.input, false, [&](const nlohmann::json& row, int64_t) {
+            if (!row.contains("prompt")) throw std::runtime_error("a generation row needs 'prompt' (text or messages)");
+            render_prompt(row["prompt"], tok);  // malformed prompts fail here, at their line
+            rows.push_back(row);
+        });
+    } else {
+        for (const auto& p : req.prompts) rows.push_back({{"prompt", p}});
+    }
+    std::vector<std::vector<int64_t>> prompts;
+    for (const auto& row : rows)
+        for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(render_prompt(row["prompt"], tok));
+
+    auto model = ModelSession::from_stage_dir(req.stage_dir, registry, resolve_device(req.device));
+    SamplingOptions o = req.sampling;
+    o.vocab_limit = ByteTokenizer::kPad;
+    GenerationStats stats;
+    const auto out = generate(*model, prompts, o, req.batch_size, tok, &stats);
+
+    std::string text;
+    for (size_t i = 0; i < out.size(); ++i) {
+        nlohmann::json row = rows[i / static_cast<size_t>(req.num_generations)];
+        row["completion"] = out[i].text;
+        row["finish_reason"] = out[i].finish_reason;
+        row["completion_tokens"] = out[i].tokens.size();
+        if (req.num_generations > 1) row["generation"] = i % static_cast<size_t>(req.num_generations);
+        // Sampled bytes need not be valid UTF-8: invalid ones become U+FFFD in the JSON.
+        text += row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+    if (req.output.empty()) std::cout << text;
+    else write_text_atomically(req.output, text);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "fthost generate: %zu completions, %lld tokens in %.2f s (%.0f tokens/s)%s\n", out.size(),
+                  static_cast<long long>(stats.tokens), stats.seconds, stats.seconds > 0 ? stats.tokens / stats.seconds : 0.0,
+                  model->supports_kv_cache() && o.use_cache ? "" : ", no KV cache");
+    std::cerr << buf;
+    return 0;
+}
+
+}  // namespace fthost::host

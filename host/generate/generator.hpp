@@ -1,0 +1,48 @@
+// generator.hpp — batched autoregressive generation for any model plugin: prompts of
+// different lengths left-padded into one batch, a KV cache when the model has one (else
+// the prefix is recomputed each step, which gives the same tokens), greedy or sampled
+// tokens (temperature, top-k, top-p, seed), and stops at stop tokens (EOS), stop
+// strings or max_new_tokens. Used by eval (greedy), `fthost generate` and RL stages.
+#pragma once
+
+#include "data/byte_tokenizer.hpp"
+#include "train/model_session.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fthost::host {
+
+struct SamplingOptions {
+    int64_t max_new_tokens = 64;
+    double temperature = 0.0;  // 0: greedy (argmax)
+    int64_t top_k = 0;         // keep the k most likely tokens; 0: off
+    double top_p = 1.0;        // keep the smallest set with this much probability; 1: off
+    uint64_t seed = 0;         // sampling is on the CPU from this seed: the same on every device
+    std::vector<int64_t> stop_ids = {ByteTokenizer::kEos, ByteTokenizer::kImEnd};
+    std::vector<std::string> stop_strings;  // generation stops once the text contains one
+    int64_t vocab_limit = 0;  // sample only ids below this (a tokenizer inside a larger embedding); 0: all
+    bool use_cache = true;    // false: recompute the prefix every step (the reference for tests)
+};
+
+struct Generation {
+    std::vector<int64_t> tokens;  // generated ids, including the stop token that ended them
+    std::string text;             // decoded (special tokens dropped), cut before a stop string
+    std::string finish_reason;    // "stop" (a stop token or string) or "length"
+};
+
+struct GenerationStats {
+    int64_t tokens = 0;    // generated tokens
+    double seconds = 0.0;  // wall time of generation
+};
+
+std::vector<Generation> generate(ModelSession& model, const std::vector<std::vector<int64_t>>& prompts,
+                                 const SamplingOptions& options, int64_t batch_size, const ByteTokenizer& tok,
+                                 GenerationStats* stats = nullptr);
+
+// Applies temperature, top-k and top-p to logits [B, V] and picks one id per row
+// (argmax when temperature is 0). Exposed for tests.
+at::Tensor pick_next_tokens(const at::Tensor& logits, const SamplingOptions& options, at::Generator& gen);
+
+}  // namespace fthost::host

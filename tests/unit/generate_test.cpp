@@ -1,0 +1,119 @@
+// Generation: the KV cache changes nothing (greedy tokens equal those of recomputing the
+// prefix every step, for prompts of different lengths in one batch), sampling is
+// reproducible from its seed, and top-k / top-p / stop strings do what they say.
+#include "generate/generator.hpp"
+#include "test_support.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+namespace fthost::test {
+namespace {
+
+std::vector<std::vector<int64_t>> prompts_of(const std::vector<std::string>& texts) {
+    ByteTokenizer tok;
+    std::vector<std::vector<int64_t>> out;
+    for (const auto& t : texts) out.push_back(tok.encode(t));
+    return out;
+}
+
+TEST(Generate, GreedyWithKvCacheEqualsRecomputingThePrefix) {
+    auto model = tiny_model(11);
+    ASSERT_TRUE(model->supports_kv_cache());
+    // Adapted sites too: the cache path must go through installed forwards.
+    model->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\ntarget_modules = [\"all-linear\"]\ninit_lora_weights = \"gaussian\""));
+    {
+        at::NoGradGuard ng;  // B = 0 after init: give the adapter a visible effect
+        for (auto& [name, t] : model->trainable_parameters()) t.normal_(0, 0.2);
+    }
+    const auto prompts = prompts_of({"a", "query: milk\ncategory:", "xyz", "the quick brown fox jumps"});
+    SamplingOptions o;
+    o.max_new_tokens = 24;
+    o.stop_ids = {};  // run every row to the end
+    ByteTokenizer tok;
+    for (int64_t batch : {1, 3, 4}) {
+        o.use_cache = true;
+        const auto cached = generate(*model, prompts, o, batch, tok);
+        o.use_cache = false;
+        const auto plain = generate(*model, prompts, o, batch, tok);
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            EXPECT_EQ(cached[i].tokens, plain[i].tokens) << "prompt " << i << " batch " << batch;
+            EXPECT_EQ(cached[i].tokens.size(), 24u);
+            EXPECT_EQ(cached[i].finish_reason, "length");
+        }
+    }
+}
+
+TEST(Generate, SamplingIsReproducibleFromItsSeed) {
+    auto model = tiny_model(12);
+    const auto prompts = prompts_of({"hello", "a longer prompt"});
+    SamplingOptions o;
+    o.max_new_tokens = 16;
+    o.temperature = 1.0;
+    o.stop_ids = {};
+    ByteTokenizer tok;
+    o.seed = 5;
+    const auto a = generate(*model, prompts, o, 2, tok), b = generate(*model, prompts, o, 2, tok);
+    o.seed = 6;
+    const auto c = generate(*model, prompts, o, 2, tok);
+    EXPECT_EQ(a[0].tokens, b[0].tokens);
+    EXPECT_EQ(a[1].tokens, b[1].tokens);
+    EXPECT_NE(a[0].tokens, c[0].tokens);
+    // top_k = 1 is greedy whatever the temperature.
+    o.top_k = 1;
+    const auto k1 = generate(*model, prompts, o, 2, tok);
+    SamplingOptions g = o;
+    g.temperature = 0;
+    g.top_k = 0;
+    EXPECT_EQ(k1[0].tokens, generate(*model, prompts, g, 2, tok)[0].tokens);
+}
+
+TEST(Generate, TopPKeepsTheSmallestSetWithThatMass) {
+    // Probabilities 0.5, 0.3, 0.15, 0.05: top_p 0.7 keeps {0, 1}; top_k 3 drops id 3.
+    at::Tensor logits = at::log(at::tensor({0.5, 0.3, 0.15, 0.05}, at::kFloat)).unsqueeze(0).repeat({400, 1});
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
+    SamplingOptions o;
+    o.temperature = 1.0;
+    o.top_p = 0.7;
+    at::Tensor ids = pick_next_tokens(logits, o, gen);
+    EXPECT_EQ(ids.le(1).all().item<bool>(), true);
+    EXPECT_GT(ids.eq(1).sum().item<int64_t>(), 50);
+    o.top_p = 1.0;
+    o.top_k = 3;
+    ids = pick_next_tokens(logits, o, gen);
+    EXPECT_EQ(ids.le(2).all().item<bool>(), true);
+    EXPECT_GT(ids.eq(2).sum().item<int64_t>(), 20);
+    o.top_k = 0;
+    o.vocab_limit = 2;  // ids past the tokenizer are never sampled
+    EXPECT_EQ(pick_next_tokens(logits, o, gen).le(1).all().item<bool>(), true);
+}
+
+TEST(Generate, StopTokensAndStringsEndACompletion) {
+    auto model = tiny_model(13);
+    ByteTokenizer tok;
+    SamplingOptions o;
+    o.max_new_tokens = 12;
+    o.stop_ids = {};
+    o.vocab_limit = 256;  // bytes only, so the text has one character per token
+    const auto free_run = generate(*model, prompts_of({"abc"}), o, 1, tok)[0];
+    ASSERT_EQ(free_run.tokens.size(), 12u);
+    ASSERT_EQ(free_run.text.size(), 12u);
+    // A stop string made of generated characters 5-6: the text ends before its first
+    // occurrence and the ids end with the token that completed it.
+    o.stop_strings = {free_run.text.substr(4, 2)};
+    auto s = generate(*model, prompts_of({"abc"}), o, 1, tok)[0];
+    const size_t at = free_run.text.find(o.stop_strings[0]);
+    EXPECT_EQ(s.text, free_run.text.substr(0, at));
+    EXPECT_EQ(s.tokens.size(), at + 2);
+    EXPECT_EQ(s.finish_reason, "stop");
+    // A stop id: generation ends at its first occurrence, which stays in the ids.
+    o.stop_strings = {};
+    o.stop_ids = {free_run.tokens[2]};
+    auto g = generate(*model, prompts_of({"abc"}), o, 1, tok)[0];
+    const size_t first = static_cast<size_t>(std::find(free_run.tokens.begin(), free_run.tokens.end(), free_run.tokens[2]) -
+                                             free_run.tokens.begin());
+    EXPECT_EQ(g.tokens.size(), first + 1);  // the stop token is kept in the ids
+    EXPECT_EQ(g.finish_reason, "stop");
+}
+
+}  // namespace
+}  // namespace fthost::test
