@@ -11,5 +11,5 @@ VENV="$CACHE/fixtures-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 site "$TORCH_VENV" > "$(site "$VENV")/fthost-torch.pth"
-"$VENV/bin/pip" install -q "trl==0.28.0"
+"$VENV/bin/pip" install -q "trl==0.28.0" requests
 "$VENV/bin/python" -c 'import trl, torch; print("trl", trl.__version__, "torch", torch.__version__)'

@@ -156,7 +156,7 @@ int PluginRegistry::load_file(const fs::path& path) {
         }
         if (d->kind == FT_KIND_OBJECTIVE) {
             const ObjectiveTraits t = objective_traits(static_cast<const ft_objective_vtable*>(d->vtable));
-            if (t.data_shape < FT_DATA_SEQUENCES || t.data_shape > FT_DATA_FEEDBACK) {
+            if (t.data_shape < FT_DATA_SEQUENCES || t.data_shape > FT_DATA_COMPLETIONS) {
                 refuse(file, label + ": unknown data shape " + std::to_string(t.data_shape));
                 continue;
             }

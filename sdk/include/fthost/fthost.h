@@ -272,6 +272,18 @@ typedef int32_t ft_data_shape;
    completion of example i-1 (of example B-1 for i = 0): the mismatched pairs for a KL
    estimate. extras "desirable" holds the B labels (1 desirable, 0 undesirable). */
 #define FT_DATA_FEEDBACK 2
+/* prompt rows for on-policy RL (GRPO). The host samples num_generations completions per
+   prompt with the policy, grades each with the stage's graders, and hands the objective
+   the rows prompt + completion (labels on the completion; a truncated completion has
+   none when [stage.generation] mask_truncated_completions is set). One optimizer step
+   trains on one generation batch, split into the accumulation micro-batches. Extras:
+   "rewards" (float64 [N]: the weighted sum of grader scores of every completion of the
+   generation batch, NaN-scores counting 0, as TRL's nansum), "row_index" (int64 [B]: each
+   row's index in it; rows of one prompt are consecutive), "num_generations",
+   "max_new_tokens" (int64 [1]), "sampling_temperature" (float64 [1]), and, when a
+   generation batch serves several steps, "old_logprobs" (float32 [B, T], temperature-
+   scaled per-token log-probs at sampling time). */
+#define FT_DATA_COMPLETIONS 3
 
 /* What an objective needs besides the policy (flags). */
 #define FT_NEEDS_REFERENCE 1u /* FT_RUN_REFERENCE log-probs */
