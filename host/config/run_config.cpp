@@ -74,6 +74,16 @@ static const ft_option kEvalOptions[] = {
     option("base", FT_OPT_BOOL, "true", "also score the model the stage starts from"),
 };
 
+static const ft_option kGenerationOptions[] = {
+    option("num_generations", FT_OPT_INT, "8", "completions sampled per prompt (the group)"),
+    option("max_new_tokens", FT_OPT_INT, "32", "tokens per completion at most"),
+    option("temperature", FT_OPT_FLOAT, "1.0", "sampling temperature (log-probs are taken at the same temperature)"),
+    option("top_k", FT_OPT_INT, "0", "sample from the k most likely tokens (0 = off)"),
+    option("top_p", FT_OPT_FLOAT, "1.0", "nucleus sampling mass (1 = off)"),
+    option("num_iterations", FT_OPT_INT, "1", "optimizer steps per generation batch (stored old log-probs past the first)"),
+    option("mask_truncated_completions", FT_OPT_BOOL, "false", "completions cut at max_new_tokens get no loss"),
+};
+
 template <size_t N>
 static Section check(const toml::table* t, const std::string& file, const std::string& path, const ft_option (&o)[N],
                      Diagnostics& d) {
@@ -165,7 +175,14 @@ static PluginSection plugin_section(const toml::table* t, ft_kind kind, const st
     }
     const ft_plugin_desc* d = ps.loaded->desc;
     const size_t errors_before = diag.errors.size();
-    ps.config = validate_section(t, file, path, d->options, d->option_count, diag, {"plugin"});
+    // Graders carry the host's `weight` beside their own options.
+    ps.config = validate_section(t, file, path, d->options, d->option_count, diag,
+                                 kind == FT_KIND_GRADER ? std::set<std::string>{"plugin", "weight"}
+                                                        : std::set<std::string>{"plugin"});
+    if (kind == FT_KIND_GRADER && t->contains("weight")) {
+        if (auto w = (*t)["weight"].value<double>()) ps.weight = *w;
+        else diag.add(where_of(file, *t->get("weight")), "[" + path + "] weight must be a number");
+    }
     // Values the types allow may still be out of range: the plugin checks them itself.
     if (diag.errors.size() == errors_before && d->validate) {
         ft_error err{};
@@ -213,7 +230,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             StageConfig sc;
             sc.where = where_of(file, *st);
             const std::string label = "[[stage]] #" + std::to_string(i + 1);
-            static const std::set<std::string> subtables = {"model", "param", "objective", "data", "train", "eval", "grader"};
+            static const std::set<std::string> subtables = {"model", "param", "objective", "data", "train",
+                                                            "eval", "grader", "generation"};
             Section ss = validate_section(st, file, label, kStageOptions, std::size(kStageOptions), diag, subtables);
             if (ss.has("name")) {  // else reported as missing
                 read(ss, "name", sc.name);
@@ -308,6 +326,22 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 if (t.early_stopping_patience > 0 && t.eval_every <= 0)
                     diag.add(ts.where_of("early_stopping_patience"), "early stopping needs eval_every > 0");
             }
+            Section gs = check((*st)["generation"].as_table(), file, p + " generation", kGenerationOptions, diag);
+            {
+                auto& g = sc.generation;
+                read(gs, "num_generations", g.num_generations);
+                read(gs, "max_new_tokens", g.max_new_tokens);
+                read(gs, "temperature", g.temperature);
+                read(gs, "top_k", g.top_k);
+                read(gs, "top_p", g.top_p);
+                read(gs, "num_iterations", g.num_iterations);
+                read(gs, "mask_truncated_completions", g.mask_truncated_completions);
+                if (g.num_generations < 2) diag.add(gs.where_of("num_generations"), "num_generations must be at least 2 (advantages compare a group)");
+                if (g.max_new_tokens < 1) diag.add(gs.where_of("max_new_tokens"), "max_new_tokens must be at least 1");
+                if (g.temperature <= 0) diag.add(gs.where_of("temperature"), "temperature must be > 0 for sampling");
+                if (g.top_p <= 0 || g.top_p > 1) diag.add(gs.where_of("top_p"), "top_p must be in (0, 1]");
+                if (g.num_iterations < 1) diag.add(gs.where_of("num_iterations"), "num_iterations must be at least 1");
+            }
             // What the objective needs from the stage.
             if (sc.objective.loaded) {
                 const ObjectiveTraits ot =
@@ -323,6 +357,22 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                                                          "set packing = false");
                 if (sc.train.precompute_ref_log_probs && !(ot.needs & FT_NEEDS_REFERENCE))
                     diag.add(ts.where_of("precompute_ref_log_probs"), p + ": " + obj + " has no reference model");
+                if (ot.data_shape == FT_DATA_COMPLETIONS) {
+                    if (sc.train.precompute_ref_log_probs)
+                        diag.add(ts.where_of("precompute_ref_log_probs"),
+                                 p + ": " + obj + " trains on completions sampled during training; they cannot be precomputed");
+                    if (sc.graders.empty())
+                        diag.add(sc.where, p + ": " + obj + " needs at least one [[stage.grader]] to score its completions");
+                    const int64_t rows = sc.train.batch_size * sc.train.grad_accum;
+                    if (sc.generation.num_generations >= 2 && rows % sc.generation.num_generations != 0)
+                        diag.add(ts.where_of("batch_size"),
+                                 p + ": batch_size x grad_accum (" + std::to_string(rows) +
+                                     " completions per step) must be a multiple of [stage.generation] num_generations (" +
+                                     std::to_string(sc.generation.num_generations) + ")");
+                } else if (st->contains("generation")) {
+                    diag.add(where_of(file, *st->get("generation")),
+                             p + ": [stage.generation] is for objectives that sample completions (grpo, rft), not " + obj);
+                }
             }
             Section es = check((*st)["eval"].as_table(), file, p + " eval", kEvalOptions, diag);
             {

@@ -14,6 +14,14 @@ struct PluginSection {
     std::string plugin;            // the plugin's name
     const LoadedPlugin* loaded = nullptr;
     Section config;                // its validated options
+    double weight = 1.0;           // graders: the reward weight (the host's `weight` key)
+};
+
+// [stage.generation]: how on-policy objectives (grpo, rft) sample their completions.
+struct GenerationConfig {
+    int64_t num_generations = 8, max_new_tokens = 32, top_k = 0, num_iterations = 1;
+    double temperature = 1.0, top_p = 1.0;
+    bool mask_truncated_completions = false;
 };
 
 struct DataConfig {
@@ -53,6 +61,7 @@ struct StageConfig {
     DataConfig data;
     TrainConfig train;
     EvalConfig eval;
+    GenerationConfig generation;
 };
 
 struct RunConfig {

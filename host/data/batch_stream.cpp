@@ -7,6 +7,14 @@
 
 namespace fthost::host {
 
+HostBatch to_device(HostBatch b, at::Device d) {
+    if (d == at::kCPU) return b;
+    for (at::Tensor* t : {&b.input_ids, &b.labels, &b.position_ids, &b.sequence_ids, &b.completion_mask, &b.desirable})
+        if (t->defined()) *t = t->to(d);
+    for (auto& [_, t] : b.extras) t = t.to(d);
+    return b;
+}
+
 HostBatch collate(const std::vector<std::vector<const Example*>>& rows) {
     const int64_t B = static_cast<int64_t>(rows.size());
     int64_t T = 1;
@@ -123,7 +131,7 @@ std::vector<std::vector<const Example*>> BatchStream::take_rows() {
 }
 
 HostBatch BatchStream::next() {
-    if (shape_ == FT_DATA_SEQUENCES) return collate(take_rows());
+    if (shape_ == FT_DATA_SEQUENCES || shape_ == FT_DATA_COMPLETIONS) return collate(take_rows());
     std::vector<const Example*> examples;
     for (const auto& row : take_rows()) examples.push_back(row.front());
     return collate_shaped(examples, shape_);

@@ -21,8 +21,12 @@ struct HostBatch {
     int64_t num_tokens = 0;    // non-padding tokens
     int64_t num_examples = 0;  // examples (pairs count once)
     std::vector<const Example*> examples;  // every row's example(s), in row order
+    std::vector<std::pair<std::string, at::Tensor>> extras;  // further named inputs (FT_DATA_COMPLETIONS)
     std::vector<ft_named_tensor> named_extras;  // filled by as_ft_batch (points into this batch)
 };
+
+// The batch's tensors (extras too) on `device`.
+HostBatch to_device(HostBatch b, at::Device device);
 
 // Rows of examples -> one batch, padded to the longest row.
 HostBatch collate(const std::vector<std::vector<const Example*>>& rows);

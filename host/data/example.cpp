@@ -186,6 +186,19 @@ Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_lab
                      ft_data_shape shape) {
     Example ex;
     const bool label_all = policy == FT_LABELS_ALL;
+    if (shape == FT_DATA_COMPLETIONS) {
+        // A prompt to sample from; `completion` (when given) is the graders' reference.
+        if (!row.is_object()) throw std::runtime_error("row must be a JSON object");
+        const auto prompt = render_prompt(required(row, "prompt", "prompt"), tok);
+        if (prompt.empty()) throw std::runtime_error("field 'prompt' is empty");
+        append(ex, prompt, false);
+        ex.prompt_ids = ex.ids;
+        ex.prompt_length = static_cast<int64_t>(prompt.size());
+        ex.prompt_text = row["prompt"].is_string() ? row["prompt"].get<std::string>() : tok.decode(prompt);
+        if (row.contains("completion") && row["completion"].is_string()) ex.reference = row["completion"].get<std::string>();
+        ex.row_json = row.dump();
+        return ex;
+    }
     if (shape == FT_DATA_PAIRS || shape == FT_DATA_FEEDBACK) {
         if (!row.is_object()) throw std::runtime_error("row must be a JSON object");
         ex = shape == FT_DATA_PAIRS ? make_pair(row, tok, label_all, max_seq_len)

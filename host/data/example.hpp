@@ -9,6 +9,8 @@
 // and for the preference data shapes (fthost.h's FT_DATA_PAIRS / FT_DATA_FEEDBACK):
 //   {"prompt", "chosen", "rejected"}           one pair; the rejected sequence in `partner`
 //   {"prompt", "completion", "label": bool}    binary feedback (KTO)
+//   {"prompt", ...}                            a prompt to sample from (FT_DATA_COMPLETIONS);
+//                                              a string "completion" is the graders' reference
 // where prompt may be a string or a message list (rendered with ChatML and an open
 // assistant turn) and each completion a string (+ EOS) or a list of assistant messages
 // (content + <|im_end|>, as in SFT).

@@ -25,6 +25,7 @@ ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch, int64_t num_examp
     if (b.completion_mask.defined())
         b.named_extras.push_back({"completion_mask", reinterpret_cast<ft_tensor>(&b.completion_mask)});
     if (b.desirable.defined()) b.named_extras.push_back({"desirable", reinterpret_cast<ft_tensor>(&b.desirable)});
+    for (auto& [name, t] : b.extras) b.named_extras.push_back({name.c_str(), reinterpret_cast<ft_tensor>(&t)});
     fb.extras = b.named_extras.data();
     fb.extra_count = static_cast<uint32_t>(b.named_extras.size());
     return fb;
@@ -166,8 +167,20 @@ at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool adapters_off
     return at::constant_pad_nd(lp, {1, 0}, 0.0);
 }
 
-at::Tensor ModelSession::label_logits(const ft_batch& batch) {
-    at::Tensor hidden = take(forward_checked(batch).hidden_states);
+at::Tensor ModelSession::label_logits(const ft_batch& batch, bool adapters_off) {
+    std::optional<at::NoGradGuard> ng;
+    if (adapters_off) {
+        ng.emplace();
+        set_adapters_enabled(false);
+    }
+    at::Tensor hidden;
+    try {
+        hidden = take(forward_checked(batch).hidden_states);
+    } catch (...) {
+        if (adapters_off) set_adapters_enabled(true);
+        throw;
+    }
+    if (adapters_off) set_adapters_enabled(true);
     const at::Tensor& labels = borrow(batch.labels);
     const int64_t T = labels.size(1);
     // Row-major over (b, t): the prediction at t-1 for each label at t != -100.

@@ -55,7 +55,7 @@ public:
     at::Tensor token_logprobs(const ft_batch& batch, bool adapters_off);
     // Next-token logits at every labelled position: [N, V] float32 (ft_host_api's
     // run_label_logits).
-    at::Tensor label_logits(const ft_batch& batch);
+    at::Tensor label_logits(const ft_batch& batch, bool adapters_off = false);
     // A second instance of this model with its current weights, frozen (no gradients,
     // eval mode): the reference of full fine-tuning.
     std::unique_ptr<ModelSession> frozen_copy() const;

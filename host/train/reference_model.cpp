@@ -14,6 +14,13 @@ at::Tensor ReferenceModel::compute(const ft_batch& batch) {
     return policy_.token_logprobs(batch, true);
 }
 
+at::Tensor ReferenceModel::label_logits(const ft_batch& batch) {
+    if (precomputed_) throw Error("the reference's logits are not kept when its log-probs are precomputed");
+    at::NoGradGuard ng;
+    if (copy_) return copy_->label_logits(batch);
+    return policy_.label_logits(batch, true);
+}
+
 at::Tensor ReferenceModel::token_logprobs(const ft_batch& batch, const HostBatch& hb) {
     if (!precomputed_) return compute(batch);
     const at::Tensor& labels = borrow(batch.labels);
@@ -35,11 +42,7 @@ void ReferenceModel::precompute(const std::vector<const std::vector<Example>*>& 
             std::vector<const Example*> examples;
             for (size_t j = i; j < std::min(set->size(), i + static_cast<size_t>(batch_size)); ++j)
                 examples.push_back(&(*set)[j]);
-            HostBatch hb = collate_shaped(examples, shape);
-            hb.input_ids = hb.input_ids.to(policy_.device());
-            hb.labels = hb.labels.to(policy_.device());
-            hb.position_ids = hb.position_ids.to(policy_.device());
-            hb.sequence_ids = hb.sequence_ids.to(policy_.device());
+            HostBatch hb = to_device(collate_shaped(examples, shape), policy_.device());
             ft_batch fb = as_ft_batch(hb, hb.num_labels);
             const at::Tensor lp = compute(fb).to(at::kCPU, at::kFloat);
             for (size_t r = 0; r < hb.examples.size(); ++r) {

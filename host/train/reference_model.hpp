@@ -27,6 +27,10 @@ public:
     // Per-token reference log-probs of `batch` (rows of `host_batch`), no gradients.
     at::Tensor token_logprobs(const ft_batch& batch, const HostBatch& host_batch);
 
+    // Next-token logits of the reference at the labelled positions ([N, V], no
+    // gradients); not available once log-probs were precomputed.
+    at::Tensor label_logits(const ft_batch& batch);
+
     // Computes every row of every example in `sets` once, then answers from the cache
     // and frees the frozen copy. Batches are unpacked (one example per row).
     void precompute(const std::vector<const std::vector<Example>*>& sets, ft_data_shape shape, int64_t batch_size);

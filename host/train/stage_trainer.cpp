@@ -2,13 +2,16 @@
 
 #include "data/batch_stream.hpp"
 #include "data/dataset.hpp"
+#include "eval/grading.hpp"
 #include "eval/task_eval.hpp"
+#include "generate/generator.hpp"
 #include "io/atomic_file.hpp"
 #include "run/host_api.hpp"
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_session.hpp"
 #include "train/reference_model.hpp"
+#include "train/rollout.hpp"
 
 #include <fthost/torch.hpp>
 
@@ -40,15 +43,6 @@ std::string format_duration(double s) {
     return buf;
 }
 
-HostBatch to_device(HostBatch b, at::Device d) {
-    if (d == at::kCPU) return b;
-    b.input_ids = b.input_ids.to(d);
-    b.labels = b.labels.to(d);
-    b.position_ids = b.position_ids.to(d);
-    b.sequence_ids = b.sequence_ids.to(d);
-    return b;
-}
-
 // Calls the objective plugin for one batch, and answers its requests for log-probs and
 // logits of the policy, the reference and the teacher.
 class ObjectiveCall {
@@ -74,12 +68,13 @@ public:
         };
         run_.label_logits = [this](const ft_batch& b, int32_t which) -> at::Tensor {
             if (which == FT_RUN_POLICY) return model_.label_logits(b);
+            if (which == FT_RUN_REFERENCE && reference_) return reference_->label_logits(b);
             if (which == FT_RUN_TEACHER && teacher_) {
                 at::NoGradGuard ng;
                 return teacher_->label_logits(b);
             }
-            throw Error("label logits are available for the policy and the teacher (asked for model " +
-                        std::to_string(which) + ")");
+            throw Error("no label logits for model " + std::to_string(which) +
+                        " (the objective did not declare FT_NEEDS_REFERENCE / FT_NEEDS_TEACHER for it)");
         };
         run_.metric = [this](const std::string& n, double v) {
             auto& m = metrics_[in_eval_];
@@ -113,6 +108,8 @@ public:
         current_ = nullptr;
         return take(out);
     }
+    // A host-side metric (rollout rewards, generation speed) in the training window.
+    void host_metric(const std::string& name, double value) { run_.metric(name, value); }
     // Metrics reported from now on belong to the eval pass (kept apart from the
     // training window's).
     void set_eval(bool on) { in_eval_ = on; }
@@ -158,7 +155,8 @@ std::vector<HostBatch> eval_batches(const std::vector<Example>& eval, int64_t ba
 nlohmann::json eval_objective(ModelSession& model, ObjectiveCall& objective, const std::vector<Example>& eval,
                               const StageConfig& sc, at::Device device) {
     nlohmann::json out = nlohmann::json::object();
-    if (eval.empty()) return out;
+    // On-policy objectives have no loss without sampling; their eval is the graders'.
+    if (eval.empty() || objective.traits().data_shape == FT_DATA_COMPLETIONS) return out;
     at::NoGradGuard ng;
     model.set_training(false);
     objective.set_eval(true);
@@ -193,6 +191,43 @@ double preference_accuracy(ModelSession& model, const std::vector<Example>& eval
     return total ? static_cast<double>(right) / static_cast<double>(total) : std::nan("");
 }
 
+// What on-policy training optimises: the graders' mean over 4 completions per held-out
+// prompt sampled as in training ([stage.generation]), from a fixed seed.
+std::map<std::string, double> sampled_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
+                                             const ByteTokenizer& tok) {
+    constexpr int64_t kSamples = 4;
+    std::vector<const Example*> items;
+    for (const auto& ex : eval) items.push_back(&ex);
+    if (sc.eval.max_examples > 0 && static_cast<int64_t>(items.size()) > sc.eval.max_examples)
+        items.resize(sc.eval.max_examples);
+    std::vector<std::vector<int64_t>> prompts;
+    for (const Example* ex : items)
+        for (int64_t i = 0; i < kSamples; ++i) prompts.push_back(ex->prompt_ids);
+    SamplingOptions o;
+    o.max_new_tokens = sc.generation.max_new_tokens;
+    o.temperature = sc.generation.temperature;
+    o.top_k = sc.generation.top_k;
+    o.top_p = sc.generation.top_p;
+    o.seed = 20261129;
+    o.vocab_limit = ByteTokenizer::kPad;
+    const auto gens = generate(model, prompts, o, sc.eval.batch_size, tok);
+    std::vector<GradeInput> inputs;
+    for (size_t i = 0; i < gens.size(); ++i) {
+        const Example& ex = *items[i / kSamples];
+        inputs.push_back({ex.prompt_text, gens[i].text, ex.reference, ex.row_json});
+    }
+    const auto scores = grade_all(sc.graders, inputs);
+    std::map<std::string, double> out;
+    for (size_t k = 0; k < sc.graders.size(); ++k) {
+        double sum = 0;
+        int64_t n = 0;
+        for (double v : scores[k])
+            if (!std::isnan(v)) sum += v, ++n;
+        out[sc.graders[k].plugin] = n ? sum / static_cast<double>(n) : std::nan("");
+    }
+    return out;
+}
+
 std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
                                               const ByteTokenizer& tok, ft_data_shape shape, at::Device device) {
     std::map<std::string, double> scores;
@@ -210,6 +245,8 @@ std::map<std::string, double> held_out_scores(ModelSession& model, const std::ve
         }
     }
     if (shape == FT_DATA_PAIRS) scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device);
+    if (shape == FT_DATA_COMPLETIONS)
+        for (const auto& [k, v] : sampled_scores(model, eval, sc, tok)) scores["sampled/" + k] = v;
     return scores;
 }
 
@@ -274,11 +311,18 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
                             (shape != FT_DATA_SEQUENCES || (objective.traits().needs & (FT_NEEDS_REFERENCE | FT_NEEDS_TEACHER)));
     TensorList trainable = model->trainable_parameters();
     AdamW optimizer(trainable, {sc.train.beta1, sc.train.beta2, sc.train.eps, sc.train.weight_decay});
-    BatchStream stream(data.train, sc.train.batch_size, sc.data.max_seq_len, sc.data.packing, sc.data.shuffle, rc.seed + index,
-                       shape);
+    // On-policy stages draw prompts: one step's completions come from
+    // batch_size x grad_accum / num_generations of them, reused for num_iterations steps.
+    const bool on_policy = shape == FT_DATA_COMPLETIONS;
+    const int64_t prompts_per_step = sc.train.batch_size * sc.train.grad_accum / sc.generation.num_generations;
+    BatchStream stream(data.train, on_policy ? prompts_per_step : sc.train.batch_size, sc.data.max_seq_len,
+                       sc.data.packing, sc.data.shuffle, rc.seed + index, shape);
     const int64_t total_steps =
         sc.train.steps > 0 ? sc.train.steps
+        : on_policy        ? sc.train.epochs * stream.batches_per_epoch() * sc.generation.num_iterations
                            : sc.train.epochs * ((stream.batches_per_epoch() + sc.train.grad_accum - 1) / sc.train.grad_accum);
+    std::optional<Rollout> rollout;
+    int64_t rollout_uses = 0;
 
     TrainerState state;
     bool resumed = false;
@@ -321,14 +365,26 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     };
 
     while (state.step < total_steps) {
-        model->set_training(!no_dropout);
         std::vector<HostBatch> micro;
         int64_t num_items = 0, num_examples = 0;
-        for (int64_t a = 0; a < sc.train.grad_accum; ++a) {
-            micro.push_back(to_device(stream.next(), device));
-            num_items += micro.back().num_labels;
-            num_examples += micro.back().num_examples;
+        if (on_policy) {
+            if (!rollout || rollout_uses == sc.generation.num_iterations) {
+                rollout = make_rollout(*model, stream.next().examples, sc, tok, rc.seed * 1000003ull + state.step);
+                rollout_uses = 0;
+                for (const auto& [k, v] : rollout->metrics) objective.host_metric(k, v);
+            }
+            ++rollout_uses;
+            micro = rollout->micro;
+            num_items = rollout->num_items;
+            num_examples = static_cast<int64_t>(rollout->rows.size());
+        } else {
+            for (int64_t a = 0; a < sc.train.grad_accum; ++a) {
+                micro.push_back(to_device(stream.next(), device));
+                num_items += micro.back().num_labels;
+                num_examples += micro.back().num_examples;
+            }
         }
+        model->set_training(!no_dropout);
         double step_loss = 0;
         for (auto& b : micro) {
             at::Tensor loss = objective.loss(b, std::max<int64_t>(1, num_items), num_examples);
@@ -366,12 +422,14 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         if (sc.train.eval_every > 0 && state.step % sc.train.eval_every == 0 && state.step < total_steps &&
             !data.eval.empty()) {
             const nlohmann::json ev = eval_objective(*model, objective, data.eval, sc, device);
-            const double el = ev["loss"].get<double>();
+            const double el = ev.contains("loss") ? ev["loss"].get<double>() : std::nan("");
             nlohmann::json line = {{"stage", sc.name}, {"step", state.step}};
             for (const auto& [k, v] : ev.items()) line["eval/" + k] = v;
             for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) line["eval/" + k] = v;
             dir.append_metrics(line);
-            if (!state.has_best || el < state.best_eval_loss) {
+            if (std::isnan(el)) {
+                // No eval loss (on-policy stages): nothing to stop early on.
+            } else if (!state.has_best || el < state.best_eval_loss) {
                 state.best_eval_loss = el;
                 state.has_best = true;
                 state.evals_without_improvement = 0;

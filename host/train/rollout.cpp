@@ -1,0 +1,134 @@
+#include "train/rollout.hpp"
+
+#include "eval/grading.hpp"
+#include "generate/generator.hpp"
+
+#include <fthost/torch.hpp>
+
+#include <cmath>
+
+namespace fthost::host {
+namespace {
+
+double mean_of(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? std::nan("") : s / static_cast<double>(v.size());
+}
+
+double std_of(const std::vector<double>& v) {  // unbiased, as torch.std
+    if (v.size() < 2) return 0.0;
+    const double m = mean_of(v);
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+// The policy's temperature-scaled per-token log-probs of a batch's labels, [B, T] float.
+at::Tensor sampling_logprobs(ModelSession& model, HostBatch& b, double temperature) {
+    at::NoGradGuard ng;
+    ft_batch fb = as_ft_batch(b, b.num_labels);
+    const at::Tensor logits = model.label_logits(fb);
+    const at::Tensor mask = b.labels.ne(-100);
+    const at::Tensor picked =
+        at::log_softmax(logits / temperature, -1).gather(-1, b.labels.masked_select(mask).unsqueeze(-1)).squeeze(-1);
+    return at::zeros(mask.sizes(), picked.options().dtype(at::kFloat)).masked_scatter(mask, picked.to(at::kFloat));
+}
+
+}  // namespace
+
+Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& prompts, const StageConfig& sc,
+                     const ByteTokenizer& tok, uint64_t seed) {
+    const GenerationConfig& gc = sc.generation;
+    const int64_t G = gc.num_generations;
+    std::vector<std::vector<int64_t>> inputs;
+    for (const Example* p : prompts)
+        for (int64_t g = 0; g < G; ++g) inputs.push_back(p->prompt_ids);
+    SamplingOptions o;
+    o.max_new_tokens = gc.max_new_tokens;
+    o.temperature = gc.temperature;
+    o.top_k = gc.top_k;
+    o.top_p = gc.top_p;
+    o.seed = seed;
+    o.vocab_limit = ByteTokenizer::kPad;
+    GenerationStats stats;
+    const auto gens = generate(model, inputs, o, static_cast<int64_t>(inputs.size()), tok, &stats);
+
+    // Rewards: Σ_k w_k r_k with a NaN score (not applicable) counting 0 (TRL's nansum).
+    std::vector<GradeInput> items;
+    for (size_t i = 0; i < gens.size(); ++i) {
+        const Example& p = *prompts[i / static_cast<size_t>(G)];
+        items.push_back({p.prompt_text, gens[i].text, p.reference, p.row_json});
+    }
+    const auto scores = grade_all(sc.graders, items);
+    const size_t N = gens.size();
+    std::vector<double> rewards(N, 0.0);
+    Rollout r;
+    for (size_t k = 0; k < sc.graders.size(); ++k) {
+        std::vector<double> valid;
+        for (size_t i = 0; i < N; ++i)
+            if (!std::isnan(scores[k][i])) {
+                rewards[i] += sc.graders[k].weight * scores[k][i];
+                valid.push_back(scores[k][i]);
+            }
+        r.metrics["rewards/" + sc.graders[k].plugin + "/mean"] = mean_of(valid);
+        r.metrics["rewards/" + sc.graders[k].plugin + "/std"] = std_of(valid);
+    }
+
+    // Rows: prompt + completion, labels on the completion (none when truncated and
+    // masked), completion_mask on the completion.
+    double length = 0, truncated = 0;
+    for (size_t i = 0; i < N; ++i) {
+        const Example& p = *prompts[i / static_cast<size_t>(G)];
+        const bool cut = gens[i].finish_reason == "length";
+        const bool learn = !(cut && gc.mask_truncated_completions);
+        Example ex;
+        ex.ids = p.prompt_ids;
+        ex.labels.assign(p.prompt_ids.size(), -100);
+        ex.completion_mask.assign(p.prompt_ids.size(), 0);
+        for (int64_t id : gens[i].tokens) {
+            ex.ids.push_back(id);
+            ex.labels.push_back(learn ? id : -100);
+            ex.completion_mask.push_back(1);
+            r.num_items += learn;
+        }
+        ex.prompt_ids = p.prompt_ids;
+        ex.prompt_length = static_cast<int64_t>(p.prompt_ids.size());
+        r.rows.push_back(std::move(ex));
+        length += static_cast<double>(gens[i].tokens.size());
+        truncated += cut;
+    }
+    double zero_std = 0;
+    for (size_t g = 0; g < N; g += static_cast<size_t>(G))
+        zero_std += std_of(std::vector<double>(rewards.begin() + g, rewards.begin() + g + G)) == 0.0;
+    r.metrics["reward"] = mean_of(rewards);
+    r.metrics["reward_std"] = std_of(rewards);
+    r.metrics["frac_reward_zero_std"] = zero_std / static_cast<double>(N / static_cast<size_t>(G));
+    r.metrics["completions/mean_length"] = length / static_cast<double>(N);
+    r.metrics["completions/clipped_ratio"] = truncated / static_cast<double>(N);
+    r.metrics["generation/tokens_per_s"] = stats.seconds > 0 ? static_cast<double>(stats.tokens) / stats.seconds : 0.0;
+    r.metrics["generation/seconds"] = stats.seconds;
+
+    // The micro-batches, each with the whole batch's rewards and its rows' indices.
+    const at::Tensor all_rewards = at::tensor(rewards, at::kDouble);
+    const int64_t rows = sc.train.batch_size;
+    for (size_t first = 0; first < N; first += static_cast<size_t>(rows)) {
+        const size_t last = std::min(N, first + static_cast<size_t>(rows));
+        std::vector<std::vector<const Example*>> batch_rows;
+        for (size_t i = first; i < last; ++i) batch_rows.push_back({&r.rows[i]});
+        HostBatch b = collate(batch_rows);
+        b.num_examples = static_cast<int64_t>(last - first);
+        b.extras = {{"rewards", all_rewards},
+                    {"row_index", at::arange(static_cast<int64_t>(first), static_cast<int64_t>(last), at::kLong)},
+                    {"num_generations", at::tensor({G}, at::kLong)},
+                    {"max_new_tokens", at::tensor({gc.max_new_tokens}, at::kLong)},
+                    {"sampling_temperature", at::tensor({gc.temperature}, at::kDouble)}};
+        b = to_device(std::move(b), model.device());
+        // A batch trained on for several steps keeps the log-probs it was sampled with.
+        if (gc.num_iterations > 1) b.extras.emplace_back("old_logprobs", sampling_logprobs(model, b, gc.temperature));
+        r.micro.push_back(std::move(b));
+    }
+    return r;
+}
+
+}  // namespace fthost::host

@@ -1,0 +1,29 @@
+// rollout.hpp — one generation batch for on-policy objectives (fthost.h,
+// FT_DATA_COMPLETIONS): sample num_generations completions per prompt with the policy,
+// grade them with the stage's graders, and lay them out as the accumulation
+// micro-batches the objective trains on, with the rewards and (when the batch serves
+// several steps) the log-probs at sampling time.
+#pragma once
+
+#include "config/run_config.hpp"
+#include "data/batch_stream.hpp"
+#include "train/model_session.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fthost::host {
+
+struct Rollout {
+    std::vector<Example> rows;      // prompt + completion; a prompt's completions are consecutive
+    std::vector<HostBatch> micro;   // grad_accum micro-batches of batch_size rows, on the device
+    int64_t num_items = 0;          // labelled completion tokens in the whole batch
+    std::map<std::string, double> metrics;  // reward, rewards/<grader>/mean, completions/*, generation/*
+};
+
+// `prompts` holds batch_size x grad_accum / num_generations prompt examples.
+Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& prompts, const StageConfig& sc,
+                     const ByteTokenizer& tok, uint64_t seed);
+
+}  // namespace fthost::host
