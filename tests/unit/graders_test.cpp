@@ -1,0 +1,161 @@
+// The built-in graders through the C ABI: string_check, numeric, text_similarity,
+// json_match, and program (an external executable with a timeout, a clean environment,
+// and crashes or garbage scoring 0 instead of failing the run).
+#include "test_support.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <sys/stat.h>
+
+namespace fthost::test {
+namespace {
+
+struct Graded {
+    std::vector<double> scores;
+    std::vector<std::string> reasons;
+};
+
+// Grades (completion, reference) pairs with a grader configured by `toml`.
+Graded grade(const std::string& name, const std::string& toml,
+             const std::vector<std::pair<std::string, std::optional<std::string>>>& items) {
+    PluginSection ps = plugin(FT_KIND_GRADER, name, toml);
+    const auto* vt = static_cast<const ft_grader_vtable*>(ps.loaded->desc->vtable);
+    ft_grader* g = nullptr;
+    ft_error err{};
+    check(vt->create(host_api(), &ps.config, &g, &err), err);
+    std::vector<ft_grade_item> in;
+    for (const auto& [c, r] : items)
+        in.push_back({sizeof(ft_grade_item), "prompt", c.c_str(), r ? r->c_str() : nullptr, "{\"id\": 1}"});
+    std::vector<ft_grade_result> out(in.size(), ft_grade_result{sizeof(ft_grade_result), -1.0, {0}});
+    const ft_status s = vt->grade(g, in.data(), static_cast<uint32_t>(in.size()), out.data(), &err);
+    vt->destroy(g);
+    check(s, err);
+    Graded r;
+    for (const auto& o : out) r.scores.push_back(o.score), r.reasons.push_back(o.reason);
+    return r;
+}
+
+std::string validation_error(const std::string& name, const std::string& toml) {
+    const LoadedPlugin& p = registry().require(FT_KIND_GRADER, name);
+    auto table = toml::parse(toml);
+    Diagnostics diag;
+    Section s = validate_section(&table, "<test>", name, p.desc->options, p.desc->option_count, diag);
+    if (!diag.ok()) return diag.errors[0];
+    ft_error err{};
+    return p.desc->validate && p.desc->validate(host_api(), &s, &err) != FT_OK ? err.message : "";
+}
+
+TEST(Graders, StringCheckOperations) {
+    EXPECT_EQ(grade("string_check", "", {{" meat ", " meat"}, {"meat", "Meat"}}).scores, (std::vector<double>{1, 0}));
+    EXPECT_EQ(grade("string_check", "operation = \"ne\"", {{"a", "b"}}).scores[0], 1.0);
+    EXPECT_EQ(grade("string_check", "operation = \"contains\"", {{"it is meat!", "meat"}, {"Meat", "meat"}}).scores,
+              (std::vector<double>{1, 0}));
+    EXPECT_EQ(grade("string_check", "operation = \"icontains\"", {{"MEAT aisle", "meat"}}).scores[0], 1.0);
+    EXPECT_EQ(grade("string_check", "operation = \"regex\"\npattern = \"^[0-9]+$\"", {{"42", {}}, {"4x2", {}}}).scores,
+              (std::vector<double>{1, 0}));
+    EXPECT_EQ(grade("string_check", "value = \"yes\"", {{"yes", {}}}).scores[0], 1.0);
+    EXPECT_TRUE(std::isnan(grade("string_check", "", {{"x", std::nullopt}}).scores[0]));
+    EXPECT_NE(validation_error("string_check", "operation = \"like\"").find("eq, ne, contains"), std::string::npos);
+    EXPECT_NE(validation_error("string_check", "operation = \"regex\"\npattern = \"(\"").find("not a valid regular"),
+              std::string::npos);
+}
+
+TEST(Graders, NumericParsesTheAnswersNumber) {
+    auto r = grade("numeric", "", {{"So the total is 1,234.", "1234"}, {"3 apples, then 7", "7"}, {"no idea", "5"},
+                                   {"5", "n/a"}, {"-2.50", "-2.5"}});
+    EXPECT_EQ(r.scores[0], 1.0);
+    EXPECT_EQ(r.scores[1], 1.0);  // the last number counts
+    EXPECT_EQ(r.scores[2], 0.0);
+    EXPECT_EQ(r.reasons[2], "no number in the answer");
+    EXPECT_TRUE(std::isnan(r.scores[3]));
+    EXPECT_EQ(r.scores[4], 1.0);
+    EXPECT_EQ(grade("numeric", "extract = \"first\"", {{"3 apples, then 7", "7"}}).scores[0], 0.0);
+    EXPECT_EQ(grade("numeric", "rel_tol = 0.01", {{"101", "100"}, {"102", "100"}}).scores, (std::vector<double>{1, 0}));
+}
+
+TEST(Graders, TextSimilarityMetrics) {
+    // f1: the -> dropped; [cat sat] vs [cat sat down]: P = 1, R = 2/3, F1 = 0.8.
+    EXPECT_NEAR(grade("text_similarity", "", {{"The cat sat.", "cat sat down"}}).scores[0], 0.8, 1e-12);
+    // ROUGE-L: LCS(a b c d, a c d e) = 3: P = R = 3/4.
+    EXPECT_NEAR(grade("text_similarity", "metric = \"rouge_l\"", {{"a b c d", "a c d e"}}).scores[0], 0.75, 1e-12);
+    EXPECT_NEAR(grade("text_similarity", "metric = \"bleu\"", {{"one two three four five", "one two three four five"}})
+                    .scores[0],
+                1.0, 1e-12);
+    EXPECT_EQ(grade("text_similarity", "metric = \"bleu\"", {{"zzz", "one two"}}).scores[0], 0.0);
+    EXPECT_EQ(grade("text_similarity", "pass_threshold = 0.7", {{"cat sat", "cat sat down"}, {"dog", "cat"}}).scores,
+              (std::vector<double>{1, 0}));
+    EXPECT_NE(validation_error("text_similarity", "metric = \"meteor\"").find("f1, bleu or rouge_l"), std::string::npos);
+}
+
+TEST(Graders, JsonMatchValidatesAndGivesPartialCredit) {
+    const std::string ref = R"({"category": "meat", "aisle": 4, "organic": false})";
+    auto r = grade("json_match", "", {{R"({"category": "meat", "aisle": 4, "organic": true})", ref},
+                                      {"```json\n{\"category\": \"meat\", \"aisle\": 4, \"organic\": false}\n```", ref},
+                                      {"category: meat", ref}});
+    EXPECT_NEAR(r.scores[0], 2.0 / 3.0, 1e-12);
+    EXPECT_EQ(r.scores[1], 1.0);
+    EXPECT_EQ(r.scores[2], 0.0);
+    EXPECT_EQ(r.reasons[2], "answer is not JSON");
+    const std::string schema =
+        R"(schema = '{"type": "object", "required": ["category"], "properties": {"category": {"enum": ["meat", "dairy"]}, "aisle": {"type": "integer", "minimum": 1}}, "additionalProperties": false}')";
+    auto s = grade("json_match", schema, {{R"({"category": "fish"})", std::nullopt}, {R"({"aisle": 2})", std::nullopt},
+                                          {R"({"category": "meat", "x": 1})", std::nullopt},
+                                          {R"({"category": "dairy", "aisle": 3})", std::nullopt}});
+    EXPECT_EQ(s.scores, (std::vector<double>{0, 0, 0, 1}));
+    EXPECT_NE(s.reasons[0].find("not one of"), std::string::npos);
+    EXPECT_NE(s.reasons[1].find("missing 'category'"), std::string::npos);
+    EXPECT_NE(s.reasons[2].find("unexpected field 'x'"), std::string::npos);
+    EXPECT_NEAR(grade("json_match", "fields = [\"category\"]", {{R"({"category": "meat", "aisle": 9})", ref}}).scores[0],
+                1.0, 1e-12);
+    EXPECT_NE(validation_error("json_match", "schema = \"{oops\"").find("not valid JSON"), std::string::npos);
+}
+
+fs::path script(const fs::path& dir, const std::string& name, const std::string& body) {
+    const fs::path p = dir / name;
+    write_file(p, "#!/bin/sh\n" + body);
+    ::chmod(p.c_str(), 0755);
+    return p;
+}
+
+TEST(Graders, ProgramRunsAnExecutableSafely) {
+    auto dir = temp_dir("program");
+    const auto two = std::vector<std::pair<std::string, std::optional<std::string>>>{{"a", "a"}, {"b", std::nullopt}};
+    auto cfg = [](const fs::path& p, const std::string& extra = "") { return "command = [\"" + p.string() + "\"]\n" + extra; };
+    // Reads the items, answers with one score per item (null = not applicable).
+    const auto good = script(dir, "good.sh", "cat > /dev/null\necho '{\"scores\": [0.75, null]}'\n");
+    auto r = grade("program", cfg(good), two);
+    EXPECT_EQ(r.scores[0], 0.75);
+    EXPECT_TRUE(std::isnan(r.scores[1]));
+    // The items arrive as JSON: echo the completion count back through the exit path.
+    const auto sees = script(dir, "sees.sh", "grep -q '\"completion\":\"a\"' && echo '[1, 1]' || echo '[0, 0]'\n");
+    EXPECT_EQ(grade("program", cfg(sees), two).scores, (std::vector<double>{1, 1}));
+    // Crash, non-zero exit, garbage, wrong count: every item 0, with the reason.
+    for (const auto& [name, body, why] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"crash.sh", "kill -SEGV $$\n", "killed by signal"},
+             {"fail.sh", "exit 3\n", "exited with status 3"},
+             {"garbage.sh", "echo 'not json'\n", "unreadable output"},
+             {"count.sh", "echo '[1]'\n", "expected 2 scores"}}) {
+        auto g = grade("program", cfg(script(dir, name, body)), two);
+        EXPECT_EQ(g.scores, (std::vector<double>{0, 0})) << name;
+        EXPECT_NE(g.reasons[0].find(why), std::string::npos) << name << ": " << g.reasons[0];
+    }
+    // A program that hangs is killed at the timeout, children included.
+    const auto hang = script(dir, "hang.sh", "sleep 30 &\nsleep 30\n");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto h = grade("program", cfg(hang, "timeout_s = 0.5"), two);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+    EXPECT_NE(h.reasons[0].find("timed out"), std::string::npos) << h.reasons[0];
+    // No inherited secrets: only PATH, LANG and the configured entries.
+    ::setenv("FTHOST_TEST_SECRET", "hunter2", 1);
+    const auto env = script(dir, "env.sh",
+                            "cat > /dev/null\n[ -z \"$FTHOST_TEST_SECRET\" ] && [ \"$MODE\" = strict ] && echo '[1, 1]' || "
+                            "echo '[0, 0]'\n");
+    EXPECT_EQ(grade("program", cfg(env, "env = [\"MODE=strict\"]"), two).scores, (std::vector<double>{1, 1}));
+    ::unsetenv("FTHOST_TEST_SECRET");
+    EXPECT_NE(validation_error("program", "command = []").find("must name a program"), std::string::npos);
+    EXPECT_NE(validation_error("program", "command = [\"x\"]\nenv = [\"NOEQUALS\"]").find("KEY=VALUE"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fthost::test
