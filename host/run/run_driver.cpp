@@ -209,6 +209,14 @@ int eval_command(const std::string& config, const std::vector<std::string>& sets
         if (data.eval.empty()) throw Error("stage '" + sc.name + "' has no eval data (set data.eval or data.eval_fraction)", FT_ERR_CONFIG);
         nlohmann::json s = {{"examples", data.eval.size()}};
         for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) s[k] = v;
+        // The model the stage started from, scored the same way.
+        if (!sc.init_from.empty()) {
+            const fs::path base = is_stage_path(sc.init_from) ? fs::path(sc.init_from) : dir.final_dir(sc.init_from);
+            auto start = ModelSession::from_stage_dir(base, registry, device);
+            nlohmann::json b = nlohmann::json::object();
+            for (const auto& [k, v] : held_out_scores(*start, data.eval, sc, tok, shape, device)) b[k] = v;
+            s["base"] = b;
+        }
         out[sc.name] = s;
     }
     if (!stage.empty() && out.empty()) throw Error("no stage named '" + stage + "' in " + config, FT_ERR_CONFIG);
