@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the preference and distillation recipes as written (configs/dpo.toml, kto, orpo,
-# simpo, distill) after the quickstart they continue, and prints per stage: steps,
+# Runs the preference, distillation and RL recipes as written (configs/dpo.toml, kto,
+# orpo, simpo, distill, grpo, rft) after the quickstart they continue, and prints per stage: steps,
 # seconds, tokens/s and the held-out metrics before -> after (exact match, preference
 # accuracy) plus the teacher's exact match for distillation. Also runs DPO, KTO and
 # SimPO without their NLL/strength settings to show what those settings buy.
@@ -30,12 +30,16 @@ def pair(key):
     b, a = st["base_eval"].get(key), st["eval"].get(key)
     return "-" if a is None else (f"{b:.3f} -> {a:.3f}" if b is not None else f"{a:.3f}")
 teacher = st.get("teacher_eval", {}).get("exact_match")
+extra = "" if teacher is None else f"teacher {teacher:.3f}"
+for key in ("sampled/exact_match", "program", "sampled/program"):
+    if key in st["eval"]:
+        extra += f"  {key} {pair(key)}"
 print(f"{label:<16} {st['steps']:>5} {st['seconds']:>7.1f} {st['tokens_per_s']:>8.0f}  "
-      f"{pair('exact_match'):<16} {pair('preference_accuracy'):<16} {'' if teacher is None else f'{teacher:.3f}'}")
+      f"{pair('exact_match'):<16} {pair('preference_accuracy'):<16} {extra}")
 PY
 }
 
-printf "%-16s %5s %7s %8s  %-16s %-16s %s\n" recipe steps s tok/s "exact_match" "pref_accuracy" "teacher_em"
+printf "%-16s %5s %7s %8s  %-16s %-16s %s\n" recipe steps s tok/s "exact_match" "pref_accuracy" "other"
 run dpo dpo.toml dpo --set "stage.dpo.init_from=\"$SFT\""
 run dpo_no_rpo dpo.toml dpo --set "stage.dpo.init_from=\"$SFT\"" --set stage.dpo.objective.rpo_alpha=0.0
 run kto kto.toml kto --set "stage.kto.init_from=\"$SFT\""
@@ -44,3 +48,5 @@ run simpo simpo.toml simpo --set "stage.simpo.init_from=\"$SFT\""
 run simpo_pure simpo.toml simpo --set "stage.simpo.init_from=\"$SFT\"" --set stage.simpo.objective.cpo_alpha=0.0
 run orpo orpo.toml orpo --set "stage.orpo.init_from=\"$PRE\""
 run distill distill.toml distill --set "stage.distill.teacher=\"$SFT\""
+run grpo grpo.toml grpo --set "stage.grpo.init_from=\"$SFT\""
+run rft rft.toml rft --set "stage.rft.init_from=\"$SFT\""
