@@ -60,11 +60,7 @@ HostBatch left_padded(const std::vector<Row>& rows, at::Device device) {
         }
     }
     b.labels = at::full_like(b.input_ids, -100);
-    b.input_ids = b.input_ids.to(device);
-    b.labels = b.labels.to(device);
-    b.position_ids = b.position_ids.to(device);
-    b.sequence_ids = b.sequence_ids.to(device);
-    return b;
+    return to_device(std::move(b), device);
 }
 
 // One new token per row for the cached path; finished rows feed padding.
@@ -81,11 +77,7 @@ HostBatch next_step(const std::vector<Row>& rows, at::Device device) {
         b.sequence_ids[r][0] = 0;
     }
     b.labels = at::full_like(b.input_ids, -100);
-    b.input_ids = b.input_ids.to(device);
-    b.labels = b.labels.to(device);
-    b.position_ids = b.position_ids.to(device);
-    b.sequence_ids = b.sequence_ids.to(device);
-    return b;
+    return to_device(std::move(b), device);
 }
 
 }  // namespace

@@ -32,13 +32,6 @@ std::string rl_stage(const std::string& name, const std::string& objective, cons
            "[stage.eval]\nmax_examples = 8\nmax_new_tokens = 4\n[[stage.grader]]\nplugin = \"exact_match\"\nweight = 2.0\n";
 }
 
-std::vector<nlohmann::json> lines_of(const fs::path& run, const std::string& stage) {
-    std::vector<nlohmann::json> out;
-    for (const auto& m : metrics(run))
-        if (m["stage"] == stage && m.contains("loss")) out.push_back(m);
-    return out;
-}
-
 TEST(GrpoTraining, SamplesGradesAndTrains) {
     at::set_num_threads(2);
     auto dir = temp_dir("grpo");

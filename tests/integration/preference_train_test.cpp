@@ -46,13 +46,6 @@ std::string stage(const std::string& name, const std::string& objective, const s
            extra_train + "[stage.eval]\nmax_new_tokens = 4\n[[stage.grader]]\nplugin = \"exact_match\"\n";
 }
 
-std::vector<nlohmann::json> lines_of(const fs::path& run, const std::string& stage_name) {
-    std::vector<nlohmann::json> out;
-    for (const auto& m : metrics(run))
-        if (m["stage"] == stage_name && m.contains("loss")) out.push_back(m);
-    return out;
-}
-
 nlohmann::json summary_of(const fs::path& run, const std::string& stage_name) {
     const auto summary = nlohmann::json::parse(read_text(run / "summary.json"));
     for (const auto& s : summary["stages"])

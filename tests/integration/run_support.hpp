@@ -16,6 +16,14 @@ inline std::vector<nlohmann::json> metrics(const fs::path& run) {
     return out;
 }
 
+// A stage's training lines of metrics.jsonl (those with a loss), in order.
+inline std::vector<nlohmann::json> lines_of(const fs::path& run, const std::string& stage) {
+    std::vector<nlohmann::json> out;
+    for (const auto& m : metrics(run))
+        if (m["stage"] == stage && m.contains("loss")) out.push_back(m);
+    return out;
+}
+
 // Runs (or resumes) a config quietly; returns the run command's exit code.
 inline int run(const fs::path& cfg, const std::string& resume = "", int64_t stop_after = 0) {
     RunRequest req{cfg.string(), {}, resume, {}};
