@@ -175,10 +175,26 @@ static PluginSection plugin_section(const toml::table* t, ft_kind kind, const st
     }
     const ft_plugin_desc* d = ps.loaded->desc;
     const size_t errors_before = diag.errors.size();
-    // Graders carry the host's `weight` beside their own options.
-    ps.config = validate_section(t, file, path, d->options, d->option_count, diag,
-                                 kind == FT_KIND_GRADER ? std::set<std::string>{"plugin", "weight"}
-                                                        : std::set<std::string>{"plugin"});
+    // Graders carry the host's `weight` beside their own options, and combining graders
+    // their sub-graders under `graders`.
+    const bool combines = kind == FT_KIND_GRADER && (d->flags & FT_PLUGIN_COMBINES_GRADERS);
+    std::set<std::string> host_keys = {"plugin"};
+    if (kind == FT_KIND_GRADER) host_keys.insert("weight");
+    if (combines) host_keys.insert("graders");
+    ps.config = validate_section(t, file, path, d->options, d->option_count, diag, host_keys);
+    if (combines) {
+        const toml::table* subs = (*t)["graders"].as_table();
+        if (!subs || subs->empty())
+            diag.add(where_of(file, *t), "[" + path + "] needs sub-graders: [" + path + ".graders.<name>] tables with a `plugin`");
+        if (subs)
+            for (const auto& [name, node] : *subs) {
+                const std::string sub_path = path + " graders." + std::string(name.str());
+                PluginSection child = plugin_section(node.as_table(), FT_KIND_GRADER, file, sub_path, reg, diag, where_of(file, *t));
+                if (child.loaded && (child.loaded->desc->flags & FT_PLUGIN_COMBINES_GRADERS))
+                    diag.add(where_of(file, node.source()), "[" + sub_path + "] combines graders itself; they do not nest");
+                ps.children.emplace_back(std::string(name.str()), std::move(child));
+            }
+    }
     if (kind == FT_KIND_GRADER && t->contains("weight")) {
         if (auto w = (*t)["weight"].value<double>()) ps.weight = *w;
         else diag.add(where_of(file, *t->get("weight")), "[" + path + "] weight must be a number");

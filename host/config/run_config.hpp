@@ -15,6 +15,8 @@ struct PluginSection {
     const LoadedPlugin* loaded = nullptr;
     Section config;                // its validated options
     double weight = 1.0;           // graders: the reward weight (the host's `weight` key)
+    // Graders flagged FT_PLUGIN_COMBINES_GRADERS: their sub-graders, by name.
+    std::vector<std::pair<std::string, PluginSection>> children;
 };
 
 // [stage.generation]: how on-policy objectives (grpo, rft) sample their completions.

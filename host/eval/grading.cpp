@@ -4,15 +4,37 @@
 
 #include <fthost/plugin.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
 namespace fthost::host {
 
 std::vector<std::vector<double>> grade_all(const std::vector<PluginSection>& graders, const std::vector<GradeInput>& items) {
-    std::vector<ft_grade_item> c_items;
-    for (const auto& it : items)
-        c_items.push_back({sizeof(ft_grade_item), it.prompt.c_str(), it.completion.c_str(), it.reference.c_str(),
-                           it.row_json.c_str()});
     std::vector<std::vector<double>> scores;
     for (const auto& g : graders) {
+        // A combining grader gets its sub-graders' scores with the row:
+        // {"row": ..., "scores": {"<name>": score or null}} (fthost.h).
+        std::vector<std::string> rows;
+        if (!g.children.empty()) {
+            std::vector<PluginSection> subs;
+            for (const auto& [_, child] : g.children) subs.push_back(child);
+            const auto sub = grade_all(subs, items);
+            for (size_t i = 0; i < items.size(); ++i) {
+                nlohmann::json named = nlohmann::json::object();
+                for (size_t k = 0; k < subs.size(); ++k)
+                    named[g.children[k].first] = std::isnan(sub[k][i]) ? nlohmann::json() : nlohmann::json(sub[k][i]);
+                nlohmann::json row = nlohmann::json::parse(items[i].row_json, nullptr, false);
+                rows.push_back(nlohmann::json{{"row", row.is_discarded() ? nlohmann::json() : row}, {"scores", named}}
+                                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+            }
+        }
+        std::vector<ft_grade_item> c_items;
+        for (size_t i = 0; i < items.size(); ++i) {
+            const auto& it = items[i];
+            c_items.push_back({sizeof(ft_grade_item), it.prompt.c_str(), it.completion.c_str(), it.reference.c_str(),
+                               rows.empty() ? it.row_json.c_str() : rows[i].c_str()});
+        }
         const auto* vt = static_cast<const ft_grader_vtable*>(g.loaded->desc->vtable);
         ft_grader* grader = nullptr;
         ft_error err{};

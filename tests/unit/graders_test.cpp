@@ -1,6 +1,7 @@
 // The built-in graders through the C ABI: string_check, numeric, text_similarity,
 // json_match, and program (an external executable with a timeout, a clean environment,
 // and crashes or garbage scoring 0 instead of failing the run).
+#include "eval/grading.hpp"
 #include "test_support.hpp"
 
 #include <chrono>
@@ -155,6 +156,51 @@ TEST(Graders, ProgramRunsAnExecutableSafely) {
     ::unsetenv("FTHOST_TEST_SECRET");
     EXPECT_NE(validation_error("program", "command = []").find("must name a program"), std::string::npos);
     EXPECT_NE(validation_error("program", "command = [\"x\"]\nenv = [\"NOEQUALS\"]").find("KEY=VALUE"), std::string::npos);
+}
+
+// multi: sub-graders declared under it, run by the host, combined by a formula.
+std::vector<PluginSection> graders_of(const std::string& grader_tables, std::string* errors = nullptr) {
+    auto dir = temp_dir("multi");
+    write_file(dir / "c.toml", "[run]\noutput_dir = \"o\"\n[[stage]]\nname = \"s\"\n[stage.model]\nplugin = \"decoder\"\n"
+                               "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"sft\"\n"
+                               "[stage.data]\ntrain = \"t.jsonl\"\n[stage.train]\nsteps = 1\n" + grader_tables);
+    Diagnostics diag;
+    RunConfig rc = load_run_config((dir / "c.toml").string(), {}, registry(), diag);
+    if (errors) {
+        for (const auto& e : diag.errors) *errors += e + "\n";
+        return {};
+    }
+    EXPECT_TRUE(diag.ok()) << (diag.errors.empty() ? "" : diag.errors[0]);
+    return rc.stages.at(0).graders;
+}
+
+TEST(Graders, MultiCombinesNamedSubGraders) {
+    const std::string subs = "[stage.grader.graders.em]\nplugin = \"exact_match\"\n"
+                             "[stage.grader.graders.sim]\nplugin = \"text_similarity\"\n";
+    const std::vector<GradeInput> items = {{"p", "cat sat", "cat sat down", "{}"}, {"p", "x", "x", "{}"}};
+    auto g = graders_of("[[stage.grader]]\nplugin = \"multi\"\nformula = \"0.5 * em + 0.5 * sim\"\n" + subs);
+    ASSERT_EQ(g.size(), 1u);
+    ASSERT_EQ(g[0].children.size(), 2u);
+    auto scores = grade_all(g, items);
+    EXPECT_NEAR(scores[0][0], 0.4, 1e-12);  // exact 0, F1 0.8
+    EXPECT_NEAR(scores[0][1], 1.0, 1e-12);
+    g = graders_of("[[stage.grader]]\nplugin = \"multi\"\nformula = \"max(em, sim) ^ 2 - min(1, abs(-0.04))\"\n" + subs);
+    EXPECT_NEAR(grade_all(g, items)[0][0], 0.64 - 0.04, 1e-12);
+    g = graders_of("[[stage.grader]]\nplugin = \"multi\"\n" + subs);  // no formula: the mean
+    EXPECT_NEAR(grade_all(g, items)[0][0], 0.4, 1e-12);
+    std::string errors;
+    graders_of("[[stage.grader]]\nplugin = \"multi\"\nformula = \"em +\"\n" + subs, &errors);
+    EXPECT_NE(errors.find("formula \"em +\""), std::string::npos) << errors;
+    errors.clear();
+    graders_of("[[stage.grader]]\nplugin = \"multi\"\n", &errors);
+    EXPECT_NE(errors.find("needs sub-graders"), std::string::npos) << errors;
+    errors.clear();
+    graders_of("[[stage.grader]]\nplugin = \"multi\"\n[stage.grader.graders.inner]\nplugin = \"multi\"\n"
+               "[stage.grader.graders.inner.graders.em]\nplugin = \"exact_match\"\n", &errors);
+    EXPECT_NE(errors.find("do not nest"), std::string::npos) << errors;
+    errors.clear();
+    graders_of("[[stage.grader]]\nplugin = \"exact_match\"\n[stage.grader.graders.em]\nplugin = \"exact_match\"\n", &errors);
+    EXPECT_NE(errors.find("unknown key 'graders'"), std::string::npos) << errors;
 }
 
 }  // namespace

@@ -321,7 +321,7 @@ typedef struct ft_grade_item {
     const char* prompt;
     const char* completion; /* what the model produced */
     const char* reference;  /* the dataset's expected answer, or NULL */
-    const char* row_json;   /* the whole dataset row as JSON */
+    const char* row_json;   /* the whole dataset row as JSON (see FT_PLUGIN_COMBINES_GRADERS) */
 } ft_grade_item;
 
 typedef struct ft_grade_result {
@@ -341,6 +341,11 @@ typedef struct ft_grader_vtable {
 /* ---- descriptors and the entry point ----------------------------------------------- */
 
 #define FT_PLUGIN_THREAD_SAFE 1u /* callbacks may be called from several threads at once */
+/* A grader whose config holds sub-graders as tables `graders.<name>` (ABI 1.1): the host
+   runs those first, and the combining grader's row_json is then
+   {"row": <the dataset row>, "scores": {"<name>": score or null, ...}}. They do not nest.
+   (ft_grade_item is an array element, so it does not grow: sub-scores travel as JSON.) */
+#define FT_PLUGIN_COMBINES_GRADERS 2u
 
 typedef struct ft_plugin_desc {
     uint32_t struct_size;
