@@ -13,7 +13,18 @@ namespace {
 
 nlohmann::json run_recipe(const std::string& recipe, const fs::path& out, std::vector<std::string> sets) {
     sets.push_back("run.output_dir=\"" + out.string() + "\"");
-    RunRequest req{std::string(source_dir()) + "/configs/" + recipe, sets, "", {}};
+    std::string config = std::string(source_dir()) + "/configs/" + recipe;
+    // rft.toml names its grader program by its place in the default build folder; point
+    // it at this build's copy.
+    const std::string text = read_text(config), default_path = "\"build/examples/category_grader\"";
+    if (const auto at = text.find(default_path); at != std::string::npos) {
+        const fs::path program = fs::path(plugin_dir()).parent_path() / "examples" / "category_grader";
+        std::string patched = text;
+        patched.replace(at, default_path.size(), "\"" + program.string() + "\"");
+        config = (out.parent_path() / ("patched-" + recipe)).string();
+        write_file(config, patched);
+    }
+    RunRequest req{config, sets, "", {}};
     req.stage_options.quiet = true;
     EXPECT_EQ(run_command(req, registry()), 0) << recipe;
     return nlohmann::json::parse(read_text(out / "summary.json"));
@@ -67,8 +78,6 @@ TEST(Recipes, PreferenceAndDistillationContinueTheQuickstart) {
         const std::vector<std::string> sets = {"stage." + stage + ".init_from=\"" + from + "\"",
                                                "stage." + stage + ".train.steps=10",
                                                "stage." + stage + ".eval.max_examples=20"};
-        // rft.toml's grader program is build/examples/category_grader (the build's folder
-        // under the repository root, where scripts/setup.sh builds).
         const auto s = stage_of(run_recipe(recipe, dir / stage, sets), stage);
         EXPECT_EQ(s["status"], "completed") << recipe;
         EXPECT_TRUE(s["eval"].contains(stage == "rft" ? "sampled/program" : "rewards/chosen")) << recipe;

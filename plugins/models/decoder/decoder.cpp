@@ -97,6 +97,12 @@ public:
 
     at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
 
+private:
+    struct Layer {
+        at::Tensor input_norm, post_norm;
+        fthost::LinearSite *q, *k, *v, *o, *gate, *up, *down;
+    };
+
     // The decoder layers and the final norm. No mask = plain causal attention; with a
     // cache, each layer's keys and values are appended to it and attention spans them.
     at::Tensor layers(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask,
@@ -120,12 +126,6 @@ public:
         return rms_norm(x, norm_);
     }
     int64_t vocab_size() const { return vocab_; }
-
-private:
-    struct Layer {
-        at::Tensor input_norm, post_norm;
-        fthost::LinearSite *q, *k, *v, *o, *gate, *up, *down;
-    };
 
     fthost::LinearSite& linear(const std::string& name, int64_t in, int64_t out, double std, const at::TensorOptions& o) {
         auto& site = register_linear(name, in, out, /*bias=*/false, o);
