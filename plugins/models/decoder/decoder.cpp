@@ -96,6 +96,7 @@ public:
     }
 
     at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
+    int64_t vocab_size() const { return vocab_; }
 
 private:
     struct Layer {
@@ -125,7 +126,6 @@ private:
         }
         return rms_norm(x, norm_);
     }
-    int64_t vocab_size() const { return vocab_; }
 
     fthost::LinearSite& linear(const std::string& name, int64_t in, int64_t out, double std, const at::TensorOptions& o) {
         auto& site = register_linear(name, in, out, /*bias=*/false, o);
