@@ -72,6 +72,12 @@ TEST(Recipes, PreferenceAndDistillationContinueTheQuickstart) {
     EXPECT_GE(sampled, sampled_before + 0.03);
     EXPECT_GE(grpo["eval"]["exact_match"].get<double>(), grpo["base_eval"]["exact_match"].get<double>() - 0.0034);
 
+    // DoRA in place of LoRA for the quickstart's fine-tuning: within 3 points of it.
+    const auto dora = stage_of(run_recipe("dora.toml", dir / "dora", {"stage.finetune.init_from=\"" + pre + "\""}), "finetune");
+    const double lora_em = stage_of(quick, "finetune")["eval"]["exact_match"];
+    std::cout << "dora: exact_match " << dora["eval"]["exact_match"] << " (lora " << lora_em << ")\n";
+    EXPECT_GE(dora["eval"]["exact_match"].get<double>(), lora_em - 0.03);
+
     // The other recipes run as written, shortened.
     for (const auto& [recipe, stage, from] : std::vector<std::tuple<std::string, std::string, std::string>>{
              {"kto.toml", "kto", sft}, {"orpo.toml", "orpo", pre}, {"simpo.toml", "simpo", sft}, {"rft.toml", "rft", sft}}) {

@@ -1,8 +1,13 @@
-// lora — low-rank adapters as PEFT computes them (peft/tuners/lora/layer.py):
-//   y = x W^T + b + s * dropout(x) A^T B^T,   s = alpha / r   (alpha / sqrt(r) with rsLoRA)
+// lora and dora — low-rank adapters as PEFT computes them (peft/tuners/lora/layer.py,
+// dora.py). One library, two plugins: dora is lora with PEFT's use_dora.
+//   lora: y = x W^T + b + s * dropout(x) A^T B^T,   s = alpha / r   (alpha / sqrt(r) with rsLoRA)
+//   dora: with a magnitude m [out] and n = ||W + s sg(B A)|| per output row (detached),
+//         g = m / n,  y = x W^T + b + (g - 1) * (x' W^T) + g * s * x' A^T B^T,
+//         x' = dropout(x) (x itself without dropout); m starts as ||W|| per row.
 // A [r, in] ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B [out, r] = 0,
 // so a fresh adapter leaves the model unchanged. Base weights are frozen. Tensor names
-// follow PEFT's saved adapters: base_model.model.<site>.lora_A.weight / lora_B.weight.
+// follow PEFT's saved adapters: base_model.model.<site>.lora_A.weight / lora_B.weight
+// (/ lora_magnitude_vector).
 #include <fthost/torch.hpp>
 
 #include <cmath>
@@ -32,9 +37,10 @@ bool targeted(const std::string& site, const std::vector<std::string>& targets) 
     return false;
 }
 
-class Lora : public fthost::ParamBase {
+template <bool kDora>
+class Adapters : public fthost::ParamBase {
 public:
-    Lora(const fthost::Host&, const fthost::Config& cfg, fthost::ModelRef model) : ParamBase(model) {
+    Adapters(const fthost::Host&, const fthost::Config& cfg, fthost::ModelRef model) : ParamBase(model) {
         validate(cfg);
         const int64_t r = cfg.get_int("r");
         const double alpha = cfg.get_float("lora_alpha");
@@ -59,6 +65,10 @@ public:
             a.B = at::zeros({site.out_features, r}, opts);
             a.A.set_requires_grad(true);
             a.B.set_requires_grad(true);
+            if (kDora) {
+                a.m = at::linalg_vector_norm(site.weight.to(at::kFloat), 2, {1}).to(site.weight.scalar_type());
+                a.m.set_requires_grad(true);
+            }
             adapters_.push_back(a);
         }
         if (adapters_.empty()) cfg.fail("target_modules", "matches none of the model's linear sites");
@@ -79,18 +89,21 @@ public:
         for (const auto& a : adapters_) {
             out.emplace_back("base_model.model." + a.site.name + ".lora_A.weight", a.A);
             out.emplace_back("base_model.model." + a.site.name + ".lora_B.weight", a.B);
+            if (kDora) out.emplace_back("base_model.model." + a.site.name + ".lora_magnitude_vector", a.m);
         }
         return out;
     }
     bool is_full() const { return false; }
     void set_enabled(bool on) { enabled_ = on; }
 
-    // W <- W + s B A, then the sites compute the plain linear again.
+    // W <- W + s B A (dora: W <- diag(m / n) (W + s B A)), then the sites compute the
+    // plain linear again.
     void merge() {
         at::NoGradGuard ng;
         for (const auto& a : adapters_) {
-            at::Tensor delta = at::matmul(a.B.to(at::kFloat), a.A.to(at::kFloat)) * scale_;
-            a.site.weight.add_(delta.to(a.site.weight.scalar_type()));
+            at::Tensor w = a.site.weight.to(at::kFloat) + at::matmul(a.B.to(at::kFloat), a.A.to(at::kFloat)) * scale_;
+            if (kDora) w = w * (a.m.to(at::kFloat) / at::linalg_vector_norm(w, 2, {1})).unsqueeze(1);
+            a.site.weight.copy_(w.to(a.site.weight.scalar_type()));
             uninstall(a.site.index);
         }
         adapters_.clear();
@@ -99,15 +112,26 @@ public:
 private:
     struct Adapter {
         fthost::ModelRef::Site site;
-        at::Tensor A, B;
+        at::Tensor A, B, m;  // m: DoRA's magnitude
     };
 
     at::Tensor forward(size_t i, const at::Tensor& x) const {
         const Adapter& a = adapters_[i];
         at::Tensor y = at::linear(x, a.site.weight, a.site.bias);
         if (!enabled_) return y;
-        at::Tensor xd = dropout_ > 0 ? at::dropout(x, dropout_, training()) : x;
-        return y + at::linear(at::linear(xd, a.A), a.B) * scale_;
+        const bool drop = dropout_ > 0 && training();
+        at::Tensor xd = drop ? at::dropout(x, dropout_, true) : x;
+        at::Tensor lora = at::linear(at::linear(xd, a.A), a.B) * scale_;
+        if (!kDora) return y + lora;
+        // The norm is a constant in backprop (DoRA paper §4.3, PEFT's weight_norm.detach()).
+        at::Tensor n;
+        {
+            at::NoGradGuard ng;
+            n = at::linalg_vector_norm(a.site.weight + at::matmul(a.B, a.A) * scale_, 2, {1});
+        }
+        const at::Tensor g = a.m / n;
+        const at::Tensor base = drop ? at::linear(xd, a.site.weight) : (a.site.bias.defined() ? y - a.site.bias : y);
+        return y + (g - 1) * base + g * lora;
     }
 
     std::vector<Adapter> adapters_;
@@ -117,5 +141,7 @@ private:
 
 }  // namespace
 
-FTHOST_PARAM(lora, Lora, "lora", "0.1.0", "LoRA adapters (PEFT-compatible names and maths)", kOptions);
-FTHOST_PLUGINS(lora)
+FTHOST_PARAM(lora, Adapters<false>, "lora", "0.1.0", "LoRA adapters (PEFT-compatible names and maths)", kOptions);
+FTHOST_PARAM(dora, Adapters<true>, "dora", "0.1.0",
+             "DoRA: LoRA plus a learned magnitude per output row (PEFT's use_dora)", kOptions);
+FTHOST_PLUGINS(lora, dora)
