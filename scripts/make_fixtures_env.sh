@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes the Python environment that generates tests/fixtures/*.json: trl==0.28.0 (the
+# Makes the Python environment that generates tests/fixtures/*.json: trl==0.28.0 and
+# peft==0.21.2 (the versions the parity fixtures were made with; trl for objectives, peft for adapters)
 # version every objective's parity fixture was made with) in a venv that reuses the
 # torch setup.sh installed, instead of downloading it again. Tooling only: fthost and
 # its tests never run Python. Idempotent.
@@ -11,5 +12,5 @@ VENV="$CACHE/fixtures-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 site "$TORCH_VENV" > "$(site "$VENV")/fthost-torch.pth"
-"$VENV/bin/pip" install -q "trl==0.28.0" requests
+"$VENV/bin/pip" install -q "trl==0.28.0" "peft==0.21.2" requests
 "$VENV/bin/python" -c 'import trl, torch; print("trl", trl.__version__, "torch", torch.__version__)'
