@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Makes the Python environment that generates tests/fixtures/*.json: trl==0.28.0 and
-# peft==0.21.2 (the versions the parity fixtures were made with; trl for objectives, peft for adapters)
-# version every objective's parity fixture was made with) in a venv that reuses the
-# torch setup.sh installed, instead of downloading it again. Tooling only: fthost and
+# Makes the Python environment that generates tests/fixtures/*.json: trl==0.28.0 (the
+# objectives' fixtures) and peft==0.21.2 (the adapters'), the versions they were made
+# with, in a venv that reuses the torch setup.sh installed instead of downloading it. Tooling only: fthost and
 # its tests never run Python. Idempotent.
 set -euo pipefail
 CACHE="${FTHOST_CACHE:-$HOME/.cache/fthost}"
