@@ -99,7 +99,7 @@ TEST(Config, MissingRequiredKeys) {
 
 TEST(Config, UnknownPluginsAndStageReferences) {
     expect_one_error(errors_of(replace(kValid, "plugin = \"lora\"", "plugin = \"loar\"")), "c.toml:10:10",
-                     "no param plugin named 'loar' (loaded: full, lora");
+                     "no param plugin named 'loar' (loaded: dora, full, lora");
     expect_one_error(errors_of(replace(kValid, "init_from = \"one\"", "init_from = \"zero\"")), "c.toml",
                      "init_from 'zero' is not an earlier stage");
     expect_one_error(errors_of(replace(kValid, "name = \"two\"", "name = \"one\"")), "c.toml", "duplicate stage name 'one'");
