@@ -78,6 +78,22 @@ inline std::unique_ptr<ModelSession> tiny_model(uint64_t seed = 7) {
     return std::make_unique<ModelSession>(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), at::Device(at::kCPU));
 }
 
+// A nested JSON array of numbers (a fixture) as a tensor of that shape.
+inline at::Tensor tensor_from_json(const nlohmann::json& j, at::ScalarType type = at::kDouble) {
+    std::vector<double> flat;
+    std::vector<int64_t> shape;
+    std::function<void(const nlohmann::json&, size_t)> walk = [&](const nlohmann::json& x, size_t depth) {
+        if (x.is_array()) {
+            if (shape.size() <= depth) shape.push_back(static_cast<int64_t>(x.size()));
+            for (const auto& e : x) walk(e, depth + 1);
+        } else {
+            flat.push_back(x.get<double>());
+        }
+    };
+    walk(j, 0);
+    return at::tensor(flat, at::kDouble).view(shape).to(type);
+}
+
 // The label ids of an example, without the ignored (-100) positions.
 inline std::vector<int64_t> labelled(const Example& ex) {
     std::vector<int64_t> out;

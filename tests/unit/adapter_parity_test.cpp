@@ -14,25 +14,12 @@ namespace {
 
 using nlohmann::json;
 
-at::Tensor floats(const json& j) {
-    std::vector<float> flat;
-    std::vector<int64_t> shape;
-    std::function<void(const json&, size_t)> walk = [&](const json& x, size_t depth) {
-        if (x.is_array()) {
-            if (shape.size() <= depth) shape.push_back(static_cast<int64_t>(x.size()));
-            for (const auto& e : x) walk(e, depth + 1);
-        } else {
-            flat.push_back(x.get<float>());
-        }
-    };
-    walk(j, 0);
-    return at::tensor(flat, at::kFloat).view(shape);
-}
+at::Tensor f32(const json& j) { return tensor_from_json(j, at::kFloat); }
 
 // A model that is one linear site with a bias: forward applies it to the "x" input.
 class OneLinear : public fthost::ModelBase {
 public:
-    OneLinear(const fthost::Host&, const fthost::Config&) : site_(&register_linear("proj", 6, 5, true, at::kFloat)) {}
+    OneLinear(const fthost::Host&, const fthost::Config&) : site_(&register_linear("proj", 6, 5, true)) {}
     at::Tensor forward(const fthost::BatchView& b) { return (*site_)(b.extra("x")); }
     at::Tensor lm_head(const at::Tensor& h) { return h; }
     int64_t vocab_size() const { return 5; }
@@ -62,8 +49,8 @@ TEST(AdapterParity, LoraAndDoraEqualPeft) {
         auto& model = *reinterpret_cast<OneLinear*>(m);
         {
             at::NoGradGuard ng;
-            model.site().weight.copy_(floats(c["weight"]));
-            model.site().bias.copy_(floats(c["bias"]));
+            model.site().weight.copy_(f32(c["weight"]));
+            model.site().bias.copy_(f32(c["bias"]));
         }
         PluginSection ps = plugin(FT_KIND_PARAM, dora ? "dora" : "lora",
                                   "r = " + std::to_string(c["r"].get<int>()) + "\nlora_alpha = " +
@@ -80,14 +67,14 @@ TEST(AdapterParity, LoraAndDoraEqualPeft) {
         for (const auto& [n, _] : params) names.push_back(n);
         EXPECT_EQ(names, c["saved_names"].get<std::vector<std::string>>());
         const std::string pre = "base_model.model.proj.";
-        if (dora) expect_close(params[pre + "lora_magnitude_vector"], floats(c["initial_magnitude"]), "initial magnitude");
+        if (dora) expect_close(params[pre + "lora_magnitude_vector"], f32(c["initial_magnitude"]), "initial magnitude");
         {
             at::NoGradGuard ng;
-            params[pre + "lora_A.weight"].copy_(floats(c["lora_A"]));
-            params[pre + "lora_B.weight"].copy_(floats(c["lora_B"]));
-            if (dora) params[pre + "lora_magnitude_vector"].copy_(floats(c["magnitude"]));
+            params[pre + "lora_A.weight"].copy_(f32(c["lora_A"]));
+            params[pre + "lora_B.weight"].copy_(f32(c["lora_B"]));
+            if (dora) params[pre + "lora_magnitude_vector"].copy_(f32(c["magnitude"]));
         }
-        at::Tensor x = floats(c["x"]).requires_grad_(true);
+        at::Tensor x = f32(c["x"]).requires_grad_(true);
         HostBatch hb;
         hb.input_ids = hb.labels = hb.position_ids = hb.sequence_ids = at::zeros({1, 1}, at::kLong);
         hb.extras = {{"x", x}};
@@ -95,14 +82,14 @@ TEST(AdapterParity, LoraAndDoraEqualPeft) {
         ft_model_output out{sizeof(ft_model_output), nullptr};
         check(mvt.forward(m, &fb, &out, &err), err);
         at::Tensor y = take(out.hidden_states);
-        expect_close(y.detach(), floats(c["y"]), "output");
-        (y * floats(c["grad_out"])).sum().backward();
-        expect_close(params[pre + "lora_A.weight"].grad(), floats(c["grad_A"]), "grad A");
-        expect_close(params[pre + "lora_B.weight"].grad(), floats(c["grad_B"]), "grad B");
-        expect_close(x.grad(), floats(c["grad_x"]), "grad x");
-        if (dora) expect_close(params[pre + "lora_magnitude_vector"].grad(), floats(c["grad_magnitude"]), "grad magnitude");
+        expect_close(y.detach(), f32(c["y"]), "output");
+        (y * f32(c["grad_out"])).sum().backward();
+        expect_close(params[pre + "lora_A.weight"].grad(), f32(c["grad_A"]), "grad A");
+        expect_close(params[pre + "lora_B.weight"].grad(), f32(c["grad_B"]), "grad B");
+        expect_close(x.grad(), f32(c["grad_x"]), "grad x");
+        if (dora) expect_close(params[pre + "lora_magnitude_vector"].grad(), f32(c["grad_magnitude"]), "grad magnitude");
         check(pvt->merge(p, &err), err);
-        expect_close(model.site().weight.detach(), floats(c["merged_weight"]), "merged weight");
+        expect_close(model.site().weight.detach(), f32(c["merged_weight"]), "merged weight");
         pvt->destroy(p);
         mvt.destroy(m);
     }

@@ -14,21 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-at::Tensor doubles(const json& j) {
-    std::vector<double> flat;
-    std::vector<int64_t> shape;
-    std::function<void(const json&, size_t)> walk = [&](const json& x, size_t depth) {
-        if (x.is_array()) {
-            if (shape.size() <= depth) shape.push_back(static_cast<int64_t>(x.size()));
-            for (const auto& e : x) walk(e, depth + 1);
-        } else {
-            flat.push_back(x.get<double>());
-        }
-    };
-    walk(j, 0);
-    return at::tensor(flat, at::kDouble).view(shape);
-}
-
 struct GrpoHarness {
     PluginSection section;
     const ft_objective_vtable* vt;
@@ -48,8 +33,8 @@ struct GrpoHarness {
         ft_error err{};
         check(vt->create(host_api(), &section.config, &obj, &err), err);
         P = c["prompt_length"].get<int64_t>();
-        const at::Tensor ids = doubles(c["input_ids"]).to(at::kLong);
-        const at::Tensor cm = doubles(c["completion_mask"]).to(at::kLong);
+        const at::Tensor ids = tensor_from_json(c["input_ids"]).to(at::kLong);
+        const at::Tensor cm = tensor_from_json(c["completion_mask"]).to(at::kLong);
         const int64_t R = ids.size(0), T = ids.size(1);
         mask = at::constant_pad_nd(cm, {P, 0}, 0).ne(0);  // fthost's layout: label t predicted at t-1
         batch.input_ids = ids;
@@ -58,15 +43,15 @@ struct GrpoHarness {
         batch.sequence_ids = at::zeros({R, T}, at::kLong);
         batch.num_labels = mask.sum().item<int64_t>();
         batch.num_examples = R;
-        logits = doubles(c["logits"]).requires_grad_(true);
-        if (c.contains("ref_logits")) ref_logits = doubles(c["ref_logits"]);
-        extras = {{"rewards", doubles(c["rewards"])},
+        logits = tensor_from_json(c["logits"]).requires_grad_(true);
+        if (c.contains("ref_logits")) ref_logits = tensor_from_json(c["ref_logits"]);
+        extras = {{"rewards", tensor_from_json(c["rewards"])},
                   {"row_index", at::arange(R)},
                   {"num_generations", at::tensor({c["num_generations"].get<int64_t>()})},
                   {"max_new_tokens", at::tensor({c["max_new_tokens"].get<int64_t>()})},
                   {"sampling_temperature", at::tensor({c["temperature"].get<double>()}, at::kDouble)}};
         if (c.contains("old_logprobs"))
-            extras.emplace_back("old_logprobs", at::constant_pad_nd(doubles(c["old_logprobs"]), {P, 0}, 0.0));
+            extras.emplace_back("old_logprobs", at::constant_pad_nd(tensor_from_json(c["old_logprobs"]), {P, 0}, 0.0));
         // Row-major logits of the labelled positions: position t-1 predicts label t.
         run.label_logits = [this](const ft_batch&, int32_t which) -> at::Tensor {
             const at::Tensor& src = which == FT_RUN_REFERENCE ? ref_logits : logits;
