@@ -19,7 +19,7 @@ at::Tensor f32(const json& j) { return tensor_from_json(j, at::kFloat); }
 // A model that is one linear site with a bias: forward applies it to the "x" input.
 class OneLinear : public fthost::ModelBase {
 public:
-    OneLinear(const fthost::Host&, const fthost::Config&) : site_(&register_linear("proj", 6, 5, true)) {}
+    OneLinear(const fthost::Host&, const fthost::Config&) : site_(&register_linear("proj", 6, 5, true, at::kFloat)) {}
     at::Tensor forward(const fthost::BatchView& b) { return (*site_)(b.extra("x")); }
     at::Tensor lm_head(const at::Tensor& h) { return h; }
     int64_t vocab_size() const { return 5; }
