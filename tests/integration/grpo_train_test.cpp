@@ -10,17 +10,9 @@
 namespace fthost::test {
 namespace {
 
-const std::string kData = std::string(source_dir()) + "/data/quickstart/";
+const std::string& kData = quickstart_data();
 
-std::string base(const fs::path& out) {
-    return "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 9\n"
-           "[[stage]]\nname = \"base\"\n"
-           "[stage.model]\nplugin = \"decoder\"\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
-           "num_attention_heads = 4\nnum_key_value_heads = 2\n"
-           "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"sft\"\n"
-           "[stage.data]\ntrain = \"" + kData + "train.jsonl\"\nmax_seq_len = 96\n"
-           "[stage.train]\nsteps = 3\nbatch_size = 8\nlr = 3e-3\n";
-}
+std::string base(const fs::path& out) { return tiny_base_config(out, 9, "sft", "train.jsonl", false); }
 
 std::string rl_stage(const std::string& name, const std::string& objective, const std::string& param,
                      const std::string& generation, const std::string& train = "") {

@@ -14,18 +14,10 @@
 namespace fthost::test {
 namespace {
 
-const std::string kData = std::string(source_dir()) + "/data/quickstart/";
+const std::string& kData = quickstart_data();
 
 // [run] plus a 3-step pre-training stage "base" that later stages start from.
-std::string base_config(const fs::path& out) {
-    return "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 5\n"
-           "[[stage]]\nname = \"base\"\n"
-           "[stage.model]\nplugin = \"decoder\"\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
-           "num_attention_heads = 4\nnum_key_value_heads = 2\n"
-           "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"cpt\"\n"
-           "[stage.data]\ntrain = \"" + kData + "corpus.jsonl\"\nmax_seq_len = 96\npacking = true\n"
-           "[stage.train]\nsteps = 3\nbatch_size = 4\nlr = 3e-3\nlog_every = 1\n";
-}
+std::string base_config(const fs::path& out) { return tiny_base_config(out, 5, "cpt", "corpus.jsonl", true); }
 
 // The first 24 rows of a bundled file, as a small eval set.
 fs::path head_of(const std::string& name, const fs::path& dir, int n = 24) {

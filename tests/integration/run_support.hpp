@@ -16,6 +16,26 @@ inline std::vector<nlohmann::json> metrics(const fs::path& run) {
     return out;
 }
 
+// The bundled quickstart data folder (with a trailing slash).
+inline const std::string& quickstart_data() {
+    static const std::string dir = std::string(source_dir()) + "/data/quickstart/";
+    return dir;
+}
+
+// [run] into `out` plus a 3-step stage "base" on a tiny decoder (full fine-tuning with
+// `objective` on the bundled `train_file`) that later stages start from.
+inline std::string tiny_base_config(const fs::path& out, uint64_t seed, const std::string& objective,
+                                    const std::string& train_file, bool packing) {
+    return "[run]\noutput_dir = \"" + out.string() + "\"\nseed = " + std::to_string(seed) +
+           "\n[[stage]]\nname = \"base\"\n"
+           "[stage.model]\nplugin = \"decoder\"\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+           "num_attention_heads = 4\nnum_key_value_heads = 2\n"
+           "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"" + objective + "\"\n"
+           "[stage.data]\ntrain = \"" + quickstart_data() + train_file + "\"\nmax_seq_len = 96\n" +
+           (packing ? "packing = true\n" : "") + "[stage.train]\nsteps = 3\nbatch_size = " + (packing ? "4" : "8") +
+           "\nlr = 3e-3\n" + (packing ? "log_every = 1\n" : "");
+}
+
 // A stage's training lines of metrics.jsonl (those with a loss), in order.
 inline std::vector<nlohmann::json> lines_of(const fs::path& run, const std::string& stage) {
     std::vector<nlohmann::json> out;
