@@ -66,6 +66,7 @@ typedef struct ft_objective_s ft_objective;  /* an objective instance */
 typedef struct ft_grader_s ft_grader;        /* a grader instance */
 typedef struct ft_run_s ft_run;              /* the host's view of the running stage */
 typedef struct ft_kv_cache_s ft_kv_cache;    /* a model's key/value cache for decoding */
+struct ft_batch;                             /* defined below; named in ft_host_api first */
 
 /* ---- plugin kinds -------------------------------------------------------------------- */
 
