@@ -50,4 +50,17 @@ std::vector<std::vector<double>> grade_all(const std::vector<PluginSection>& gra
     return scores;
 }
 
+std::map<std::string, double> mean_by_grader(const std::vector<PluginSection>& graders,
+                                             const std::vector<std::vector<double>>& scores) {
+    std::map<std::string, double> out;
+    for (size_t k = 0; k < graders.size(); ++k) {
+        double sum = 0;
+        int64_t n = 0;
+        for (double v : scores[k])
+            if (!std::isnan(v)) sum += v, ++n;
+        out[graders[k].plugin] = n ? sum / static_cast<double>(n) : std::nan("");
+    }
+    return out;
+}
+
 }  // namespace fthost::host

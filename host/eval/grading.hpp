@@ -6,6 +6,7 @@
 
 #include <fthost/fthost.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,5 +18,9 @@ struct GradeInput {
 
 // scores[k][i]: grader k's score of item i.
 std::vector<std::vector<double>> grade_all(const std::vector<PluginSection>& graders, const std::vector<GradeInput>& items);
+
+// Each grader's mean score over the items where it applies (NaN when it applied to none).
+std::map<std::string, double> mean_by_grader(const std::vector<PluginSection>& graders,
+                                             const std::vector<std::vector<double>>& scores);
 
 }  // namespace fthost::host

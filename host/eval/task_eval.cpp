@@ -30,13 +30,7 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     for (size_t i = 0; i < items.size(); ++i)
         inputs.push_back({items[i]->prompt_text, completions[i], items[i]->reference, items[i]->row_json});
     const auto scores = grade_all(stage.graders, inputs);
-    for (size_t k = 0; k < stage.graders.size(); ++k) {
-        double sum = 0;
-        int64_t n = 0;
-        for (double v : scores[k])
-            if (!std::isnan(v)) sum += v, ++n;
-        result.scores[stage.graders[k].plugin] = n ? sum / static_cast<double>(n) : std::nan("");
-    }
+    result.scores = mean_by_grader(stage.graders, scores);
     result.examples = static_cast<int64_t>(items.size());
     return result;
 }

@@ -217,15 +217,7 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
         inputs.push_back({ex.prompt_text, gens[i].text, ex.reference, ex.row_json});
     }
     const auto scores = grade_all(sc.graders, inputs);
-    std::map<std::string, double> out;
-    for (size_t k = 0; k < sc.graders.size(); ++k) {
-        double sum = 0;
-        int64_t n = 0;
-        for (double v : scores[k])
-            if (!std::isnan(v)) sum += v, ++n;
-        out[sc.graders[k].plugin] = n ? sum / static_cast<double>(n) : std::nan("");
-    }
-    return out;
+    return mean_by_grader(sc.graders, scores);
 }
 
 std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,

@@ -61,14 +61,7 @@ TEST(GrpoTraining, SamplesGradesAndTrains) {
 
 TEST(GrpoTraining, ConfigMistakesAreCaught) {
     auto dir = temp_dir("grpo-config");
-    auto errors = [&](const std::string& text) {
-        write_file(dir / "c.toml", text);
-        Diagnostics diag;
-        load_run_config((dir / "c.toml").string(), {}, registry(), diag);
-        std::string all;
-        for (const auto& e : diag.errors) all += e + "\n";
-        return all;
-    };
+    auto errors = [&](const std::string& text) { return config_errors(dir, text); };
     const std::string b = base(dir / "run");
     std::string no_grader = rl_stage("g", "plugin = \"grpo\"", "lora", "");
     no_grader.erase(no_grader.find("[[stage.grader]]"));

@@ -156,14 +156,7 @@ TEST(PreferenceTraining, DistillRefusesATeacherWithAnotherVocabulary) {
 TEST(PreferenceTraining, ConfigErrorsNameTheProblem) {
     auto dir = temp_dir("pref-config");
     const fs::path eval = head_of("preference_eval.jsonl", dir);
-    auto errors = [&](const std::string& text) {
-        write_file(dir / "c.toml", text);
-        Diagnostics diag;
-        load_run_config((dir / "c.toml").string(), {}, registry(), diag);
-        std::string all;
-        for (const auto& e : diag.errors) all += e + "\n";
-        return all;
-    };
+    auto errors = [&](const std::string& text) { return config_errors(dir, text); };
     const std::string base = base_config(dir / "run");
     EXPECT_NE(errors(base + stage("d", "plugin = \"distill\"", "full", "train.jsonl", eval)).find("needs a teacher"),
               std::string::npos);

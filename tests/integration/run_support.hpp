@@ -36,6 +36,16 @@ inline std::string tiny_base_config(const fs::path& out, uint64_t seed, const st
            "\nlr = 3e-3\n" + (packing ? "log_every = 1\n" : "");
 }
 
+// Every error that validating `text` as dir/c.toml reports, one per line ("" = valid).
+inline std::string config_errors(const fs::path& dir, const std::string& text) {
+    write_file(dir / "c.toml", text);
+    Diagnostics diag;
+    load_run_config((dir / "c.toml").string(), {}, registry(), diag);
+    std::string all;
+    for (const auto& e : diag.errors) all += e + "\n";
+    return all;
+}
+
 // A stage's training lines of metrics.jsonl (those with a loss), in order.
 inline std::vector<nlohmann::json> lines_of(const fs::path& run, const std::string& stage) {
     std::vector<nlohmann::json> out;
