@@ -1,4 +1,5 @@
-// fthost — the command line: run, validate, plugins, eval, generate.
+// fthost — the command line: run, validate, plugins, eval, generate, merge.
+#include "export/merge_command.hpp"
 #include "generate/generate_command.hpp"
 #include "registry/plugin_registry.hpp"
 #include "run/run_driver.hpp"
@@ -25,6 +26,7 @@ const char* kUsage =
     "  plugins [--options]                                  list loaded plugins (name, kind, version, file)\n"
     "  eval CONFIG [--stage NAME] [--set key=value]...      score trained stages on their eval sets\n"
     "  generate STAGE_DIR (--input F.jsonl | --prompt TEXT) complete prompts with a trained stage\n"
+    "  merge STAGE_DIR --out DIR                            fold a stage's adapter into its base weights\n"
     "\n"
     "`fthost <command> --help` describes a command. Plugins load from the build's plugin\n"
     "folder and from each folder in FTHOST_PLUGIN_PATH (':'-separated).\n";
@@ -150,6 +152,20 @@ int cmd_generate(const std::vector<std::string>& args) {
     return generate_command(req, reg);
 }
 
+int cmd_merge(const std::vector<std::string>& args) {
+    po::options_description desc("merge options");
+    MergeRequest req;
+    desc.add_options()("stage_dir", po::value(&req.stage_dir)->required(), "a stage's final/ directory")(
+        "out", po::value(&req.out)->required(), "directory to write the merged model to (replaced)")(
+        "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto");
+    po::positional_options_description pos;
+    pos.add("stage_dir", 1);
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost merge RUN_DIR/stages/NAME/final --out DIR")) return 0;
+    auto reg = load_registry();
+    return merge_command(req, reg);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,6 +181,7 @@ int main(int argc, char** argv) {
         if (cmd == "plugins") return cmd_plugins(args);
         if (cmd == "eval") return cmd_eval(args);
         if (cmd == "generate") return cmd_generate(args);
+        if (cmd == "merge") return cmd_merge(args);
         std::cerr << "fthost: unknown command '" << cmd << "'\n\n" << kUsage;
         return 1;
     } catch (const po::error& e) {

@@ -34,7 +34,7 @@ const char* kind_name(ft_kind kind) {
 size_t min_vtable_size(ft_kind kind) {
     switch (kind) {
         case FT_KIND_MODEL: return offsetof(ft_model_vtable, cache_create);  // 1.0's end
-        case FT_KIND_PARAM: return sizeof(ft_param_vtable);
+        case FT_KIND_PARAM: return offsetof(ft_param_vtable, peft_config);  // 1.1's end
         // ABI 1.0's table ended before data_shape; the host reads later fields only
         // when struct_size covers them (objective_traits()).
         case FT_KIND_OBJECTIVE: return offsetof(ft_objective_vtable, data_shape);

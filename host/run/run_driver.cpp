@@ -53,7 +53,7 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
         for (const auto& ref : {s.init_from, s.teacher})
             if (is_stage_path(ref) && !models_from.contains(ref)) {
                 nlohmann::json files = nlohmann::json::object();
-                for (const char* f : {"stage.json", "model.safetensors", "adapter.safetensors"})
+                for (const char* f : {"stage.json", "model.safetensors", "adapter_model.safetensors", "adapter.safetensors"})
                     if (fs::exists(fs::path(ref) / f)) files[f] = sha256_file((fs::path(ref) / f).string());
                 models_from[ref] = files;
             }

@@ -247,6 +247,15 @@ void ModelSession::load_parameters(const std::map<std::string, at::Tensor>& tens
 
 int64_t ModelSession::vocab_size() const { return mvt_->vocab_size(model_handle_); }
 
+bool ModelSession::base_weights_released() const {
+    for (const auto& [_, p] : model_parameters())
+        if (p.numel() == 0) return true;
+    return false;
+}
+
+// safetensors metadata transformers and PEFT expect on PyTorch files.
+static const std::map<std::string, std::string> kPtFormat = {{"format", "pt"}};
+
 void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) const {
     nlohmann::json stage = {{"format", "fthost-stage-1"},
                             {"model_plugin", model_.plugin},
@@ -255,20 +264,42 @@ void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) con
     if (adapter) {
         stage["param_plugin"] = param_.plugin;
         stage["param_config"] = section_to_json(param_.config);
-        save_safetensors((dir / "adapter.safetensors").string(), trainable_parameters());
+        save_safetensors((dir / "adapter_model.safetensors").string(), trainable_parameters(), kPtFormat);
+        if (pvt_->struct_size >= offsetof(ft_param_vtable, peft_config) + sizeof(void*) && pvt_->peft_config) {
+            std::string text;
+            ft_error err{};
+            check(pvt_->peft_config(
+                      param_handle_, [](void* u, const char* j) { *static_cast<std::string*>(u) = j; }, &text, &err),
+                  err);
+            nlohmann::json cfg = nlohmann::json::parse(text);
+            if (!base_dir.empty()) cfg["base_model_name_or_path"] = fs::weakly_canonical(fs::absolute(base_dir)).string();
+            write_text_atomically(dir / "adapter_config.json", cfg.dump(2) + "\n");
+        }
     }
     // Base weights: the earlier stage's directory when an adapter sits on top of it,
     // else the model's own weights (unmerged, so the adapter stays separate).
     if (adapter && !base_dir.empty()) {
         stage["base"] = fs::relative(fs::absolute(base_dir), fs::absolute(dir)).string();
     } else {
-        save_safetensors((dir / "model.safetensors").string(), model_parameters());
+        if (base_weights_released())
+            throw Error("the '" + param_.plugin + "' parameterisation holds the base weights in another form; "
+                        "its stage needs init_from so that the base can be read from there");
+        save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
     }
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
 
+void ModelSession::save_model(const fs::path& dir) const {
+    if (param_handle_) throw Error("save_model: merge the parameterisation first");
+    const nlohmann::json stage = {{"format", "fthost-stage-1"},
+                                  {"model_plugin", model_.plugin},
+                                  {"model_config", section_to_json(model_.config)}};
+    save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
+    write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
+}
+
 std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
-                                                           at::Device device) {
+                                                           at::Device device, bool merge_adapter) {
     const fs::path sj = final_dir / "stage.json";
     nlohmann::json stage;
     try {
@@ -295,9 +326,12 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
         p.loaded = &registry.require(FT_KIND_PARAM, p.plugin);
         p.config = section_from_json(stage["param_config"], sj.string() + " param_config");
         s->apply_param(p);
-        const fs::path f = final_dir / "adapter.safetensors";
+        // adapter.safetensors: the name run directories used before the PEFT layout.
+        fs::path f = final_dir / "adapter_model.safetensors";
+        if (!fs::exists(f) && fs::exists(final_dir / "adapter.safetensors")) f = final_dir / "adapter.safetensors";
         s->load_parameters(load_safetensors(f.string()), s->trainable_parameters(), f.string());
-        s->merge_param();
+        if (merge_adapter) s->merge_param();
+        else s->freeze();
     }
     return s;
 }

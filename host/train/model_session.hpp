@@ -29,9 +29,11 @@ class ModelSession {
 public:
     // A fresh model from its plugin (random init from the current seed).
     ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device);
-    // The model saved in a stage's final/ directory, with any adapter merged in.
+    // The model saved in a stage's final/ directory, with any adapter merged in (or, with
+    // merge_adapter = false, installed on top as it was trained).
     static std::unique_ptr<ModelSession> from_stage_dir(const std::filesystem::path& final_dir,
-                                                        const PluginRegistry& registry, at::Device device);
+                                                        const PluginRegistry& registry, at::Device device,
+                                                        bool merge_adapter = true);
     ~ModelSession();
     ModelSession(const ModelSession&) = delete;
     ModelSession& operator=(const ModelSession&) = delete;
@@ -70,9 +72,16 @@ public:
     // Copies tensors into the named parameters; missing or unexpected names are errors.
     void load_parameters(const std::map<std::string, at::Tensor>& tensors, const TensorList& into, const std::string& from);
 
-    // Writes final/: stage.json plus model.safetensors (full) or adapter.safetensors and
-    // a pointer to the base stage directory.
+    // Writes final/: stage.json plus model.safetensors (full) or, for adapters, PEFT's
+    // adapter_model.safetensors + adapter_config.json and a pointer to the base stage
+    // directory.
     void save_final(const std::filesystem::path& dir, const std::filesystem::path& base_dir) const;
+    // Writes the model's own weights as a stage directory of no parameterisation
+    // (stage.json + model.safetensors): what `fthost merge` leaves after merge_param().
+    void save_model(const std::filesystem::path& dir) const;
+    // True when a parameterisation released base weights it holds in another form
+    // (qlora's NF4): the model's own tensors can then not be saved as they are.
+    bool base_weights_released() const;
 
     int64_t vocab_size() const;
     at::Device device() const { return device_; }

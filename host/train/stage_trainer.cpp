@@ -290,6 +290,11 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     }
 
     model->apply_param(sc.param);
+    if (base_dir.empty() && !model->is_full() && model->base_weights_released())
+        throw Error("stage '" + sc.name + "': [stage.param] plugin '" + sc.param.plugin +
+                        "' replaces the base weights by another form (4-bit) and frees them, so the stage's "
+                        "adapter needs a saved base: set init_from to an earlier stage or a final/ directory",
+                    FT_ERR_CONFIG);
     // The reference is the model as the stage starts: adapters off, or a frozen copy.
     std::unique_ptr<ReferenceModel> reference;
     if (objective.traits().needs & FT_NEEDS_REFERENCE) {

@@ -30,7 +30,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 1
+#define FTHOST_ABI_MINOR 2
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -252,6 +252,12 @@ typedef struct ft_param_vtable {
     void (*set_training)(ft_param* param, int32_t training);
     /* Folds the adapter into the base weights and uninstalls its forwards. */
     ft_status (*merge)(ft_param* param, ft_error* err);
+    /* ---- ABI 1.2 ---- */
+    /* Optional (NULL: the adapter has no PEFT form). Writes the adapter's configuration as
+       the JSON object of PEFT's adapter_config.json through `write` (called once, UTF-8);
+       the host sets base_model_name_or_path and saves it beside adapter_model.safetensors
+       (trainable_parameters, which must then carry PEFT's tensor names). */
+    ft_status (*peft_config)(ft_param* param, void (*write)(void* user, const char* json), void* user, ft_error* err);
 } ft_param_vtable;
 
 /* ---- objective plugins -------------------------------------------------------------- */

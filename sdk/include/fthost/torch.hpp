@@ -333,8 +333,20 @@ struct ParamThunks {
     static ft_status merge(ft_param* p, ft_error* err) {
         return guard(err, [&] { self(p).merge(); });
     }
-    static constexpr ft_param_vtable vtable{sizeof(ft_param_vtable), &create, &destroy, &trainable, &is_full,
-                                            &set_enabled, &set_training, &merge};
+    // Optional: std::string peft_config() const — PEFT's adapter_config.json object.
+    template <class Q, class = void>
+    struct has_peft_config : std::false_type {};
+    template <class Q>
+    struct has_peft_config<Q, std::void_t<decltype(std::declval<const Q&>().peft_config())>> : std::true_type {};
+    static ft_status peft_config(ft_param* p, void (*write)(void*, const char*), void* user, ft_error* err) {
+        return guard(err, [&] {
+            if constexpr (has_peft_config<P>::value) write(user, self(p).peft_config().c_str());
+        });
+    }
+    static constexpr ft_param_vtable vtable{sizeof(ft_param_vtable), &create,       &destroy,
+                                            &trainable,              &is_full,      &set_enabled,
+                                            &set_training,           &merge,
+                                            has_peft_config<P>::value ? &peft_config : nullptr};
 };
 }  // namespace detail
 

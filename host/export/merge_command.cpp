@@ -1,0 +1,31 @@
+#include "export/merge_command.hpp"
+
+#include "io/atomic_file.hpp"
+#include "train/model_session.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <iostream>
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+
+int merge_command(const MergeRequest& req, const PluginRegistry& registry) {
+    const fs::path src(req.stage_dir), out(req.out);
+    if (!fs::exists(src / "stage.json"))
+        throw Error(src.string() + " is not a stage directory (no stage.json); give a stage's final/ directory, "
+                    "e.g. runs/NAME/stages/STAGE/final", FT_ERR_CONFIG);
+    if (out.empty()) throw Error("--out DIR is required: where to write the merged model", FT_ERR_CONFIG);
+    if (fs::weakly_canonical(out) == fs::weakly_canonical(src))
+        throw Error("--out must differ from the stage directory it merges", FT_ERR_CONFIG);
+    const at::Device device(req.device == "auto" ? (at::hasCUDA() ? "cuda" : "cpu") : req.device);
+    // from_stage_dir merges every adapter of the chain (an adapter over an adapter stage too).
+    auto model = ModelSession::from_stage_dir(src, registry, device, /*merge_adapter=*/true);
+    write_directory_atomically(out, [&](const fs::path& tmp) { model->save_model(tmp); });
+    std::cout << "fthost merge: wrote " << (out / "model.safetensors").string() << " and stage.json ("
+              << model->model_parameters().size() << " tensors, adapter merged)\n";
+    return 0;
+}
+
+}  // namespace fthost::host
