@@ -10,6 +10,7 @@
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_session.hpp"
+#include "train/process_memory.hpp"
 #include "train/reference_model.hpp"
 #include "train/rollout.hpp"
 
@@ -346,6 +347,9 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     int64_t window_steps = 0;
     auto window_start = Clock::now();
     const double seconds_before = state.seconds;
+    // Memory: the peak of loading (and quantising) the model, then the training loop's own.
+    const int64_t load_peak_rss = peak_rss_bytes();
+    reset_peak_rss();
     const auto loop_start = Clock::now();
     const int64_t first_step = state.step;
     auto print_progress = [&](double loss, double lr, double tps) {
@@ -449,6 +453,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     }
     if (tty) std::cerr << "\n";
 
+    const int64_t train_peak_rss = peak_rss_bytes();
     // Final evaluation: loss and task metrics on the held-out set.
     nlohmann::json eval = eval_objective(*model, objective, data.eval, sc, device);
     for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) eval[k] = v;
@@ -471,6 +476,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
             {"train_examples", data.train.size()},
             {"eval_examples", data.eval.size()},
             {"skipped_malformed", data.train_stats.skipped + data.eval_stats.skipped},
+            {"load_peak_rss_mb", static_cast<double>(load_peak_rss) / (1 << 20)},
+            {"train_peak_rss_mb", static_cast<double>(train_peak_rss) / (1 << 20)},
             {"base_eval", state.base_eval.is_null() ? nlohmann::json::object() : state.base_eval},
             {"eval", eval}};
     if (teacher) result["teacher_eval"] = teacher_eval;

@@ -2,7 +2,9 @@
 // moved into a temporary folder: the quickstart, then DPO continuing it (held-out
 // preference accuracy >= 90% without lowering exact match), distillation of its
 // fine-tuned model into a smaller student (reported next to the teacher), GRPO raising
-// the sampled held-out exact match, and KTO, ORPO and SimPO shortened to a few steps. The longest test of the suite (minutes).
+// the sampled held-out exact match, DoRA and QLoRA within 3 points of LoRA's exact match,
+// and KTO, ORPO, SimPO and RFT shortened to a few steps. The longest test of the suite
+// (minutes).
 #include "integration/run_support.hpp"
 #include "io/atomic_file.hpp"
 
@@ -77,6 +79,11 @@ TEST(Recipes, PreferenceAndDistillationContinueTheQuickstart) {
     const double lora_em = stage_of(quick, "finetune")["eval"]["exact_match"];
     std::cout << "dora: exact_match " << dora["eval"]["exact_match"] << " (lora " << lora_em << ")\n";
     EXPECT_GE(dora["eval"]["exact_match"].get<double>(), lora_em - 0.03);
+    // QLoRA (NF4 base, double quantisation) likewise.
+    const auto qlora = stage_of(run_recipe("qlora.toml", dir / "qlora", {"stage.finetune.init_from=\"" + pre + "\""}), "finetune");
+    std::cout << "qlora: exact_match " << qlora["eval"]["exact_match"] << " (lora " << lora_em << "), train peak RSS "
+              << qlora["train_peak_rss_mb"] << " MB\n";
+    EXPECT_GE(qlora["eval"]["exact_match"].get<double>(), lora_em - 0.03);
 
     // The other recipes run as written, shortened.
     for (const auto& [recipe, stage, from] : std::vector<std::tuple<std::string, std::string, std::string>>{

@@ -1,0 +1,25 @@
+#include "train/process_memory.hpp"
+
+#include <fstream>
+#include <string>
+
+namespace fthost::host {
+
+static int64_t status_kib(const char* key) {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    const std::string k = std::string(key) + ":";
+    while (std::getline(in, line))
+        if (line.compare(0, k.size(), k) == 0) return std::stoll(line.substr(k.size()));  // "  1234 kB"
+    return 0;
+}
+
+int64_t peak_rss_bytes() { return status_kib("VmHWM") * 1024; }
+int64_t current_rss_bytes() { return status_kib("VmRSS") * 1024; }
+
+void reset_peak_rss() {
+    std::ofstream out("/proc/self/clear_refs");
+    if (out) out << "5";
+}
+
+}  // namespace fthost::host

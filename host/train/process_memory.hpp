@@ -1,0 +1,18 @@
+// process_memory.hpp — the process's resident memory as Linux reports it (/proc/self):
+// the peak so far (VmHWM) and a reset of that peak, so a stage can report the peak of
+// its training loop apart from loading and quantising the model. Where /proc is not
+// available the functions return 0 / do nothing.
+#pragma once
+
+#include <cstdint>
+
+namespace fthost::host {
+
+// Peak resident set size since the process started or since reset_peak_rss(), in bytes.
+int64_t peak_rss_bytes();
+// Current resident set size, in bytes.
+int64_t current_rss_bytes();
+// Resets the peak to the current RSS (Linux >= 4.0: "5" > /proc/self/clear_refs).
+void reset_peak_rss();
+
+}  // namespace fthost::host

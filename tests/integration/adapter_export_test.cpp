@@ -1,0 +1,144 @@
+// Adapters leave a run in PEFT's layout and merge into their base:
+//  * adapter_model.safetensors has exactly PEFT's tensor names, shapes and dtypes, and
+//    adapter_config.json PEFT's keys and values, for the cases PEFT 0.21.2 wrote in
+//    tests/fixtures/peft_export/ (make_peft_export_fixtures.py) on the same model shape;
+//  * `fthost merge` writes a model whose logits equal the unmerged stage's within 1e-5
+//    (fp32) for lora, dora and qlora (whose base is the dequantised NF4 weight);
+//  * a qlora stage without a saved base is refused before it trains.
+#include "integration/run_support.hpp"
+#include "test_support.hpp"
+
+#include "export/merge_command.hpp"
+#include "io/safetensors.hpp"
+
+#include <fstream>
+#include <set>
+
+namespace fthost::test {
+namespace {
+
+using nlohmann::json;
+
+const std::string& kData = quickstart_data();
+
+// An SFT stage starting from "base" with the given [stage.param] body; 12 steps at a high
+// learning rate, so that B and DoRA's magnitude move well away from their initial values.
+std::string adapter_stage(const std::string& name, const std::string& param_body) {
+    return "[[stage]]\nname = \"" + name + "\"\ninit_from = \"base\"\n[stage.param]\n" + param_body +
+           "[stage.objective]\nplugin = \"sft\"\n[stage.data]\ntrain = \"" + kData +
+           "train.jsonl\"\nmax_seq_len = 96\n[stage.train]\nsteps = 12\nbatch_size = 8\nlr = 1e-2\n";
+}
+
+const fs::path& trained_run() {
+    static const fs::path dir = [] {
+        const fs::path d = temp_dir("adapter_export");
+        std::string cfg = tiny_base_config(d / "run", 11, "sft", "train.jsonl", false);
+        cfg += adapter_stage("lora_qv", "plugin = \"lora\"\nr = 4\nlora_alpha = 8.0\n");
+        cfg += adapter_stage("lora_all_rslora", "plugin = \"lora\"\nr = 8\nlora_alpha = 16.0\nlora_dropout = 0.05\n"
+                                                "target_modules = [\"all-linear\"]\nuse_rslora = true\n");
+        cfg += adapter_stage("dora_all", "plugin = \"dora\"\nr = 4\nlora_alpha = 8.0\ntarget_modules = [\"all-linear\"]\n");
+        cfg += adapter_stage("qlora_all", "plugin = \"qlora\"\nr = 4\nlora_alpha = 8.0\ntarget_modules = [\"all-linear\"]\n");
+        cfg += adapter_stage("qdora_all", "plugin = \"qlora\"\nuse_dora = true\nr = 4\nlora_alpha = 8.0\n"
+                                          "target_modules = [\"all-linear\"]\nbnb_4bit_use_double_quant = false\n");
+        write_file(d / "c.toml", cfg);
+        EXPECT_EQ(run(d / "c.toml"), 0);
+        return d / "run";
+    }();
+    return dir;
+}
+
+fs::path final_of(const std::string& stage) { return trained_run() / "stages" / stage / "final"; }
+
+json read_json(const fs::path& p) { return json::parse(std::ifstream(p)); }
+
+TEST(AdapterExport, TensorNamesShapesAndConfigEqualPeft) {
+    for (const std::string name : {"lora_qv", "lora_all_rslora", "dora_all"}) {
+        const fs::path want = fs::path(source_dir()) / "tests/fixtures/peft_export" / name;
+        const json want_tensors = read_json(want / "tensors.json");
+        std::map<std::string, std::string> meta;
+        const auto got = host::load_safetensors((final_of(name) / "adapter_model.safetensors").string(), &meta);
+        EXPECT_EQ(meta["format"], "pt") << name;
+        ASSERT_EQ(got.size(), want_tensors.size()) << name;
+        for (const auto& [tensor, t] : got) {
+            ASSERT_TRUE(want_tensors.contains(tensor)) << name << ": PEFT has no tensor " << tensor;
+            EXPECT_EQ(t.sizes().vec(), want_tensors[tensor]["shape"].get<std::vector<int64_t>>()) << name << " " << tensor;
+            EXPECT_EQ(want_tensors[tensor]["dtype"], "F32") << name << " " << tensor;
+            EXPECT_EQ(t.scalar_type(), at::kFloat) << name << " " << tensor;
+        }
+        const json want_cfg = read_json(want / "adapter_config.json");
+        const json got_cfg = read_json(final_of(name) / "adapter_config.json");
+        std::set<std::string> want_keys, got_keys;
+        for (const auto& [k, _] : want_cfg.items()) want_keys.insert(k);
+        for (const auto& [k, _] : got_cfg.items()) got_keys.insert(k);
+        EXPECT_EQ(got_keys, want_keys) << name;
+        for (const char* k : {"r", "lora_alpha", "lora_dropout", "use_dora", "use_rslora", "peft_type", "bias",
+                              "init_lora_weights", "fan_in_fan_out", "modules_to_save"})
+            EXPECT_EQ(got_cfg[k], want_cfg[k]) << name << ": " << k;
+        const auto as_set = [](const json& j) { return j.get<std::set<std::string>>(); };
+        EXPECT_EQ(as_set(got_cfg["target_modules"]), as_set(want_cfg["target_modules"])) << name;
+        // The base it was trained on: the "base" stage's result, as an absolute path.
+        EXPECT_EQ(fs::path(got_cfg["base_model_name_or_path"].get<std::string>()),
+                  fs::weakly_canonical(trained_run() / "stages/base/final"));
+    }
+}
+
+HostBatch sample_batch() {
+    static std::vector<Example> ex = {text_example("aisle 7: coffee filters"), text_example("where are the eggs?"),
+                                      text_example("the lazy dog, twice over")};
+    return collate({{&ex[0]}, {&ex[1]}, {&ex[2]}});
+}
+
+TEST(AdapterExport, MergedModelHasTheUnmergedLogits) {
+    at::NoGradGuard ng;
+    for (const std::string name : {"lora_qv", "lora_all_rslora", "dora_all", "qlora_all", "qdora_all"}) {
+        const fs::path out = temp_dir("merged_" + name);
+        fs::remove_all(out);
+        ASSERT_EQ(host::merge_command({final_of(name).string(), out.string(), "cpu"}, registry()), 0) << name;
+        EXPECT_TRUE(fs::exists(out / "model.safetensors")) << name;
+        EXPECT_FALSE(read_json(out / "stage.json").contains("param_plugin")) << name;
+        auto unmerged = ModelSession::from_stage_dir(final_of(name), registry(), at::kCPU, /*merge_adapter=*/false);
+        auto merged = ModelSession::from_stage_dir(out, registry(), at::kCPU);
+        unmerged->set_training(false);
+        merged->set_training(false);
+        HostBatch b = sample_batch();
+        const at::Tensor a = unmerged->logits(unmerged->hidden_states(b));
+        const at::Tensor m = merged->logits(merged->hidden_states(b));
+        const double err = max_abs_diff(a, m), scale = a.abs().max().item<double>();
+        std::cout << name << ": max |merged - unmerged| = " << err << " (logits up to " << scale << ")\n";
+        EXPECT_LE(err, 1e-5 * std::max(1.0, scale)) << name;
+        // The adapter did something: the merged model is not the base.
+        auto base = ModelSession::from_stage_dir(trained_run() / "stages/base/final", registry(), at::kCPU);
+        base->set_training(false);
+        EXPECT_GT(max_abs_diff(base->logits(base->hidden_states(b)), m), 1e-3) << name;
+    }
+}
+
+TEST(AdapterExport, MergeRejectsWhatIsNotAStageDirectory) {
+    const fs::path nowhere = temp_dir("merge_nowhere");
+    try {
+        host::merge_command({nowhere.string(), (nowhere / "out").string(), "cpu"}, registry());
+        FAIL() << "merge of a folder without stage.json succeeded";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("not a stage directory"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(nowhere / "out"));
+}
+
+TEST(AdapterExport, QloraWithoutASavedBaseIsRefusedBeforeTraining) {
+    const fs::path d = temp_dir("qlora_no_base");
+    std::string cfg = tiny_base_config(d / "run", 3, "sft", "train.jsonl", false);
+    const auto at = cfg.find("plugin = \"full\"");
+    cfg.replace(at, std::string("plugin = \"full\"").size(), "plugin = \"qlora\"");
+    write_file(d / "c.toml", cfg);
+    try {
+        run(d / "c.toml");
+        FAIL() << "a qlora stage with nowhere to read its base from ran";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("set init_from"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(lines_of(d / "run", "base").empty()) << "it trained before refusing";
+    EXPECT_EQ(read_json(d / "run/summary.json")["status"], "failed");
+}
+
+}  // namespace
+}  // namespace fthost::test
