@@ -4,16 +4,10 @@
 # without it (the prefix recomputed every step). Runs the quickstart first if
 # runs/quickstart does not exist.
 # Usage: bash bench/generate.sh [BUILD_DIR]    (results go in docs/PERFORMANCE.md)
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
-cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 STAGE="$OUT/quickstart/stages/finetune/final"
 "$BUILD/fthost" run configs/quickstart.toml --set "run.output_dir=$OUT/quickstart" >/dev/null 2>&1
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+bench_header
 gen() {  # gen LABEL [options]
   local label="$1"
   shift

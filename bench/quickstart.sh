@@ -2,17 +2,11 @@
 # Times the quickstart end to end on this machine and prints, per stage: steps, tokens,
 # seconds, tokens/s, and held-out exact match before -> after.
 # Usage: bash bench/quickstart.sh [BUILD_DIR]    (results go in docs/PERFORMANCE.md)
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
-cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 start=$(date +%s.%N)
 "$BUILD/fthost" run configs/quickstart.toml --set "run.output_dir=$OUT/run" >/dev/null 2>"$OUT/log"
 end=$(date +%s.%N)
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+bench_header
 printf "wall time (whole quickstart, including eval): %.1f s\n" "$(echo "$end - $start" | bc)"
 python3 - "$OUT/run/summary.json" <<'PY'
 import json, sys

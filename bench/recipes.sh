@@ -5,17 +5,11 @@
 # accuracy) plus the teacher's exact match for distillation. Also runs DPO, KTO and
 # SimPO without their NLL/strength settings to show what those settings buy.
 # Usage: bash bench/recipes.sh [BUILD_DIR]    (results go in docs/OBJECTIVES.md)
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${1:-$ROOT/build}"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
-cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SFT="$OUT/quickstart/stages/finetune/final"
 PRE="$OUT/quickstart/stages/pretrain/final"
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+bench_header
 "$BUILD/fthost" run configs/quickstart.toml --set "run.output_dir=$OUT/quickstart" >/dev/null 2>&1
 
 run() {  # run LABEL RECIPE STAGE [--set ...]

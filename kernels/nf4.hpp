@@ -34,6 +34,23 @@ inline uint8_t nf4_index(float u, const float* midpoints) {
     return q;
 }
 
+// Blocks are an even number of elements, so no byte straddles two blocks.
+inline void check_blocksize(int64_t blocksize) {
+    TORCH_CHECK(blocksize > 0 && blocksize % 2 == 0, "fthost::nf4: blocksize must be even and positive, got ", blocksize);
+}
+
+// The packed codes and absmax hold exactly the `n` elements of `shape` in blocks.
+inline void check_dequantize_args(const at::Tensor& packed, const at::Tensor& absmax, at::IntArrayRef shape,
+                                  int64_t blocksize) {
+    const int64_t n = c10::multiply_integers(shape);
+    check_blocksize(blocksize);
+    TORCH_CHECK(packed.scalar_type() == at::kByte, "fthost::nf4_dequantize: packed codes must be uint8");
+    TORCH_CHECK(packed.numel() == (n + 1) / 2, "fthost::nf4_dequantize: ", packed.numel(), " packed bytes for a ",
+                shape, " weight (needs ", (n + 1) / 2, ")");
+    TORCH_CHECK(absmax.numel() == (n + blocksize - 1) / blocksize, "fthost::nf4_dequantize: ", absmax.numel(),
+                " absmax values for ", n, " elements in blocks of ", blocksize);
+}
+
 // packed: uint8 [(n + 1) / 2]; absmax: float32 [ceil(n / blocksize)].
 std::tuple<at::Tensor, at::Tensor> nf4_quantize_cpu(const at::Tensor& weight, int64_t blocksize);
 // The weight of `shape` in `dtype`: code * absmax in fp32, cast once.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Makes the Python environment that generates tests/fixtures/*.json: trl==0.28.0 (the
-# objectives' fixtures) and peft==0.21.2 (the adapters'), the versions they were made
-# with, in a venv that reuses the torch setup.sh installed instead of downloading it. Tooling only: fthost and
+# Makes the Python environment that generates tests/fixtures/*: trl==0.28.0 (the
+# objectives' fixtures), peft==0.21.2 (the adapters' and the PEFT export's) and
+# bitsandbytes==0.50.2 (NF4 and QLoRA), the versions they were made with, in a venv that reuses the torch setup.sh installed instead of downloading it. Tooling only: fthost and
 # its tests never run Python. Idempotent.
 set -euo pipefail
 CACHE="${FTHOST_CACHE:-$HOME/.cache/fthost}"
@@ -11,5 +11,5 @@ VENV="$CACHE/fixtures-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
 site "$TORCH_VENV" > "$(site "$VENV")/fthost-torch.pth"
-"$VENV/bin/pip" install -q "trl==0.28.0" "peft==0.21.2" requests
+"$VENV/bin/pip" install -q "trl==0.28.0" "peft==0.21.2" "bitsandbytes==0.50.2" requests
 "$VENV/bin/python" -c 'import trl, torch; print("trl", trl.__version__, "torch", torch.__version__)'

@@ -246,6 +246,7 @@ std::map<std::string, double> held_out_scores(ModelSession& model, const std::ve
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts) {
     const StageConfig& sc = rc.stages.at(index);
+    reset_peak_rss();  // this stage's peaks only, not an earlier stage's
     at::manual_seed(rc.seed + 1000003ull * index);
     set_host_seed(rc.seed + index);
     ByteTokenizer tok;

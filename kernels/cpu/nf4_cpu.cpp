@@ -11,6 +11,7 @@
 namespace fthost::kernels {
 
 std::tuple<at::Tensor, at::Tensor> nf4_quantize_cpu(const at::Tensor& weight, int64_t blocksize) {
+    check_blocksize(blocksize);
     const at::Tensor w = weight.contiguous().to(at::kFloat).view(-1);
     const int64_t n = w.numel(), blocks = (n + blocksize - 1) / blocksize;
     at::Tensor packed = at::zeros({(n + 1) / 2}, w.options().dtype(at::kByte));
@@ -45,10 +46,7 @@ at::Tensor nf4_dequantize_cpu(const at::Tensor& packed_in, const at::Tensor& abs
                               at::ScalarType dtype, int64_t blocksize) {
     const at::Tensor packed = packed_in.contiguous(), absmax = absmax_in.contiguous().to(at::kFloat);
     const int64_t n = c10::multiply_integers(shape);
-    TORCH_CHECK(packed.numel() == (n + 1) / 2, "fthost::nf4_dequantize: ", packed.numel(), " packed bytes for a ",
-                shape, " weight (needs ", (n + 1) / 2, ")");
-    TORCH_CHECK(absmax.numel() == (n + blocksize - 1) / blocksize, "fthost::nf4_dequantize: ", absmax.numel(),
-                " absmax values for ", n, " elements in blocks of ", blocksize);
+    check_dequantize_args(packed, absmax, shape, blocksize);
     at::Tensor out = at::empty({n}, packed.options().dtype(at::kFloat));
     const uint8_t* pp = packed.const_data_ptr<uint8_t>();
     const float* ap = absmax.const_data_ptr<float>();

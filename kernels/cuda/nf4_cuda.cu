@@ -70,6 +70,7 @@ __global__ void dequantize_kernel(const Nf4Tables t, const uint8_t* packed, cons
 
 std::tuple<at::Tensor, at::Tensor> nf4_quantize_cuda(const at::Tensor& weight, int64_t blocksize) {
     const c10::cuda::CUDAGuard guard(weight.device());
+    check_blocksize(blocksize);
     const at::Tensor w = weight.contiguous().to(at::kFloat).view(-1);
     const int64_t n = w.numel(), blocks = (n + blocksize - 1) / blocksize;
     at::Tensor packed = at::zeros({(n + 1) / 2}, w.options().dtype(at::kByte));
@@ -89,10 +90,7 @@ at::Tensor nf4_dequantize_cuda(const at::Tensor& packed_in, const at::Tensor& ab
     const c10::cuda::CUDAGuard guard(packed_in.device());
     const at::Tensor packed = packed_in.contiguous(), absmax = absmax_in.contiguous().to(at::kFloat);
     const int64_t n = c10::multiply_integers(shape);
-    TORCH_CHECK(packed.numel() == (n + 1) / 2, "fthost::nf4_dequantize: ", packed.numel(), " packed bytes for a ",
-                shape, " weight (needs ", (n + 1) / 2, ")");
-    TORCH_CHECK(absmax.numel() == (n + blocksize - 1) / blocksize, "fthost::nf4_dequantize: ", absmax.numel(),
-                " absmax values for ", n, " elements in blocks of ", blocksize);
+    check_dequantize_args(packed, absmax, shape, blocksize);
     at::Tensor out = at::empty(shape, packed.options().dtype(dtype));
     if (n == 0) return out;
     constexpr int kThreads = 256;

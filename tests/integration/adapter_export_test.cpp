@@ -89,6 +89,7 @@ HostBatch sample_batch() {
 }
 
 TEST(AdapterExport, MergedModelHasTheUnmergedLogits) {
+    trained_run();  // trains (with gradients) on first use
     at::NoGradGuard ng;
     for (const std::string name : {"lora_qv", "lora_all_rslora", "dora_all", "qlora_all", "qdora_all"}) {
         const fs::path out = temp_dir("merged_" + name);

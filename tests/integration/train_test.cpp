@@ -97,7 +97,7 @@ TEST(Training, ResumeReproducesTheUninterruptedLossesExactly) {
     // The final adapter references the pretrain stage and reloads to the same model.
     auto stage = nlohmann::json::parse(read_text(dir / "b/stages/finetune/final/stage.json"));
     EXPECT_EQ(stage["base"], "../../pretrain/final");
-    EXPECT_TRUE(fs::exists(dir / "b/stages/finetune/final/adapter.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "b/stages/finetune/final/adapter_model.safetensors"));
 }
 
 TEST(Training, ResumeRefusesADifferentConfig) {
@@ -142,7 +142,7 @@ TEST(Training, EarlyStoppingStopsWhenEvalLossStopsImproving) {
     auto summary = nlohmann::json::parse(read_text(dir / "a/summary.json"));
     EXPECT_EQ(summary["stages"][0]["status"], "early_stopped");
     EXPECT_EQ(summary["stages"][0]["steps"], 6);  // evals at 2 (best), 4 and 6 (no better)
-    EXPECT_TRUE(fs::exists(dir / "a/stages/sft/final/adapter.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "a/stages/sft/final/adapter_model.safetensors"));
 }
 
 TEST(Training, AFailedStageIsRecordedInTheSummary) {

@@ -1,4 +1,4 @@
-// lora and dora against PEFT 0.21: one linear layer with a bias, adapted through the
+// lora and dora (and qlora, below) against PEFT 0.21: one linear layer with a bias, adapted through the
 // param plugins' C ABI, with the weights, input and output gradient that
 // tests/fixtures/make_adapter_fixtures.py gave PEFT. Output, gradients (A, B, DoRA's
 // magnitude, the input), the magnitude's initial value, the merged weight and the saved
@@ -18,21 +18,25 @@ using nlohmann::json;
 at::Tensor f32(const json& j) { return tensor_from_json(j, at::kFloat); }
 
 // A model that is one linear site with a bias: forward applies it to the "x" input.
-class OneLinear : public fthost::ModelBase {
+template <int In, int Out>
+class LinearModel : public fthost::ModelBase {
 public:
-    OneLinear(const fthost::Host&, const fthost::Config&) : site_(&register_linear("proj", 6, 5, true, at::kFloat)) {}
+    LinearModel(const fthost::Host&, const fthost::Config&) : site_(&register_linear("proj", In, Out, true, at::kFloat)) {}
     at::Tensor forward(const fthost::BatchView& b) { return (*site_)(b.extra("x")); }
     at::Tensor lm_head(const at::Tensor& h) { return h; }
-    int64_t vocab_size() const { return 5; }
+    int64_t vocab_size() const { return Out; }
     fthost::LinearSite& site() { return *site_; }
 
 private:
     fthost::LinearSite* site_;
 };
+using OneLinear = LinearModel<6, 5>;     // adapters_peft.json's layer
+using QloraLinear = LinearModel<64, 24>;  // adapters_qlora_peft.json's (in_features: whole NF4 blocks)
 
-// One OneLinear model with weight w and bias b, adapted by `plugin` through the C ABI.
+// A one-linear model M with weight w and bias b, adapted by `plugin` through the C ABI.
+template <class M = OneLinear>
 struct Adapted {
-    const ft_model_vtable* mvt = &fthost::detail::ModelThunks<OneLinear>::vtable;
+    const ft_model_vtable* mvt = &fthost::detail::ModelThunks<M>::vtable;
     const ft_param_vtable* pvt = nullptr;
     ft_model* m = nullptr;
     ft_param* p = nullptr;
@@ -59,7 +63,7 @@ struct Adapted {
         pvt->destroy(p);
         mvt->destroy(m);
     }
-    OneLinear& model() { return *reinterpret_cast<OneLinear*>(m); }
+    M& model() { return *reinterpret_cast<M*>(m); }
     at::Tensor forward(const at::Tensor& x) {
         HostBatch hb;
         hb.input_ids = hb.labels = hb.position_ids = hb.sequence_ids = at::zeros({1, 1}, at::kLong);
@@ -91,7 +95,7 @@ TEST(AdapterParity, LoraAndDoraEqualPeft) {
     for (const auto& c : all["cases"]) {
         const bool dora = c["use_dora"].get<bool>();
         SCOPED_TRACE(dora ? "dora" : "lora");
-        Adapted a(dora ? "dora" : "lora",
+        Adapted<> a(dora ? "dora" : "lora",
                   "r = " + std::to_string(c["r"].get<int>()) + "\nlora_alpha = " +
                       std::to_string(c["lora_alpha"].get<double>()) + "\ntarget_modules = [\"proj\"]\n",
                   f32(c["weight"]), f32(c["bias"]));
@@ -132,8 +136,8 @@ TEST(AdapterParity, QloraIsLoraOverTheDequantisedWeight) {
     for (const bool dora : {false, true}) {
         SCOPED_TRACE(dora ? "qdora" : "qlora");
         const std::string common = "r = 2\nlora_alpha = 4.0\ntarget_modules = [\"proj\"]\n";
-        Adapted q("qlora", common + (dora ? "use_dora = true\n" : ""), w, b);
-        Adapted ref(dora ? "dora" : "lora", common, wq, b);
+        Adapted<> q("qlora", common + (dora ? "use_dora = true\n" : ""), w, b);
+        Adapted<> ref(dora ? "dora" : "lora", common, wq, b);
         EXPECT_EQ(q.model().site().weight.numel(), 0) << "the full-precision weight was not freed";
         const std::string pre = "base_model.model.proj.";
         if (dora) expect_close(q.params[pre + "lora_magnitude_vector"], ref.params[pre + "lora_magnitude_vector"], "initial magnitude");
@@ -155,6 +159,40 @@ TEST(AdapterParity, QloraIsLoraOverTheDequantisedWeight) {
         q.merge();
         ref.merge();
         expect_close(q.model().site().weight.detach(), ref.model().site().weight.detach(), "merged weight");
+    }
+}
+
+// qlora and qlora + use_dora against PEFT over a bitsandbytes Linear4bit layer (NF4,
+// fp32 compute; tests/fixtures/make_qlora_fixtures.py): the plugin quantises the same
+// full-precision weight itself, so this checks quantisation and adapter maths together.
+TEST(AdapterParity, QloraAndQdoraEqualPeftOverBitsandbytes) {
+    const json all = json::parse(std::ifstream(fs::path(source_dir()) / "tests/fixtures/adapters_qlora_peft.json"));
+    ASSERT_EQ(all["cases"].size(), 2u);
+    for (const auto& c : all["cases"]) {
+        const bool dora = c["use_dora"].get<bool>();
+        SCOPED_TRACE(dora ? "qdora" : "qlora");
+        Adapted<QloraLinear> a("qlora",
+                               "r = " + std::to_string(c["r"].get<int>()) + "\nlora_alpha = " +
+                                   std::to_string(c["lora_alpha"].get<double>()) +
+                                   "\ntarget_modules = [\"proj\"]\nbnb_4bit_use_double_quant = false\n" +
+                                   (dora ? "use_dora = true\n" : ""),
+                               f32(c["weight"]), f32(c["bias"]));
+        const std::string pre = "base_model.model.proj.";
+        if (dora) expect_close(a.params[pre + "lora_magnitude_vector"], f32(c["initial_magnitude"]), "initial magnitude");
+        {
+            at::NoGradGuard ng;
+            a.params[pre + "lora_A.weight"].copy_(f32(c["lora_A"]));
+            a.params[pre + "lora_B.weight"].copy_(f32(c["lora_B"]));
+            if (dora) a.params[pre + "lora_magnitude_vector"].copy_(f32(c["magnitude"]));
+        }
+        at::Tensor x = f32(c["x"]).requires_grad_(true);
+        at::Tensor y = a.forward(x);
+        expect_close(y.detach(), f32(c["y"]), "output");
+        (y * f32(c["grad_out"])).sum().backward();
+        expect_close(a.params[pre + "lora_A.weight"].grad(), f32(c["grad_A"]), "grad A");
+        expect_close(a.params[pre + "lora_B.weight"].grad(), f32(c["grad_B"]), "grad B");
+        expect_close(x.grad(), f32(c["grad_x"]), "grad x");
+        if (dora) expect_close(a.params[pre + "lora_magnitude_vector"].grad(), f32(c["grad_magnitude"]), "grad magnitude");
     }
 }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Downloads (does not install) the Debian packages the build needs besides a compiler,
+# CMake and Ninja — Boost, toml++, nlohmann-json, GoogleTest — with their dependencies,
+# into DIR (default shared/debs), for machines without network such as the lent GPU
+# machine (bench/gpu_nf4.sh installs them there with dpkg). Idempotent.
+set -euo pipefail
+DIR="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/shared/debs}"
+PACKAGES=(libboost-dev libboost-program-options-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev)
+mkdir -p "$DIR"
+cd "$DIR"
+deps=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
+         --no-enhances "${PACKAGES[@]}" | grep '^\w' | sort -u)
+# Only what is not part of a base system with a compiler: skip libc/libstdc++/gcc.
+for p in $deps; do
+  case "$p" in libc6*|libgcc*|libstdc++*|gcc*|g++*|cpp*|libc-dev*) continue ;; esac
+  ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download "$p" >/dev/null 2>&1 || echo "skipped $p (not downloadable)"
+done
+echo "$(ls *.deb | wc -l) packages in $DIR"
