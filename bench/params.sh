@@ -88,5 +88,5 @@ done
 echo
 echo "~100M-parameter decoder, 4 steps, batch 4 x 128 tokens:"
 printf "%-22s %5s %7s %8s  %6s  %9s %9s  %s\n" run steps s tok/s EM "load MB" "train MB" "bytes/weight"
-row big_lora "$OUT/big" lora "$OUT/big.log"
+row big_lora "$OUT/big" lora /dev/null
 row big_qlora "$OUT/big" qlora "$OUT/big.log"

@@ -1,6 +1,10 @@
 #include "train/process_memory.hpp"
 
 #include <fstream>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string>
 
 namespace fthost::host {
@@ -20,6 +24,12 @@ int64_t current_rss_bytes() { return status_kib("VmRSS") * 1024; }
 void reset_peak_rss() {
     std::ofstream out("/proc/self/clear_refs");
     if (out) out << "5";
+}
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 }  // namespace fthost::host

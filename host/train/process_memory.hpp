@@ -14,5 +14,10 @@ int64_t peak_rss_bytes();
 int64_t current_rss_bytes();
 // Resets the peak to the current RSS (Linux >= 4.0: "5" > /proc/self/clear_refs).
 void reset_peak_rss();
+// Hands memory the allocator holds but no tensor uses back to the system (glibc's
+// malloc_trim). After a parameterisation freed base weights (qlora) the freed blocks
+// otherwise stay in the heap: glibc raises its mmap threshold after large frees, so
+// weight-sized blocks come from the heap and are not unmapped when freed.
+void release_free_memory();
 
 }  // namespace fthost::host

@@ -292,6 +292,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     }
 
     model->apply_param(sc.param);
+    release_free_memory();  // what loading and the parameterisation freed (qlora: the fp32 base)
     if (base_dir.empty() && !model->is_full() && model->base_weights_released())
         throw Error("stage '" + sc.name + "': [stage.param] plugin '" + sc.param.plugin +
                         "' replaces the base weights by another form (4-bit) and frees them, so the stage's "

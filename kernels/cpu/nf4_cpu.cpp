@@ -51,11 +51,22 @@ at::Tensor nf4_dequantize_cpu(const at::Tensor& packed_in, const at::Tensor& abs
     const uint8_t* pp = packed.const_data_ptr<uint8_t>();
     const float* ap = absmax.const_data_ptr<float>();
     float* op = out.mutable_data_ptr<float>();
-    at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-            const uint8_t byte = pp[i / 2];
-            const int q = (i % 2 == 0) ? byte >> 4 : byte & 0xF;
-            op[i] = kNf4Code[q] * ap[i / blocksize];
+    // Block by block: one absmax per block, two outputs per byte (blocks are even, so a
+    // byte never straddles two), no division or branch per element.
+    const int64_t blocks = absmax.numel();
+    at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+            const float a = ap[b];
+            const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
+            const int64_t pairs = (hi - lo) / 2;
+            const uint8_t* src = pp + lo / 2;
+            float* dst = op + lo;
+            for (int64_t k = 0; k < pairs; ++k) {
+                const uint8_t byte = src[k];
+                dst[2 * k] = kNf4Code[byte >> 4] * a;
+                dst[2 * k + 1] = kNf4Code[byte & 0xF] * a;
+            }
+            if ((hi - lo) % 2) dst[hi - lo - 1] = kNf4Code[src[pairs] >> 4] * a;  // odd tail
         }
     });
     return out.view(shape).to(dtype);
