@@ -27,7 +27,7 @@ check() {  # check NAME EXPECTED_EXIT PATTERN -- command...
 check "no command" 1 "usage: fthost" -- "$FTHOST"
 check "help" 0 "commands:" -- "$FTHOST" --help
 check "unknown command" 1 "unknown command 'fly'" -- "$FTHOST" fly
-for cmd in run validate plugins eval generate; do
+for cmd in run validate plugins eval generate merge; do
   check "$cmd --help" 0 "usage: fthost $cmd" -- "$FTHOST" "$cmd" --help
 done
 check "run without config" 1 "config" -- "$FTHOST" run
@@ -116,6 +116,13 @@ n_out=$(wc -l < "$WORK/out.jsonl")
 printf '{"prompt": "a"}\n{"text": "no prompt"}\n' > "$WORK/bad_p.jsonl"
 check "generate bad row" 1 "bad_p.jsonl:2.*needs 'prompt'" -- "$FTHOST" generate "$WORK/run/stages/sft/final" --input "$WORK/bad_p.jsonl"
 check "generate needs prompts" 1 "one of the two" -- "$FTHOST" generate "$WORK/run/stages/sft/final"
+
+# merge: the adapter folded in, then generate from the merged stage directory.
+check "merge" 0 "adapter merged" -- "$FTHOST" merge "$WORK/run/stages/sft/final" --out "$WORK/merged"
+check "generate from merged" 0 '"finish_reason":"(stop|length)"' -- \
+  "$FTHOST" generate "$WORK/merged" --prompt "query: milk" --max-new-tokens 3
+check "merge needs --out" 1 "--out.*required|required.*out" -- "$FTHOST" merge "$WORK/run/stages/sft/final"
+check "merge of a non-stage" 1 "not a stage directory" -- "$FTHOST" merge "$WORK" --out "$WORK/m2"
 
 echo "cli: $pass passed, $failures failed"
 [ "$failures" -eq 0 ]
