@@ -19,7 +19,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <optional>
 #include <set>
 
 namespace {
@@ -160,7 +159,7 @@ public:
         }
         for (size_t i = 0; i < quantized_.size(); ++i) {
             if (adapted_[i] >= 0) continue;
-            restore(sites_[i], quantized_[i]->dequantize(at::kFloat));
+            restore(sites_[i], quantized_[i].dequantize(at::kFloat));
             uninstall(sites_[i].index);
         }
         adapters_.clear();
@@ -213,7 +212,7 @@ private:
             dtype_.push_back(site.weight.scalar_type());
             compute_.push_back(compute_dtype(cdt, site.weight.device()));
             weights += site.weight.numel();
-            bytes += quantized_.back()->storage_bytes();
+            bytes += quantized_.back().storage_bytes();
             // Free the full-precision storage: the model keeps an empty tensor in its place.
             site.weight.set_(at::empty({0}, site.weight.options()));
         }
@@ -234,7 +233,7 @@ private:
     // The base weight as the forward sees it: the site's weight, or the dequantised NF4.
     at::Tensor base_weight(const Adapter& a, at::ScalarType dtype) const {
         if (a.base < 0) return a.site.weight.to(dtype);
-        return quantized_[static_cast<size_t>(a.base)]->dequantize(dtype);
+        return quantized_[static_cast<size_t>(a.base)].dequantize(dtype);
     }
 
     at::Tensor base_linear(const Adapter& a, const at::Tensor& x) const {
@@ -246,7 +245,7 @@ private:
     at::Tensor quantized_linear(size_t i, const at::Tensor& x) const {
         const at::ScalarType cdt = compute_[i];
         const at::Tensor& bias = sites_[i].bias;
-        return quantized_[i]->linear(x.to(cdt), bias.defined() ? bias.to(cdt) : bias).to(x.scalar_type());
+        return quantized_[i].linear(x.to(cdt), bias.defined() ? bias.to(cdt) : bias).to(x.scalar_type());
     }
 
     at::Tensor forward(size_t i, const at::Tensor& x) const {
@@ -275,7 +274,7 @@ private:
     std::vector<Adapter> adapters_;
     std::vector<int64_t> adapted_;  // site index -> adapter index, -1 when not adapted
     // qlora: per site, the NF4 weight, the weight's own dtype and the compute dtype.
-    std::vector<std::optional<fthost::Nf4Weight>> quantized_;
+    std::vector<fthost::Nf4Weight> quantized_;
     std::vector<at::ScalarType> dtype_, compute_;
     std::vector<fthost::ModelRef::Site> sites_;
     std::vector<std::string> targets_;
