@@ -1,4 +1,5 @@
-// fthost — the command line: run, validate, plugins, eval, generate, merge.
+// fthost — the command line: run, validate, plugins, eval, generate, merge, verify.
+#include "checkpoint/verify_command.hpp"
 #include "export/merge_command.hpp"
 #include "generate/generate_command.hpp"
 #include "registry/plugin_registry.hpp"
@@ -27,6 +28,7 @@ const char* kUsage =
     "  eval CONFIG [--stage NAME] [--set key=value]...      score trained stages on their eval sets\n"
     "  generate STAGE_DIR (--input F.jsonl | --prompt TEXT) complete prompts with a trained stage\n"
     "  merge STAGE_DIR --out DIR                            fold a stage's adapter into its base weights\n"
+    "  verify CHECKPOINT_DIR --reference FIXTURE.json       compare a checkpoint's logits with reference ones\n"
     "\n"
     "`fthost <command> --help` describes a command. Plugins load from the build's plugin\n"
     "folder and from each folder in FTHOST_PLUGIN_PATH (':'-separated).\n";
@@ -166,6 +168,23 @@ int cmd_merge(const std::vector<std::string>& args) {
     return merge_command(req, reg);
 }
 
+int cmd_verify(const std::vector<std::string>& args) {
+    po::options_description desc("verify options");
+    VerifyRequest req;
+    desc.add_options()("checkpoint", po::value(&req.checkpoint)->required(),
+                       "a Hugging Face checkpoint directory or a stage's final/ directory")(
+        "reference", po::value(&req.reference)->required(), "JSON with input_ids and the reference logits")(
+        "tolerance", po::value(&req.tolerance)->default_value(1e-4), "largest absolute logit difference that passes")(
+        "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto");
+    po::positional_options_description pos;
+    pos.add("checkpoint", 1);
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost verify CHECKPOINT_DIR --reference FIXTURE.json [--tolerance T]"))
+        return 0;
+    auto reg = load_registry();
+    return verify_command(req, reg);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,6 +201,7 @@ int main(int argc, char** argv) {
         if (cmd == "eval") return cmd_eval(args);
         if (cmd == "generate") return cmd_generate(args);
         if (cmd == "merge") return cmd_merge(args);
+        if (cmd == "verify") return cmd_verify(args);
         std::cerr << "fthost: unknown command '" << cmd << "'\n\n" << kUsage;
         return 1;
     } catch (const po::error& e) {

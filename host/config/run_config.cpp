@@ -1,5 +1,6 @@
 #include "config/run_config.hpp"
 
+#include "checkpoint/hf_checkpoint.hpp"
 #include "run/host_api.hpp"
 
 #include <fthost/plugin.hpp>
@@ -257,10 +258,12 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                     const std::string& ref = std::string(key) == "init_from" ? sc.init_from : sc.teacher;
                     if (ref.empty()) continue;
                     if (is_stage_path(ref)) {
-                        if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json"))
+                        if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json") &&
+                            !is_hf_checkpoint(ref))
                             diag.add(ss.where_of(key), std::string(key) + " '" + ref +
-                                                           "' has no stage.json: it must be a stage's final/ "
-                                                           "directory (run that stage first)");
+                                                           "' has no stage.json and is no Hugging Face checkpoint "
+                                                           "(config.json + model.safetensors): it must be a stage's "
+                                                           "final/ directory (run that stage first) or a checkpoint");
                     } else if (!seen.count(ref)) {
                         diag.add(ss.where_of(key), std::string(key) + " '" + ref +
                                                        "' is not an earlier stage (or a final/ directory path)");

@@ -53,8 +53,12 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
         for (const auto& ref : {s.init_from, s.teacher})
             if (is_stage_path(ref) && !models_from.contains(ref)) {
                 nlohmann::json files = nlohmann::json::object();
-                for (const char* f : {"stage.json", "model.safetensors", "adapter_model.safetensors", "adapter.safetensors"})
-                    if (fs::exists(fs::path(ref) / f)) files[f] = sha256_file((fs::path(ref) / f).string());
+                // Everything that defines the model: stage.json / config.json, weights, adapters.
+                for (const auto& e : fs::directory_iterator(ref)) {
+                    const std::string ext = e.path().extension().string();
+                    if (e.is_regular_file() && (ext == ".json" || ext == ".safetensors"))
+                        files[e.path().filename().string()] = sha256_file(e.path().string());
+                }
                 models_from[ref] = files;
             }
         add(s.model), add(s.param), add(s.objective);

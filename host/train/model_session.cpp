@@ -1,5 +1,6 @@
 #include "train/model_session.hpp"
 
+#include "checkpoint/hf_checkpoint.hpp"
 #include "io/atomic_file.hpp"
 #include "run/host_api.hpp"
 
@@ -284,23 +285,51 @@ void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) con
         if (base_weights_released())
             throw Error("the '" + param_.plugin + "' parameterisation holds the base weights in another form; "
                         "its stage needs init_from so that the base can be read from there");
-        save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
+        // Trained weights stay in their training dtype; a Hugging Face base's config.json
+        // comes along, so the directory is a checkpoint transformers and vLLM read.
+        save_hf_tensors(dir, model_parameters(), kDefaultMaxShardBytes);
+        if (!hf_config_.empty()) write_text_atomically(dir / "config.json", hf_config_);
     }
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
 
-void ModelSession::save_model(const fs::path& dir) const {
+void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes) const {
     if (param_handle_) throw Error("save_model: merge the parameterisation first");
     const nlohmann::json stage = {{"format", "fthost-stage-1"},
                                   {"model_plugin", model_.plugin},
                                   {"model_config", section_to_json(model_.config)}};
-    save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
+    if (hf_config_.empty()) {
+        save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
+    } else {
+        TensorList tensors;
+        for (const auto& [name, t] : model_parameters()) {
+            auto it = stored_dtypes_.find(name);
+            tensors.emplace_back(name, it == stored_dtypes_.end() ? t : t.to(it->second));
+        }
+        save_hf_tensors(dir, tensors, max_shard_bytes);
+        write_text_atomically(dir / "config.json", hf_config_);
+    }
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
+}
+
+void ModelSession::load_weights(const fs::path& dir) {
+    const auto tensors = load_hf_tensors(dir);  // model.safetensors, or the shards of its index
+    for (const auto& [name, t] : tensors) stored_dtypes_[name] = t.scalar_type();
+    load_parameters(tensors, model_parameters(), dir.string());
+    if (fs::exists(dir / "config.json")) hf_config_ = read_text(dir / "config.json");
 }
 
 std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
                                                            at::Device device, bool merge_adapter) {
     const fs::path sj = final_dir / "stage.json";
+    if (!fs::exists(sj) && is_hf_checkpoint(final_dir)) {
+        auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, registry), registry, device);
+        s->load_weights(final_dir);
+        return s;
+    }
+    if (!fs::exists(sj))
+        throw Error(final_dir.string() + " holds neither a stage (stage.json) nor a Hugging Face checkpoint "
+                    "(config.json + model.safetensors)", FT_ERR_CONFIG);
     nlohmann::json stage;
     try {
         stage = nlohmann::json::parse(read_text(sj));
@@ -317,8 +346,7 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
         m.loaded = &registry.require(FT_KIND_MODEL, m.plugin);
         m.config = section_from_json(stage["model_config"], sj.string() + " model_config");
         s = std::make_unique<ModelSession>(m, registry, device);
-        const fs::path f = final_dir / "model.safetensors";
-        s->load_parameters(load_safetensors(f.string()), s->model_parameters(), f.string());
+        s->load_weights(final_dir);
     }
     if (stage.contains("param_plugin")) {
         PluginSection p;

@@ -29,7 +29,8 @@ class ModelSession {
 public:
     // A fresh model from its plugin (random init from the current seed).
     ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device);
-    // The model saved in a stage's final/ directory, with any adapter merged in (or, with
+    // The model saved in a stage's final/ directory — or a Hugging Face checkpoint
+    // directory (config.json + safetensors) — with any adapter merged in (or, with
     // merge_adapter = false, installed on top as it was trained).
     static std::unique_ptr<ModelSession> from_stage_dir(const std::filesystem::path& final_dir,
                                                         const PluginRegistry& registry, at::Device device,
@@ -78,7 +79,10 @@ public:
     void save_final(const std::filesystem::path& dir, const std::filesystem::path& base_dir) const;
     // Writes the model's own weights as a stage directory of no parameterisation
     // (stage.json + model.safetensors): what `fthost merge` leaves after merge_param().
-    void save_model(const std::filesystem::path& dir) const;
+    // A model that came from a Hugging Face checkpoint is written in its layout too:
+    // its config.json, each tensor in the dtype it was read in, sharded above
+    // max_shard_bytes — so vLLM or transformers load the directory as it is.
+    void save_model(const std::filesystem::path& dir, uint64_t max_shard_bytes = 5'000'000'000ull) const;
     // True when a parameterisation released base weights it holds in another form
     // (qlora's NF4): the model's own tensors can then not be saved as they are.
     bool base_weights_released() const;
@@ -97,6 +101,11 @@ private:
     const PluginRegistry* registry_ = nullptr;
 
     ft_model_output forward_checked(const ft_batch& batch);
+    // Loads the checkpoint's tensors into the model, remembering the dtype each was read in.
+    void load_weights(const std::filesystem::path& dir);
+
+    std::string hf_config_;  // config.json of the Hugging Face checkpoint the weights came from ("" = none)
+    std::map<std::string, at::ScalarType> stored_dtypes_;  // tensor -> dtype in the file it was read from
 };
 
 }  // namespace fthost::host

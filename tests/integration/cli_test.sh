@@ -27,7 +27,7 @@ check() {  # check NAME EXPECTED_EXIT PATTERN -- command...
 check "no command" 1 "usage: fthost" -- "$FTHOST"
 check "help" 0 "commands:" -- "$FTHOST" --help
 check "unknown command" 1 "unknown command 'fly'" -- "$FTHOST" fly
-for cmd in run validate plugins eval generate merge; do
+for cmd in run validate plugins eval generate merge verify; do
   check "$cmd --help" 0 "usage: fthost $cmd" -- "$FTHOST" "$cmd" --help
 done
 check "run without config" 1 "config" -- "$FTHOST" run
@@ -123,6 +123,12 @@ check "generate from merged" 0 '"finish_reason":"(stop|length)"' -- \
   "$FTHOST" generate "$WORK/merged" --prompt "query: milk" --max-new-tokens 3
 check "merge needs --out" 1 "--out.*required|required.*out" -- "$FTHOST" merge "$WORK/run/stages/sft/final"
 check "merge of a non-stage" 1 "not a stage directory" -- "$FTHOST" merge "$WORK" --out "$WORK/m2"
+
+# verify: a Hugging Face checkpoint against transformers' logits; a mismatch fails.
+HF="$SRC/tests/fixtures/hf"
+check "verify passes" 0 "max abs diff .*: PASS" -- "$FTHOST" verify "$HF/qwen2_bias" --reference "$HF/qwen2_bias.logits.json"
+check "verify fails" 1 ": FAIL" -- "$FTHOST" verify "$HF/llama_gqa_tied" --reference "$HF/qwen2_bias.logits.json"
+check "verify needs a checkpoint" 1 "neither a stage" -- "$FTHOST" verify "$WORK" --reference "$HF/qwen2_bias.logits.json"
 
 echo "cli: $pass passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,7 +1,11 @@
-// decoder — a Llama-family decoder: RMSNorm, rotary position embeddings, SwiGLU MLP,
-// grouped-query attention through scaled_dot_product_attention, optional tied
-// embeddings. Parameter names are Hugging Face's LlamaForCausalLM names, and every
-// attention and MLP projection is a linear site that param plugins can adapt.
+// decoder — a Llama-family decoder: RMSNorm, rotary position embeddings (optionally with
+// Llama 3's frequency scaling), SwiGLU MLP, grouped-query attention through
+// scaled_dot_product_attention, optional q/k/v biases (Qwen2), optional tied embeddings.
+// Parameter names are Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM names, every
+// attention and MLP projection is a linear site that param plugins can adapt, and it
+// reads those architectures' config.json (options_from_hf_config, hf_config.cpp).
+#include "hf_config.hpp"
+
 #include <fthost/torch.hpp>
 
 #include <cmath>
@@ -21,6 +25,14 @@ const ft_option kOptions[] = {
     option("rms_norm_eps", FT_OPT_FLOAT, "1e-6", "RMSNorm epsilon"),
     option("tie_word_embeddings", FT_OPT_BOOL, "false", "the LM head reuses the input embedding"),
     option("initializer_range", FT_OPT_FLOAT, "0.02", "std of the normal initialisation"),
+    option("head_dim", FT_OPT_INT, "0", "width of one attention head (0 = hidden_size / num_attention_heads)"),
+    option("attention_bias", FT_OPT_BOOL, "false", "biases on the q, k and v projections (Qwen2)"),
+    option("rope_scaling_type", FT_OPT_STRING, "\"default\"", "rotary frequency scaling: default or llama3"),
+    option("rope_scaling_factor", FT_OPT_FLOAT, "8.0", "llama3: long-wavelength frequencies are divided by it"),
+    option("rope_scaling_low_freq_factor", FT_OPT_FLOAT, "1.0", "llama3: low_freq_factor"),
+    option("rope_scaling_high_freq_factor", FT_OPT_FLOAT, "4.0", "llama3: high_freq_factor"),
+    option("rope_scaling_original_max_position_embeddings", FT_OPT_INT, "8192",
+           "llama3: the context length the frequencies were trained for"),
 };
 
 class Decoder : public fthost::ModelBase {
@@ -35,7 +47,9 @@ public:
           tied_(cfg.get_bool("tie_word_embeddings")) {
         validate(cfg);
         const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
-        head_dim_ = hidden_ / heads_;
+        head_dim_ = cfg.get_int("head_dim") > 0 ? cfg.get_int("head_dim") : hidden_ / heads_;
+        const bool qkv_bias = cfg.get_bool("attention_bias");
+        inv_freq_ = rotary_inverse_frequencies(cfg);
         const double std = cfg.get_float("initializer_range");
         const auto opts = at::TensorOptions().dtype(at::kFloat);
         embed_ = register_parameter("model.embed_tokens.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
@@ -43,9 +57,9 @@ public:
             const std::string p = "model.layers." + std::to_string(i) + ".";
             Layer l;
             l.input_norm = register_parameter(p + "input_layernorm.weight", at::ones({hidden_}, opts));
-            l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts);
-            l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts);
-            l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts);
+            l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts, qkv_bias);
+            l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
+            l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
             l.o = &linear(p + "self_attn.o_proj", heads_ * head_dim_, hidden_, std, opts);
             l.post_norm = register_parameter(p + "post_attention_layernorm.weight", at::ones({hidden_}, opts));
             l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts);
@@ -63,10 +77,23 @@ public:
         if (cfg.get_int("vocab_size") < 1) cfg.fail("vocab_size", "must be positive");
         for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers"})
             if (cfg.get_int(k) < 1) cfg.fail(k, "must be positive");
-        if (heads < 1 || hidden % heads != 0) cfg.fail("num_attention_heads", "must be positive and divide hidden_size");
+        const int64_t head_dim = cfg.get_int("head_dim");
+        if (head_dim < 0 || (head_dim > 0 && head_dim % 2 != 0)) cfg.fail("head_dim", "must be 0 (derived) or even and positive");
+        if (heads < 1 || (head_dim == 0 && hidden % heads != 0))
+            cfg.fail("num_attention_heads", "must be positive and divide hidden_size (or give head_dim)");
         if (kv < 0 || (kv > 0 && heads % kv != 0)) cfg.fail("num_key_value_heads", "must divide num_attention_heads");
-        if ((hidden / heads) % 2 != 0) cfg.fail("num_attention_heads", "hidden_size / num_attention_heads must be even (rotary)");
+        if (head_dim == 0 && (hidden / heads) % 2 != 0)
+            cfg.fail("num_attention_heads", "hidden_size / num_attention_heads must be even (rotary)");
         if (cfg.get_float("rms_norm_eps") <= 0) cfg.fail("rms_norm_eps", "must be positive");
+        const std::string rope = cfg.get_string("rope_scaling_type");
+        if (rope != "default" && rope != "llama3") cfg.fail("rope_scaling_type", "must be default or llama3");
+        if (rope == "llama3") {
+            if (cfg.get_float("rope_scaling_factor") <= 0) cfg.fail("rope_scaling_factor", "must be positive");
+            if (cfg.get_float("rope_scaling_high_freq_factor") <= cfg.get_float("rope_scaling_low_freq_factor"))
+                cfg.fail("rope_scaling_high_freq_factor", "must exceed rope_scaling_low_freq_factor");
+            if (cfg.get_int("rope_scaling_original_max_position_embeddings") < 1)
+                cfg.fail("rope_scaling_original_max_position_embeddings", "must be positive");
+        }
     }
 
     at::Tensor forward(const fthost::BatchView& b) {
@@ -98,6 +125,12 @@ public:
     at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
     int64_t vocab_size() const { return vocab_; }
 
+    static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
+                                                       nullptr};
+    static std::string options_from_hf_config(const std::string& config_json) {
+        return decoder_options_from_hf_config(config_json);
+    }
+
 private:
     struct Layer {
         at::Tensor input_norm, post_norm;
@@ -127,11 +160,31 @@ private:
         return rms_norm(x, norm_);
     }
 
-    fthost::LinearSite& linear(const std::string& name, int64_t in, int64_t out, double std, const at::TensorOptions& o) {
-        auto& site = register_linear(name, in, out, /*bias=*/false, o);
+    fthost::LinearSite& linear(const std::string& name, int64_t in, int64_t out, double std, const at::TensorOptions& o,
+                               bool bias = false) {
+        auto& site = register_linear(name, in, out, bias, o);
         at::NoGradGuard ng;
         site.weight.normal_(0, std);
         return site;
+    }
+
+    // Hugging Face's rotary inverse frequencies, 1 / theta^(2i / head_dim) in fp32, with
+    // Llama 3's scaling when asked: wavelengths longer than original_ctx / low_freq_factor
+    // are divided by factor, shorter than original_ctx / high_freq_factor kept, and those
+    // between interpolated smoothly.
+    at::Tensor rotary_inverse_frequencies(const fthost::Config& cfg) const {
+        at::Tensor inv = 1.0 / at::pow(theta_, at::arange(0, head_dim_, 2, at::kLong).to(at::kFloat) /
+                                                   static_cast<double>(head_dim_));
+        if (cfg.get_string("rope_scaling_type") != "llama3") return inv;
+        const double factor = cfg.get_float("rope_scaling_factor"), low = cfg.get_float("rope_scaling_low_freq_factor");
+        const double high = cfg.get_float("rope_scaling_high_freq_factor");
+        const double ctx = static_cast<double>(cfg.get_int("rope_scaling_original_max_position_embeddings"));
+        const at::Tensor wavelen = 2 * M_PI / inv;
+        at::Tensor scaled = at::where(wavelen > ctx / low, inv / factor, inv);
+        const at::Tensor smooth = (ctx / wavelen - low) / (high - low);
+        const at::Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+        const at::Tensor medium = wavelen.ge(ctx / high) & wavelen.le(ctx / low);
+        return at::where(medium, smoothed, scaled);
     }
 
     at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const { return fthost::ops::rms_norm(x, w, eps_); }
@@ -139,9 +192,7 @@ private:
     // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
     std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {
         const auto ft = at::promote_types(dtype, at::kFloat);
-        at::Tensor inv = 1.0 / at::pow(theta_, at::arange(0, head_dim_, 2, pos.options().dtype(ft)) /
-                                                   static_cast<double>(head_dim_));
-        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv;
+        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv_freq_.to(pos.device(), ft);
         at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
         return {emb.cos().to(dtype), emb.sin().to(dtype)};
     }
@@ -155,6 +206,7 @@ private:
     double theta_, eps_;
     bool tied_;
     at::Tensor embed_, norm_, lm_head_;
+    at::Tensor inv_freq_;  // [head_dim / 2] float32, on the CPU (moved per call: tiny)
     std::vector<Layer> layers_;
 };
 

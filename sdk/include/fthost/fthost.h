@@ -30,7 +30,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 2
+#define FTHOST_ABI_MINOR 3
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -231,6 +231,17 @@ typedef struct ft_model_vtable {
        row: those already in the cache and the earlier ones of this call. */
     ft_status (*forward_cached)(ft_model* model, ft_kv_cache* cache, const ft_batch* batch, ft_model_output* out,
                                 ft_error* err);
+
+    /* ---- ABI 1.3: Hugging Face checkpoints (both NULL: this model reads none) ---- */
+    /* The config.json "architectures" names this model implements, NULL-terminated. */
+    const char* const* hf_architectures;
+    /* Translates a checkpoint's config.json (UTF-8 JSON text) into this plugin's options,
+       written through `write` (called once) as one JSON object {option: value}. A setting
+       the model cannot honour is an error naming its config.json key. The host then
+       creates the model with those options and loads the checkpoint's tensors by name, so
+       named_parameters must use the checkpoint's tensor names. */
+    ft_status (*options_from_hf_config)(const char* config_json, void (*write)(void* user, const char* json),
+                                        void* user, ft_error* err);
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

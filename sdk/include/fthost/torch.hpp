@@ -184,9 +184,19 @@ struct HasForwardCached<
     T, std::void_t<decltype(std::declval<T&>().forward_cached(std::declval<const BatchView&>(), std::declval<KvCache&>()))>>
     : std::true_type {};
 
+// Optional Hugging Face support: `static constexpr const char* hf_architectures[] =
+// {"LlamaForCausalLM", nullptr};` and `static std::string options_from_hf_config(const
+// std::string& config_json)`.
+template <class M, class = void>
+struct HasHfConfig : std::false_type {};
+template <class M>
+struct HasHfConfig<M, std::void_t<decltype(M::hf_architectures), decltype(M::options_from_hf_config(std::string()))>>
+    : std::true_type {};
+
 template <class M>
 struct ModelThunks {
     static constexpr bool kCached = HasForwardCached<M>::value;
+    static constexpr bool kHf = HasHfConfig<M>::value;
     static M& self(ft_model* m) { return *reinterpret_cast<M*>(m); }
     static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_model** out, ft_error* err) {
         return guard(err, [&] { *out = reinterpret_cast<ft_model*>(new M(Host(host), Config(host, cfg))); });
@@ -233,12 +243,24 @@ struct ModelThunks {
                 out->hidden_states = new_handle(self(m).forward_cached(BatchView(*batch), *reinterpret_cast<KvCache*>(c)));
         });
     }
+    static ft_status options_from_hf_config(const char* json, void (*write)(void*, const char*), void* user,
+                                            ft_error* err) {
+        return guard(err, [&] {
+            if constexpr (kHf) write(user, M::options_from_hf_config(json).c_str());
+        });
+    }
+    static constexpr const char* const* hf_architectures() {
+        if constexpr (kHf) return M::hf_architectures;
+        else return nullptr;
+    }
     static constexpr ft_model_vtable vtable{sizeof(ft_model_vtable), &create, &destroy, &named_parameters,
                                             &site_count, &site, &set_forward, &forward, &lm_head,
                                             &set_training, &vocab_size,
                                             kCached ? &cache_create : nullptr,
                                             kCached ? &cache_destroy : nullptr,
-                                            kCached ? &forward_cached : nullptr};
+                                            kCached ? &forward_cached : nullptr,
+                                            hf_architectures(),
+                                            kHf ? &options_from_hf_config : nullptr};
 };
 }  // namespace detail
 

@@ -1,0 +1,89 @@
+#include "hf_config.hpp"
+
+#include <fthost/plugin.hpp>
+
+#include <nlohmann/json.hpp>
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void unsupported(const std::string& key, const std::string& why) {
+    throw fthost::Error("config.json: " + key + ": " + why, FT_ERR_UNSUPPORTED);
+}
+
+const json* find(const json& j, const char* key) {
+    auto it = j.find(key);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+
+}  // namespace
+
+std::string decoder_options_from_hf_config(const std::string& config_json) {
+    json c;
+    try {
+        c = json::parse(config_json);
+    } catch (const json::exception& e) {
+        throw fthost::Error(std::string("config.json is not JSON: ") + e.what(), FT_ERR_INVALID_ARGUMENT);
+    }
+    std::string arch;
+    if (const json* a = find(c, "architectures"); a && a->is_array() && !a->empty()) arch = (*a)[0].get<std::string>();
+    json o = json::object();
+    for (const char* k : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"}) {
+        const json* v = find(c, k);
+        if (!v || !v->is_number_integer()) unsupported(k, "missing or not an integer");
+        o[k] = *v;
+    }
+    o["num_key_value_heads"] = find(c, "num_key_value_heads") ? c["num_key_value_heads"] : o["num_attention_heads"];
+    if (const json* v = find(c, "head_dim")) o["head_dim"] = *v;
+    if (const json* v = find(c, "rms_norm_eps")) o["rms_norm_eps"] = v->get<double>();
+    if (const json* v = find(c, "initializer_range")) o["initializer_range"] = v->get<double>();
+    o["tie_word_embeddings"] = find(c, "tie_word_embeddings") ? c["tie_word_embeddings"].get<bool>() : false;
+
+    if (const json* v = find(c, "hidden_act"); v && *v != "silu")
+        unsupported("hidden_act", "'" + v->get<std::string>() + "' is not supported (the decoder's MLP is SwiGLU: silu)");
+    if (const json* v = find(c, "mlp_bias"); v && v->get<bool>()) unsupported("mlp_bias", "MLP biases are not supported");
+    // Qwen2 always has q/k/v biases (its config has no key for them); Llama says attention_bias,
+    // which also puts a bias on o_proj — not supported.
+    if (arch == "Qwen2ForCausalLM") {
+        o["attention_bias"] = true;
+        if (const json* v = find(c, "use_sliding_window"); v && v->get<bool>())
+            unsupported("use_sliding_window", "sliding-window attention is not supported");
+    } else if (const json* v = find(c, "attention_bias"); v && v->get<bool>()) {
+        unsupported("attention_bias", "biases on all four attention projections (o_proj too) are not supported");
+    }
+    if (arch == "MistralForCausalLM")
+        if (find(c, "sliding_window")) unsupported("sliding_window", "sliding-window attention is not supported");
+
+    // Rotary embeddings: transformers 5 writes rope_parameters {rope_type, rope_theta, ...};
+    // 4.x wrote rope_theta and rope_scaling {rope_type or type, ...}.
+    const json* rope = find(c, "rope_parameters");
+    const char* rope_key = "rope_parameters";
+    if (!rope) rope = find(c, "rope_scaling"), rope_key = "rope_scaling";
+    double theta = 10000.0;
+    if (const json* v = find(c, "rope_theta")) theta = v->get<double>();
+    if (rope && find(*rope, "rope_theta")) theta = (*rope)["rope_theta"].get<double>();
+    o["rope_theta"] = theta;
+    std::string type = "default";
+    if (rope) {
+        if (const json* t = find(*rope, "rope_type")) type = t->get<std::string>();
+        else if (const json* t2 = find(*rope, "type")) type = t2->get<std::string>();
+    }
+    if (type == "llama3") {
+        o["rope_scaling_type"] = "llama3";
+        const std::pair<const char*, const char*> keys[] = {{"factor", "rope_scaling_factor"},
+                                                            {"low_freq_factor", "rope_scaling_low_freq_factor"},
+                                                            {"high_freq_factor", "rope_scaling_high_freq_factor"}};
+        for (const auto& [hf, ours] : keys) {
+            const json* v = find(*rope, hf);
+            if (!v) unsupported(std::string(rope_key) + "." + hf, "missing (llama3 scaling needs it)");
+            o[ours] = v->get<double>();
+        }
+        const json* ctx = find(*rope, "original_max_position_embeddings");
+        if (!ctx) unsupported(std::string(rope_key) + ".original_max_position_embeddings", "missing (llama3 scaling needs it)");
+        o["rope_scaling_original_max_position_embeddings"] = ctx->get<int64_t>();
+    } else if (type != "default") {
+        unsupported(std::string(rope_key) + ".rope_type", "'" + type + "' is not supported (default and llama3 are)");
+    }
+    return o.dump();
+}

@@ -1,0 +1,164 @@
+// Hugging Face checkpoints (host/checkpoint/, the decoder's hf_config.cpp) against
+// tests/fixtures/hf/ — tiny random-weight checkpoints written by transformers with their
+// fp32 logits (make_hf_fixtures.py): Llama with GQA, llama3 rope scaling and bf16
+// weights; Llama with tied embeddings in fp32 shards; Qwen2 with q/k/v biases in fp16.
+//  * `fthost verify` agrees with transformers within 1e-4 on each;
+//  * load -> save keeps every tensor byte for byte (dtype, shape, bytes), sharded or not;
+//  * transformers 4.x's config keys (rope_theta, rope_scaling) read as 5.x's do;
+//  * what cannot be loaded fails with an error naming it.
+#include "test_support.hpp"
+
+#include "checkpoint/hf_checkpoint.hpp"
+#include "checkpoint/verify_command.hpp"
+#include "io/atomic_file.hpp"
+
+#include <fstream>
+
+namespace fthost::test {
+namespace {
+
+using nlohmann::json;
+
+fs::path fixture(const std::string& name) { return fs::path(source_dir()) / "tests/fixtures/hf" / name; }
+
+const char* kCases[] = {"llama_gqa_llama3", "llama_gqa_tied", "qwen2_bias"};
+
+TEST(HfCheckpoint, LogitsEqualTransformers) {
+    for (const std::string name : kCases) {
+        const auto r = host::verify_logits({fixture(name).string(), fixture(name + ".logits.json").string(), 1e-4, "cpu"},
+                                           registry());
+        std::cout << name << ": max abs " << r.max_abs << ", max rel " << r.max_rel << " over " << r.logits << " logits\n";
+        EXPECT_TRUE(r.pass) << name << ": max abs diff " << r.max_abs;
+        EXPECT_EQ(r.logits, 2 * 20 * 128) << name;
+    }
+}
+
+TEST(HfCheckpoint, VerifyFailsOnOtherLogits) {
+    // Qwen2's reference against the Llama checkpoint of the same shape: must not pass.
+    const auto r = host::verify_logits(
+        {fixture("llama_gqa_tied").string(), fixture("qwen2_bias.logits.json").string(), 1e-4, "cpu"}, registry());
+    EXPECT_FALSE(r.pass);
+    EXPECT_GT(r.max_abs, 1e-2);
+}
+
+TEST(HfCheckpoint, LoadThenSaveKeepsEveryTensorByteForByte) {
+    for (const std::string name : kCases) {
+        for (const uint64_t shard : {host::kDefaultMaxShardBytes, uint64_t{20000}}) {
+            const fs::path out = temp_dir("hf_resave_" + name + std::to_string(shard));
+            fs::remove_all(out);
+            fs::create_directories(out);
+            auto m = ModelSession::from_stage_dir(fixture(name), registry(), at::kCPU);
+            m->save_model(out, shard);
+            EXPECT_TRUE(host::is_hf_checkpoint(out)) << name;
+            EXPECT_EQ(host::read_text(out / "config.json"), host::read_text(fixture(name) / "config.json")) << name;
+            EXPECT_EQ(fs::exists(out / "model.safetensors.index.json"), shard < 100000) << name;
+            const auto a = host::load_hf_tensors(fixture(name)), b = host::load_hf_tensors(out);
+            ASSERT_EQ(a.size(), b.size()) << name;
+            for (const auto& [tensor, t] : a) {
+                ASSERT_TRUE(b.count(tensor)) << name << ": " << tensor << " not saved";
+                const at::Tensor& u = b.at(tensor);
+                EXPECT_EQ(u.scalar_type(), t.scalar_type()) << name << ": " << tensor;
+                EXPECT_EQ(u.sizes(), t.sizes()) << name << ": " << tensor;
+                EXPECT_EQ(std::memcmp(u.data_ptr(), t.data_ptr(), t.nbytes()), 0) << name << ": " << tensor << " bytes";
+            }
+            // The saved directory loads again, as a checkpoint and as a stage.
+            EXPECT_NO_THROW(ModelSession::from_stage_dir(out, registry(), at::kCPU)) << name;
+        }
+    }
+}
+
+PluginSection section_of(const json& config) {
+    const fs::path d = temp_dir("hf_config_only");
+    fs::create_directories(d);
+    write_file(d / "config.json", config.dump());
+    return host::hf_model_section(d, registry());
+}
+
+TEST(HfCheckpoint, TransformersFourAndFiveConfigKeysReadTheSame) {
+    const json v5 = json::parse(host::read_text(fixture("llama_gqa_llama3") / "config.json"));
+    json v4 = v5;
+    json rope = v4["rope_parameters"];
+    v4.erase("rope_parameters");
+    v4["rope_theta"] = rope["rope_theta"];
+    rope.erase("rope_theta");
+    rope.erase("rope_type");
+    rope["type"] = "llama3";  // the oldest spelling
+    v4["rope_scaling"] = rope;
+    const auto a = section_of(v5), b = section_of(v4);
+    EXPECT_EQ(a.plugin, "decoder");
+    EXPECT_EQ(a.config.values, b.config.values);
+    EXPECT_EQ(a.config.get_string("rope_scaling_type"), "llama3");
+    EXPECT_EQ(a.config.get_float("rope_theta"), 500000.0);
+    EXPECT_EQ(a.config.get_int("rope_scaling_original_max_position_embeddings"), 16);
+    const auto q = section_of(json::parse(host::read_text(fixture("qwen2_bias") / "config.json")));
+    EXPECT_TRUE(q.config.get_bool("attention_bias"));
+    EXPECT_EQ(q.config.get_float("rope_theta"), 1e6);
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(HfCheckpoint, UnsupportedSettingsAreErrorsNamingTheKey) {
+    const json base = json::parse(host::read_text(fixture("llama_gqa_tied") / "config.json"));
+    const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
+        {[](json& c) { c["architectures"] = {"GPT2LMHeadModel"}; }, "architecture GPT2LMHeadModel is not supported (model plugins read: LlamaForCausalLM"},
+        {[](json& c) { c.erase("architectures"); }, "no \"architectures\" entry"},
+        {[](json& c) { c["hidden_act"] = "gelu"; }, "hidden_act: 'gelu' is not supported"},
+        {[](json& c) { c["mlp_bias"] = true; }, "mlp_bias"},
+        {[](json& c) { c["attention_bias"] = true; }, "attention_bias"},
+        {[](json& c) { c["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "rope_parameters.rope_type: 'yarn' is not supported"},
+        {[](json& c) { c["rope_parameters"] = {{"rope_type", "llama3"}, {"factor", 4.0}}; }, "rope_parameters.low_freq_factor: missing"},
+        {[](json& c) { c.erase("hidden_size"); }, "hidden_size: missing"},
+        {[](json& c) { c["num_key_value_heads"] = 3; }, "num_key_value_heads"},
+    };
+    for (const auto& [edit, want] : cases) {
+        json c = base;
+        edit(c);
+        const std::string err = error_of([&] { section_of(c); });
+        EXPECT_NE(err.find(want), std::string::npos) << "want '" << want << "' in: " << err;
+        EXPECT_NE(err.find("config.json"), std::string::npos) << err;
+    }
+}
+
+// A copy of a fixture with its tensors rewritten by `edit`.
+fs::path edited_copy(const std::string& name, const std::function<void(std::map<std::string, at::Tensor>&)>& edit) {
+    const fs::path d = temp_dir("hf_edit_" + name);
+    fs::remove_all(d);
+    fs::create_directories(d);
+    fs::copy_file(fixture(name) / "config.json", d / "config.json");
+    auto tensors = host::load_hf_tensors(fixture(name));
+    edit(tensors);
+    host::TensorList list(tensors.begin(), tensors.end());
+    host::save_safetensors((d / "model.safetensors").string(), list);
+    return d;
+}
+
+TEST(HfCheckpoint, MissingUnexpectedAndMisshapenTensorsAreNamed) {
+    const auto load = [](const fs::path& d) { return error_of([&] { ModelSession::from_stage_dir(d, registry(), at::kCPU); }); };
+    EXPECT_NE(load(edited_copy("qwen2_bias", [](auto& t) { t.erase("model.layers.1.self_attn.k_proj.bias"); }))
+                  .find("missing tensor 'model.layers.1.self_attn.k_proj.bias'"),
+              std::string::npos);
+    EXPECT_NE(load(edited_copy("qwen2_bias", [](auto& t) { t["model.layers.0.mlp.extra.weight"] = at::zeros({2}); }))
+                  .find("unexpected tensor 'model.layers.0.mlp.extra.weight'"),
+              std::string::npos);
+    EXPECT_NE(load(edited_copy("qwen2_bias", [](auto& t) { t["model.norm.weight"] = at::zeros({31}); }))
+                  .find("tensor 'model.norm.weight' has shape [31], the model expects [32]"),
+              std::string::npos);
+    // An index naming a shard that is not there.
+    const fs::path d = temp_dir("hf_missing_shard");
+    fs::remove_all(d);
+    fs::copy(fixture("llama_gqa_tied"), d);
+    fs::remove(d / "model-00002-of-00003.safetensors");
+    EXPECT_NE(load(d).find("names shard model-00002-of-00003.safetensors, which is missing"), std::string::npos) << load(d);
+    // Neither a stage nor a checkpoint.
+    EXPECT_NE(load(temp_dir("hf_nothing")).find("neither a stage"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fthost::test
