@@ -6,8 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <memory>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace fthost::host {
 namespace {
@@ -56,28 +62,58 @@ void save_safetensors(const std::string& path, const TensorList& tensors, const 
     });
 }
 
+namespace {
+
+// A read-only file mapped copy-on-write: tensors point into it (writes to them go to
+// private pages, never to the file) and keep it mapped while any of them lives.
+class Mapping {
+public:
+    explicit Mapping(const std::string& path) {
+        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd_ < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+        struct stat st {};
+        if (::fstat(fd_, &st) != 0) throw Error(path + ": cannot stat (" + std::strerror(errno) + ")");
+        size_ = static_cast<uint64_t>(st.st_size);
+        if (size_ > 0) {
+            void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, 0);
+            if (p == MAP_FAILED) throw Error(path + ": cannot map (" + std::strerror(errno) + ")");
+            data_ = static_cast<char*>(p);
+        }
+    }
+    ~Mapping() {
+        if (data_) ::munmap(data_, size_);
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    char* data() const { return data_; }
+    uint64_t size() const { return size_; }
+
+private:
+    int fd_ = -1;
+    char* data_ = nullptr;
+    uint64_t size_ = 0;
+};
+
+}  // namespace
+
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw Error(path + ": cannot open");
-    const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-    in.seekg(0);
+    auto file = std::make_shared<Mapping>(path);
+    const uint64_t file_size = file->size();
     auto bad = [&](const std::string& why) { return Error(path + ": malformed safetensors file: " + why); };
     if (file_size < 8) throw bad("shorter than its 8-byte header length");
-    unsigned char le[8];
-    in.read(reinterpret_cast<char*>(le), 8);
     uint64_t n = 0;
-    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(le[i]) << (8 * i);
+    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(file->data()[i])) << (8 * i);
     if (n > file_size - 8 || n > (100ull << 20)) throw bad("header length " + std::to_string(n) + " exceeds the file");
-    std::string h(n, '\0');
-    in.read(h.data(), static_cast<std::streamsize>(n));
     nlohmann::json header;
     try {
-        header = nlohmann::json::parse(h);
+        header = nlohmann::json::parse(file->data() + 8, file->data() + 8 + n);
     } catch (const std::exception& e) {
         throw bad(std::string("header is not JSON (") + e.what() + ")");
     }
     if (!header.is_object()) throw bad("header is not a JSON object");
     const uint64_t data_size = file_size - 8 - n;
+    char* data = file->data() + 8 + n;
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     std::map<std::string, at::Tensor> out;
     for (auto& [name, info] : header.items()) {
@@ -93,12 +129,15 @@ std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std:
         for (const auto& k : kDTypes)
             if (dt == k.name) d = &k;
         if (!d) throw bad("tensor '" + name + "' has unsupported dtype '" + dt + "'");
+        if (!info["shape"].is_array()) throw bad("tensor '" + name + "' has a bad shape");
         std::vector<int64_t> shape;
         uint64_t numel = 1;
         for (const auto& s : info["shape"]) {
-            if (!s.is_number_unsigned()) throw bad("tensor '" + name + "' has a bad shape");
-            shape.push_back(s.get<int64_t>());
-            numel *= s.get<uint64_t>();
+            if (!s.is_number_unsigned() || s.get<uint64_t>() > (1ull << 62)) throw bad("tensor '" + name + "' has a bad shape");
+            const uint64_t dim = s.get<uint64_t>();
+            if (dim != 0 && numel > (1ull << 62) / dim) throw bad("tensor '" + name + "' has a shape too large to address");
+            shape.push_back(static_cast<int64_t>(dim));
+            numel *= dim;
         }
         const auto& off = info["data_offsets"];
         if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -108,11 +147,16 @@ std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std:
         const uint64_t elem = c10::elementSize(d->type);
         if (e - b != numel * elem) throw bad("tensor '" + name + "' shape does not match its byte range");
         ranges.emplace_back(b, e);
-        at::Tensor t = at::empty(shape, at::TensorOptions().dtype(d->type));
-        in.seekg(static_cast<std::streamoff>(8 + n + b));
-        in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e - b));
-        if (!in) throw bad("could not read tensor '" + name + "'");
-        out.emplace(name, t);
+        const auto opts = at::TensorOptions().dtype(d->type);
+        char* p = data + b;
+        if (reinterpret_cast<uintptr_t>(p) % elem == 0) {
+            // Zero-copy: the tensor is the mapped bytes, and holds the mapping alive.
+            out.emplace(name, at::from_blob(p, shape, [file](void*) {}, opts));
+        } else {  // misaligned for its dtype: copy out
+            at::Tensor t = at::empty(shape, opts);
+            std::memcpy(t.data_ptr(), p, e - b);
+            out.emplace(name, t);
+        }
     }
     std::sort(ranges.begin(), ranges.end());
     for (size_t i = 1; i < ranges.size(); ++i)

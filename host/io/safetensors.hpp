@@ -20,7 +20,10 @@ void save_safetensors(const std::string& path, const TensorList& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // Reads every tensor. Rejects a malformed header, unknown dtypes, shapes that do not
-// match their byte ranges, and ranges outside the file or overlapping each other.
+// match their byte ranges (or overflow), and ranges outside the file or overlapping each
+// other; nothing is read before its range is checked. The file is memory-mapped
+// (copy-on-write): the tensors share its pages instead of holding a second copy, and keep
+// the mapping alive as long as one of them does.
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path,
                                                    std::map<std::string, std::string>* metadata = nullptr);
 

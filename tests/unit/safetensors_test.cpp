@@ -3,6 +3,8 @@
 #include "io/safetensors.hpp"
 #include "test_support.hpp"
 
+#include "io/atomic_file.hpp"
+
 namespace fthost::test {
 namespace {
 
@@ -64,6 +66,25 @@ TEST(Safetensors, RejectsMalformedFiles) {
     EXPECT_NE(load_error(p).find("overlap"), std::string::npos);
     write_raw(p, R"({"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", std::string(4, '\0'));
     EXPECT_NE(load_error(p).find("bad shape"), std::string::npos);
+    // A shape whose element count overflows must not wrap around into a small byte range.
+    write_raw(p, R"({"x": {"dtype": "F32", "shape": [4294967296, 4294967296, 4], "data_offsets": [0, 0]}})", "");
+    EXPECT_NE(load_error(p).find("too large"), std::string::npos);
+}
+
+TEST(Safetensors, LoadedTensorsAreMappedCopyOnWrite) {
+    auto dir = temp_dir("st-cow");
+    const fs::path p = dir / "t.safetensors";
+    host::save_safetensors(p.string(), {{"w", at::arange(6, at::kFloat)}});
+    const std::string before = host::read_text(p);
+    {
+        auto t = host::load_safetensors(p.string());
+        t.at("w").mul_(2);  // writes go to private pages
+        EXPECT_TRUE(at::equal(t.at("w"), at::arange(6, at::kFloat) * 2));
+    }
+    EXPECT_EQ(host::read_text(p), before);
+    // The tensors outlive the map they came in and keep the file's bytes.
+    at::Tensor kept = host::load_safetensors(p.string()).at("w");
+    EXPECT_TRUE(at::equal(kept, at::arange(6, at::kFloat)));
 }
 
 }  // namespace
