@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Downloads (does not install) the Debian packages the build needs besides a compiler,
-# CMake and Ninja — Boost, toml++, nlohmann-json, GoogleTest — with their dependencies,
+# CMake and Ninja — Boost, toml++, nlohmann-json, GoogleTest, PCRE2, utf8proc,
+# SentencePiece — with their dependencies,
 # into DIR (default shared/debs), for machines without network such as the lent GPU
 # machine (bench/gpu_nf4.sh installs them there with dpkg). Idempotent.
 set -euo pipefail
 DIR="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/shared/debs}"
-PACKAGES=(libboost-dev libboost-program-options-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev)
+PACKAGES=(libboost-dev libboost-program-options-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
+          pkg-config libpcre2-dev libutf8proc-dev libsentencepiece-dev)
 mkdir -p "$DIR"
 cd "$DIR"
 deps=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \

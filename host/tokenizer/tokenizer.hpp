@@ -1,0 +1,41 @@
+// tokenizer.hpp — text <-> token ids for real checkpoints: Hugging Face tokenizer.json
+// (byte-level BPE: GPT-2, Llama 3, Qwen2) and SentencePiece .model files (Llama 2,
+// Mistral, T5), equal to the `tokenizers` and `sentencepiece` libraries' encodings
+// (tests/unit/tokenizer_test.cpp). The quickstart's byte tokenizer stays separate
+// (data/byte_tokenizer.hpp).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fthost::host {
+
+class Tokenizer {
+public:
+    virtual ~Tokenizer() = default;
+    // add_special_tokens: what the tokenizer adds around a text (Llama 3's
+    // <|begin_of_text|>, SentencePiece's BOS). Special-token strings inside the text are
+    // always recognised as those tokens, as the reference libraries do.
+    virtual std::vector<int64_t> encode(const std::string& text, bool add_special_tokens) const = 0;
+    // Invalid UTF-8 from partial byte sequences becomes U+FFFD.
+    virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const = 0;
+    virtual int64_t vocab_size() const = 0;
+    virtual std::optional<int64_t> token_to_id(const std::string& token) const = 0;
+};
+
+// tokenizer.json (preferred) or tokenizer.model in `dir`; an error names what is missing
+// or which part of the file is not supported.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& dir);
+
+std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::filesystem::path& tokenizer_json);
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_file);
+
+// Bytes -> valid UTF-8: each maximal invalid sequence becomes U+FFFD (as Rust's
+// String::from_utf8_lossy, which `tokenizers` uses).
+std::string utf8_lossy(const std::string& bytes);
+
+}  // namespace fthost::host
