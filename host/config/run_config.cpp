@@ -258,12 +258,15 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                     const std::string& ref = std::string(key) == "init_from" ? sc.init_from : sc.teacher;
                     if (ref.empty()) continue;
                     if (is_stage_path(ref)) {
-                        if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json") &&
-                            !is_hf_checkpoint(ref))
+                        if (is_hf_checkpoint(ref) && !std::filesystem::exists(std::filesystem::path(ref) / "stage.json"))
                             diag.add(ss.where_of(key), std::string(key) + " '" + ref +
-                                                           "' has no stage.json and is no Hugging Face checkpoint "
-                                                           "(config.json + model.safetensors): it must be a stage's "
-                                                           "final/ directory (run that stage first) or a checkpoint");
+                                                           "' is a Hugging Face checkpoint: fthost reads it (fthost "
+                                                           "verify, merge) but cannot fine-tune it yet, because stages "
+                                                           "still tokenize text as bytes, not with its tokenizer");
+                        else if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json"))
+                            diag.add(ss.where_of(key), std::string(key) + " '" + ref +
+                                                           "' has no stage.json: it must be a stage's final/ "
+                                                           "directory (run that stage first)");
                     } else if (!seen.count(ref)) {
                         diag.add(ss.where_of(key), std::string(key) + " '" + ref +
                                                        "' is not an earlier stage (or a final/ directory path)");

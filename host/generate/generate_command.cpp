@@ -38,6 +38,11 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
     for (const auto& row : rows)
         for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(render_prompt(row["prompt"], tok));
 
+    if (!std::filesystem::exists(std::filesystem::path(req.stage_dir) / "stage.json") &&
+        std::filesystem::exists(std::filesystem::path(req.stage_dir) / "config.json"))
+        throw Error(req.stage_dir + " is a Hugging Face checkpoint: generating from it needs its tokenizer, which "
+                    "fthost does not use yet (stages tokenize text as bytes); `fthost verify` checks its logits",
+                    FT_ERR_UNSUPPORTED);
     auto model = ModelSession::from_stage_dir(req.stage_dir, registry, resolve_device(req.device));
     SamplingOptions o = req.sampling;
     o.vocab_limit = ByteTokenizer::kPad;

@@ -129,6 +129,12 @@ HF="$SRC/tests/fixtures/hf"
 check "verify passes" 0 "max abs diff .*: PASS" -- "$FTHOST" verify "$HF/qwen2_bias" --reference "$HF/qwen2_bias.logits.json"
 check "verify fails" 1 ": FAIL" -- "$FTHOST" verify "$HF/llama_gqa_tied" --reference "$HF/qwen2_bias.logits.json"
 check "verify needs a checkpoint" 1 "neither a stage" -- "$FTHOST" verify "$WORK" --reference "$HF/qwen2_bias.logits.json"
+check "generate refuses a checkpoint" 1 "Hugging Face checkpoint: generating from it needs its tokenizer" -- \
+  "$FTHOST" generate "$HF/qwen2_bias" --prompt "hi"
+printf '[[stage]]\nname = "ft"\ninit_from = "%s"\n[stage.param]\nplugin = "lora"\n[stage.objective]\nplugin = "sft"\n[stage.data]\ntrain = "%s"\n' \
+  "$HF/qwen2_bias" "$SRC/data/quickstart/train.jsonl" > "$WORK/hf_init.toml"
+check "init_from a checkpoint is refused" 2 "hf_init.toml:3:.*is a Hugging Face checkpoint.*cannot fine-tune it yet" -- \
+  "$FTHOST" validate "$WORK/hf_init.toml"
 
 echo "cli: $pass passed, $failures failed"
 [ "$failures" -eq 0 ]
