@@ -89,6 +89,30 @@ void expect_close(const at::Tensor& got, const at::Tensor& want, const std::stri
     EXPECT_LE(err / scale, 1e-5) << what << ": max error " << err;
 }
 
+// Sets the fixture's adapter weights (A, B, DoRA's magnitude after checking its initial
+// value) on `a`, runs the fixture's input through it, and compares the output and the
+// gradients of sum(y * grad_out) with what PEFT computed.
+template <class M>
+void expect_peft_forward_and_gradients(Adapted<M>& a, const json& c, bool dora) {
+    const std::string pre = "base_model.model.proj.";
+    auto& params = a.params;
+    if (dora) expect_close(params[pre + "lora_magnitude_vector"], f32(c["initial_magnitude"]), "initial magnitude");
+    {
+        at::NoGradGuard ng;
+        params[pre + "lora_A.weight"].copy_(f32(c["lora_A"]));
+        params[pre + "lora_B.weight"].copy_(f32(c["lora_B"]));
+        if (dora) params[pre + "lora_magnitude_vector"].copy_(f32(c["magnitude"]));
+    }
+    at::Tensor x = f32(c["x"]).requires_grad_(true);
+    at::Tensor y = a.forward(x);
+    expect_close(y.detach(), f32(c["y"]), "output");
+    (y * f32(c["grad_out"])).sum().backward();
+    expect_close(params[pre + "lora_A.weight"].grad(), f32(c["grad_A"]), "grad A");
+    expect_close(params[pre + "lora_B.weight"].grad(), f32(c["grad_B"]), "grad B");
+    expect_close(x.grad(), f32(c["grad_x"]), "grad x");
+    if (dora) expect_close(params[pre + "lora_magnitude_vector"].grad(), f32(c["grad_magnitude"]), "grad magnitude");
+}
+
 TEST(AdapterParity, LoraAndDoraEqualPeft) {
     const json all = json::parse(std::ifstream(fs::path(source_dir()) / "tests/fixtures/adapters_peft.json"));
     ASSERT_EQ(all["cases"].size(), 2u);
@@ -103,22 +127,7 @@ TEST(AdapterParity, LoraAndDoraEqualPeft) {
         std::vector<std::string> names;
         for (const auto& [n, _] : params) names.push_back(n);
         EXPECT_EQ(names, c["saved_names"].get<std::vector<std::string>>());
-        const std::string pre = "base_model.model.proj.";
-        if (dora) expect_close(params[pre + "lora_magnitude_vector"], f32(c["initial_magnitude"]), "initial magnitude");
-        {
-            at::NoGradGuard ng;
-            params[pre + "lora_A.weight"].copy_(f32(c["lora_A"]));
-            params[pre + "lora_B.weight"].copy_(f32(c["lora_B"]));
-            if (dora) params[pre + "lora_magnitude_vector"].copy_(f32(c["magnitude"]));
-        }
-        at::Tensor x = f32(c["x"]).requires_grad_(true);
-        at::Tensor y = a.forward(x);
-        expect_close(y.detach(), f32(c["y"]), "output");
-        (y * f32(c["grad_out"])).sum().backward();
-        expect_close(params[pre + "lora_A.weight"].grad(), f32(c["grad_A"]), "grad A");
-        expect_close(params[pre + "lora_B.weight"].grad(), f32(c["grad_B"]), "grad B");
-        expect_close(x.grad(), f32(c["grad_x"]), "grad x");
-        if (dora) expect_close(params[pre + "lora_magnitude_vector"].grad(), f32(c["grad_magnitude"]), "grad magnitude");
+        expect_peft_forward_and_gradients(a, c, dora);
         a.merge();
         expect_close(a.model().site().weight.detach(), f32(c["merged_weight"]), "merged weight");
     }
@@ -177,22 +186,7 @@ TEST(AdapterParity, QloraAndQdoraEqualPeftOverBitsandbytes) {
                                    "\ntarget_modules = [\"proj\"]\nbnb_4bit_use_double_quant = false\n" +
                                    (dora ? "use_dora = true\n" : ""),
                                f32(c["weight"]), f32(c["bias"]));
-        const std::string pre = "base_model.model.proj.";
-        if (dora) expect_close(a.params[pre + "lora_magnitude_vector"], f32(c["initial_magnitude"]), "initial magnitude");
-        {
-            at::NoGradGuard ng;
-            a.params[pre + "lora_A.weight"].copy_(f32(c["lora_A"]));
-            a.params[pre + "lora_B.weight"].copy_(f32(c["lora_B"]));
-            if (dora) a.params[pre + "lora_magnitude_vector"].copy_(f32(c["magnitude"]));
-        }
-        at::Tensor x = f32(c["x"]).requires_grad_(true);
-        at::Tensor y = a.forward(x);
-        expect_close(y.detach(), f32(c["y"]), "output");
-        (y * f32(c["grad_out"])).sum().backward();
-        expect_close(a.params[pre + "lora_A.weight"].grad(), f32(c["grad_A"]), "grad A");
-        expect_close(a.params[pre + "lora_B.weight"].grad(), f32(c["grad_B"]), "grad B");
-        expect_close(x.grad(), f32(c["grad_x"]), "grad x");
-        if (dora) expect_close(a.params[pre + "lora_magnitude_vector"].grad(), f32(c["grad_magnitude"]), "grad magnitude");
+        expect_peft_forward_and_gradients(a, c, dora);
     }
 }
 
