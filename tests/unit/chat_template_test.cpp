@@ -1,0 +1,95 @@
+// Built-in chat templates (host/tokenizer/chat_template.cpp) against transformers'
+// rendering of each family's published Jinja template (tests/fixtures/chat_templates/,
+// make_chat_template_fixtures.py): the same text for every conversation, with and
+// without the generation prompt; the assistant segments are exactly the assistant turns
+// (plus their end marker); templates are recognised from tokenizer_config.json, and an
+// unknown one is an error telling the user how to choose.
+#include "test_support.hpp"
+
+#include "tokenizer/chat_template.hpp"
+
+#include <fstream>
+
+namespace fthost::test {
+namespace {
+
+using nlohmann::json;
+
+const fs::path kDir = fs::path(source_dir()) / "tests/fixtures/chat_templates";
+
+std::vector<host::ChatMessage> messages_of(const json& conv) {
+    std::vector<host::ChatMessage> out;
+    for (const auto& m : conv) out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    return out;
+}
+
+// An assistant turn's content as the template writes it, with the end-of-turn marker.
+std::string rendered_turn(const std::string& name, std::string content, const std::string& eos) {
+    if (name == "chatml") return content + "<|im_end|>";
+    if (name == "mistral") return content + eos;
+    if (name == "plain") return content + "\n";
+    const char* ws = " \t\n\r\f\v";  // llama3: Jinja's trim
+    content.erase(0, content.find_first_not_of(ws));
+    content.erase(content.find_last_not_of(ws) + 1);
+    return content + "<|eot_id|>";
+}
+
+TEST(ChatTemplate, RendersAsTransformersDoes) {
+    const json all = json::parse(std::ifstream(kDir / "expected.json"));
+    int checked = 0;
+    for (const auto& [name, spec] : all["rendered"].items()) {
+        const auto t = host::chat_template_from_name(name);
+        const std::string bos = spec["bos"], eos = spec["eos"];
+        for (size_t i = 0; i < all["conversations"].size(); ++i) {
+            const auto msgs = messages_of(all["conversations"][i]);
+            for (const bool gen : {false, true}) {
+                const json& want = spec["rows"][i][gen ? "true" : "false"];
+                if (want.is_null()) {  // the family's template refuses this conversation
+                    EXPECT_THROW(host::render_chat(t, msgs, gen, bos, eos), Error) << name << " conversation " << i;
+                    continue;
+                }
+                std::string text, assistant;
+                for (const auto& seg : host::render_chat(t, msgs, gen, bos, eos)) {
+                    text += seg.text;
+                    if (seg.assistant) assistant += seg.text;
+                }
+                EXPECT_EQ(text, want.get<std::string>()) << name << " conversation " << i << (gen ? " + prompt" : "");
+                // What is marked: each assistant turn as rendered, with its end-of-turn marker.
+                std::string turns;
+                for (const auto& m : msgs)
+                    if (m.role == "assistant") turns += rendered_turn(name, m.content, eos);
+                EXPECT_EQ(assistant, turns) << name << " conversation " << i;
+                ++checked;
+            }
+        }
+    }
+    EXPECT_EQ(checked, 3 * 4 * 2 - 2);  // mistral refuses the system-message conversation
+}
+
+TEST(ChatTemplate, PlainIsContentsOnePerLine) {
+    const auto segs = host::render_chat(host::ChatTemplate::plain, {{"user", "q"}, {"assistant", "a"}}, false, "", "");
+    ASSERT_EQ(segs.size(), 2u);
+    EXPECT_EQ(segs[0].text, "q\n");
+    EXPECT_FALSE(segs[0].assistant);
+    EXPECT_EQ(segs[1].text, rendered_turn("plain", "a", ""));
+    EXPECT_TRUE(segs[1].assistant);
+}
+
+TEST(ChatTemplate, RecognisedFromTokenizerConfig) {
+    EXPECT_EQ(host::recognise_chat_template(kDir / "chatml/tokenizer_config.json"), host::ChatTemplate::chatml);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "llama3/tokenizer_config.json"), host::ChatTemplate::llama3);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "mistral/tokenizer_config.json"), host::ChatTemplate::mistral);
+    try {
+        host::recognise_chat_template(kDir / "unknown/tokenizer_config.json");
+        FAIL() << "recognised Gemma's template as one of ours";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("unknown/tokenizer_config.json: chat_template is not one fthost recognises"), std::string::npos) << m;
+        EXPECT_NE(m.find("set [stage.data] chat_template"), std::string::npos) << m;
+    }
+    EXPECT_THROW(host::chat_template_from_name("gemma"), Error);
+    EXPECT_EQ(host::chat_template_from_name("plain"), host::ChatTemplate::plain);
+}
+
+}  // namespace
+}  // namespace fthost::test
