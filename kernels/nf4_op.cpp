@@ -16,6 +16,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <map>
 #include <mutex>
 
 namespace fthost::kernels {
@@ -42,7 +43,16 @@ const at::Tensor& dynamic_map_cpu() {
     return map;
 }
 
-at::Tensor dynamic_map(const at::Device& device) { return dynamic_map_cpu().to(device); }
+// The map on `device`, copied there once (it is read on every dequantisation).
+at::Tensor dynamic_map(const at::Device& device) {
+    if (device.is_cpu()) return dynamic_map_cpu();
+    static std::mutex mutex;
+    static std::map<std::pair<int, int>, at::Tensor> per_device;
+    std::lock_guard<std::mutex> lock(mutex);
+    at::Tensor& t = per_device[{static_cast<int>(device.type()), static_cast<int>(device.index())}];
+    if (!t.defined()) t = dynamic_map_cpu().to(device);
+    return t;
+}
 
 // bitsandbytes' reference quantize_blockwise on (absmax - mean): full blocks scale by
 // multiplying with 1 / max|.|, a short tail block divides by its (clamped) max, which is

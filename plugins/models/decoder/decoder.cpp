@@ -49,7 +49,7 @@ public:
         const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
         head_dim_ = cfg.get_int("head_dim") > 0 ? cfg.get_int("head_dim") : hidden_ / heads_;
         const bool qkv_bias = cfg.get_bool("attention_bias");
-        inv_freq_ = rotary_inverse_frequencies(cfg);
+        inv_freq_ = inv_freq_dev_ = rotary_inverse_frequencies(cfg);
         const double std = cfg.get_float("initializer_range");
         const auto opts = at::TensorOptions().dtype(at::kFloat);
         embed_ = register_parameter("model.embed_tokens.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
@@ -192,7 +192,8 @@ private:
     // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
     std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {
         const auto ft = at::promote_types(dtype, at::kFloat);
-        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv_freq_.to(pos.device(), ft);
+        if (inv_freq_dev_.device() != pos.device()) inv_freq_dev_ = inv_freq_.to(pos.device());  // once per device
+        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv_freq_dev_.to(ft);
         at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
         return {emb.cos().to(dtype), emb.sin().to(dtype)};
     }
@@ -206,7 +207,8 @@ private:
     double theta_, eps_;
     bool tied_;
     at::Tensor embed_, norm_, lm_head_;
-    at::Tensor inv_freq_;  // [head_dim / 2] float32, on the CPU (moved per call: tiny)
+    at::Tensor inv_freq_;                // [head_dim / 2] float32, on the CPU
+    mutable at::Tensor inv_freq_dev_;    // the same on the device of the last forward
     std::vector<Layer> layers_;
 };
 
