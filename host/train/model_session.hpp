@@ -2,6 +2,7 @@
 // the host's handle for forward passes, token log-probs, weights in and out.
 #pragma once
 
+#include "checkpoint/hf_checkpoint.hpp"
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
 #include "io/safetensors.hpp"
@@ -82,7 +83,7 @@ public:
     // A model that came from a Hugging Face checkpoint is written in its layout too:
     // its config.json, each tensor in the dtype it was read in, sharded above
     // max_shard_bytes — so vLLM or transformers load the directory as it is.
-    void save_model(const std::filesystem::path& dir, uint64_t max_shard_bytes = 5'000'000'000ull) const;
+    void save_model(const std::filesystem::path& dir, uint64_t max_shard_bytes = kDefaultMaxShardBytes) const;
     // True when a parameterisation released base weights it holds in another form
     // (qlora's NF4): the model's own tensors can then not be saved as they are.
     bool base_weights_released() const;
