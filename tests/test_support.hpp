@@ -6,6 +6,7 @@
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
 #include "data/example.hpp"
+#include "tokenizer/byte_tokenizer.hpp"
 #include "registry/plugin_registry.hpp"
 #include "run/host_api.hpp"
 #include "train/model_session.hpp"
@@ -103,7 +104,7 @@ inline std::vector<int64_t> labelled(const Example& ex) {
 }
 
 inline Example text_example(const std::string& text) {
-    return make_example(nlohmann::json{{"text", text}}, ByteTokenizer(), FT_LABELS_ALL, 256);
+    return make_example(nlohmann::json{{"text", text}}, *TextCodec::bytes(), FT_LABELS_ALL, 256);
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }

@@ -16,6 +16,10 @@ every run; they are committed, so nothing needs Python at run time.
                 {"prompt", "completion", "label"}    thumbs up / down: the right category
                                                       (true) or a plausible wrong one (false)
                                                       (kto)
+  chat_train.jsonl / chat_eval.jsonl
+                {"messages": [system, user, assistant]}  the train / eval queries as
+                                                      conversations, for chat checkpoints
+                                                      (configs/finetune_checkpoint.toml)
 
 Usage: python3 data/quickstart/make_data.py [OUT_DIR]
 """
@@ -109,10 +113,17 @@ def main(out_dir: Path) -> None:
         answer = right if good else prng.choice(CONFUSABLE[right])
         return {"prompt": row["prompt"], "completion": f" {answer}", "label": good}
 
+    def chat(row):
+        query = row["prompt"].removeprefix("query: ").removesuffix("\ncategory:")
+        return {"messages": [{"role": "system", "content": "Name the grocery aisle of the search query."},
+                             {"role": "user", "content": query},
+                             {"role": "assistant", "content": row["completion"].strip()}]}
+
     files = {
         "corpus": corpus, "train": train_rows, "eval": eval_rows,
         "preference_train": [pair(r) for r in train_rows], "preference_eval": [pair(r) for r in eval_rows],
         "feedback_train": [feedback(r) for r in train_rows], "feedback_eval": [feedback(r) for r in eval_rows],
+        "chat_train": [chat(r) for r in train_rows], "chat_eval": [chat(r) for r in eval_rows],
     }
     for name, data in files.items():
         with open(out_dir / f"{name}.jsonl", "w") as f:

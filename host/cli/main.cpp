@@ -137,6 +137,9 @@ int cmd_generate(const std::vector<std::string>& args) {
         "top-p", po::value(&req.sampling.top_p)->default_value(1.0), "nucleus sampling mass (1 = off)")(
         "seed", po::value(&req.sampling.seed)->default_value(0), "sampling seed")(
         "stop", po::value(&stops)->composing(), "stop string (repeatable); EOS always stops")(
+        "chat", "send each --prompt as a user message through the chat template")(
+        "chat-template", po::value(&req.chat_template),
+        "chatml, llama3, mistral or plain (default: the checkpoint's tokenizer_config.json)")(
         "num-generations", po::value(&req.num_generations)->default_value(1), "completions per prompt")(
         "batch-size", po::value(&req.batch_size)->default_value(32), "prompts decoded together")(
         "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto")(
@@ -150,6 +153,7 @@ int cmd_generate(const std::vector<std::string>& args) {
         return 0;
     req.sampling.stop_strings = stops;
     req.sampling.use_cache = !vm.count("no-cache");
+    req.chat = vm.count("chat") > 0;
     auto reg = load_registry();
     return generate_command(req, reg);
 }

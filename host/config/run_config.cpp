@@ -2,6 +2,7 @@
 
 #include "checkpoint/hf_checkpoint.hpp"
 #include "run/host_api.hpp"
+#include "tokenizer/chat_template.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -42,6 +43,9 @@ static const ft_option kDataOptions[] = {
     option("packing", FT_OPT_BOOL, "false", "pack several examples into one row, each attending only to itself"),
     option("skip_malformed", FT_OPT_BOOL, "false", "count and skip malformed JSONL lines instead of failing"),
     option("shuffle", FT_OPT_BOOL, "true", "shuffle training examples each epoch (from the run seed)"),
+    option("chat_template", FT_OPT_STRING, "\"\"",
+           "how 'messages' rows become text: chatml, llama3, mistral or plain (\"\": the one the starting "
+           "checkpoint's tokenizer_config.json holds; chatml for fthost's byte-level models)"),
 };
 
 static const ft_option kTrainOptions[] = {
@@ -258,15 +262,18 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                     const std::string& ref = std::string(key) == "init_from" ? sc.init_from : sc.teacher;
                     if (ref.empty()) continue;
                     if (is_stage_path(ref)) {
-                        if (is_hf_checkpoint(ref) && !std::filesystem::exists(std::filesystem::path(ref) / "stage.json"))
+                        if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json") && !is_hf_checkpoint(ref))
                             diag.add(ss.where_of(key), std::string(key) + " '" + ref +
-                                                           "' is a Hugging Face checkpoint: fthost reads it (fthost "
-                                                           "verify, merge) but cannot fine-tune it yet, because stages "
-                                                           "still tokenize text as bytes, not with its tokenizer");
-                        else if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json"))
+                                                           "' has neither stage.json nor config.json + *.safetensors: "
+                                                           "it must be a stage's final/ directory (run that stage "
+                                                           "first) or a Hugging Face checkpoint directory");
+                        else if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json") &&
+                                 !std::filesystem::exists(std::filesystem::path(ref) / "tokenizer.json") &&
+                                 !std::filesystem::exists(std::filesystem::path(ref) / "tokenizer.model"))
                             diag.add(ss.where_of(key), std::string(key) + " '" + ref +
-                                                           "' has no stage.json: it must be a stage's final/ "
-                                                           "directory (run that stage first)");
+                                                           "' is a Hugging Face checkpoint without its tokenizer "
+                                                           "(tokenizer.json or tokenizer.model, with "
+                                                           "tokenizer_config.json): copy those files next to its weights");
                     } else if (!seen.count(ref)) {
                         diag.add(ss.where_of(key), std::string(key) + " '" + ref +
                                                        "' is not an earlier stage (or a final/ directory path)");
@@ -312,6 +319,17 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ds, "packing", sc.data.packing);
                 read(ds, "skip_malformed", sc.data.skip_malformed);
                 read(ds, "shuffle", sc.data.shuffle);
+                read(ds, "chat_template", sc.data.chat_template);
+                if (!sc.data.chat_template.empty()) {
+                    try {
+                        if (chat_template_from_name(sc.data.chat_template) != ChatTemplate::chatml && sc.init_from.empty())
+                            throw Error("chat_template '" + sc.data.chat_template + "': this stage builds a fresh "
+                                        "model with fthost's byte-level tokenizer (no init_from), whose only "
+                                        "template is chatml");
+                    } catch (const Error& e) {
+                        diag.add(ds.where_of("chat_template"), e.what());
+                    }
+                }
                 if (sc.data.eval_fraction < 0 || sc.data.eval_fraction >= 1)
                     diag.add(ds.where_of("eval_fraction"), "eval_fraction must be in [0, 1)");
                 if (sc.data.max_seq_len < 2) diag.add(ds.where_of("max_seq_len"), "max_seq_len must be at least 2");

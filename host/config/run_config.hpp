@@ -33,6 +33,7 @@ struct DataConfig {
     bool packing = false;
     bool skip_malformed = false;
     bool shuffle = true;
+    std::string chat_template;  // "" = the starting model's own
 };
 
 struct TrainConfig {

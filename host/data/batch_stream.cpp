@@ -24,7 +24,9 @@ HostBatch collate(const std::vector<std::vector<const Example*>>& rows) {
         T = std::max(T, len);
     }
     HostBatch b;
-    b.input_ids = at::full({B, T}, ByteTokenizer::kPad, at::kLong);
+    // Padding is what sequence_ids = -1 marks (never attended to, never a label); its id
+    // only has to be inside every vocabulary.
+    b.input_ids = at::zeros({B, T}, at::kLong);
     b.labels = at::full({B, T}, -100, at::kLong);
     b.position_ids = at::zeros({B, T}, at::kLong);
     b.sequence_ids = at::full({B, T}, -1, at::kLong);

@@ -8,11 +8,11 @@
 
 namespace fthost::host {
 
-std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const ByteTokenizer& tok,
+std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const TextCodec& codec,
                                    ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats, ft_data_shape shape) {
     std::vector<Example> out;
     JsonlStats s = read_jsonl(file, skip_malformed, [&](const nlohmann::json& row, int64_t) {
-        out.push_back(make_example(row, tok, policy, max_seq_len, shape));
+        out.push_back(make_example(row, codec, policy, max_seq_len, shape));
     });
     if (stats) *stats = s;
     return out;
@@ -30,14 +30,14 @@ void add_mismatched_rows(std::vector<Example>& examples, int64_t chunk, int64_t 
     }
 }
 
-Datasets load_datasets(const DataConfig& cfg, const ByteTokenizer& tok, ft_label_policy policy, uint64_t seed,
+Datasets load_datasets(const DataConfig& cfg, const TextCodec& codec, ft_label_policy policy, uint64_t seed,
                        ft_data_shape shape, int64_t batch_size) {
     Datasets d;
-    auto all = load_examples(cfg.train_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.train_stats, shape);
+    auto all = load_examples(cfg.train_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.train_stats, shape);
     if (shape == FT_DATA_FEEDBACK) add_mismatched_rows(all, std::max<int64_t>(batch_size, 1), cfg.max_seq_len);
     if (!cfg.eval_file.empty()) {
         d.train = std::move(all);
-        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, tok, policy, cfg.max_seq_len, &d.eval_stats, shape);
+        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.eval_stats, shape);
         if (shape == FT_DATA_FEEDBACK) add_mismatched_rows(d.eval, std::max<int64_t>(batch_size, 1), cfg.max_seq_len);
     } else if (cfg.eval_fraction > 0) {
         const auto order = epoch_order(static_cast<int64_t>(all.size()), seed ^ 0xE7A1u, 0, true);

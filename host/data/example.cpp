@@ -26,96 +26,101 @@ const std::string& string_field(const nlohmann::json& row, const char* key) {
     return v.get_ref<const std::string&>();
 }
 
-// ChatML: <|im_start|>role\ncontent<|im_end|>\n
-void render_chatml(Example& ex, const nlohmann::json& messages, const ByteTokenizer& tok, bool label_all) {
-    if (!messages.is_array() || messages.empty()) throw std::runtime_error("field 'messages' must be a non-empty array");
-    size_t last_assistant = messages.size();
+// A message list as ChatMessages; `field` names it in errors.
+std::vector<ChatMessage> parse_messages(const nlohmann::json& messages, const char* field) {
+    if (!messages.is_array() || messages.empty())
+        throw std::runtime_error(std::string("field '") + field + "' must be " +
+                                 (std::string(field) == "messages" ? "a non-empty array" : "a string or a non-empty message list"));
+    std::vector<ChatMessage> out;
     for (size_t i = 0; i < messages.size(); ++i) {
         const auto& m = messages[i];
         if (!m.is_object() || !m.contains("role") || !m.contains("content") || !m["role"].is_string() ||
             !m["content"].is_string())
-            throw std::runtime_error("message " + std::to_string(i) + " needs string 'role' and 'content'");
-        if (m["role"] == "assistant") last_assistant = i;
+            throw std::runtime_error(std::string(field) == "messages"
+                                         ? "message " + std::to_string(i) + " needs string 'role' and 'content'"
+                                         : std::string("field '") + field + "' message " + std::to_string(i) +
+                                               " needs string 'role' and 'content'");
+        out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
     }
-    if (last_assistant == messages.size()) throw std::runtime_error("'messages' has no assistant turn to learn from");
-    for (size_t i = 0; i < messages.size(); ++i) {
-        const std::string role = messages[i]["role"].get<std::string>();
-        const std::string content = messages[i]["content"].get<std::string>();
-        const bool assistant = role == "assistant";
-        append(ex, {ByteTokenizer::kImStart}, label_all);
-        append(ex, tok.encode(role + "\n"), label_all);
-        if (i == last_assistant) {
-            ex.prompt_ids = ex.ids;
-            ex.reference = content;
-        }
-        append(ex, tok.encode(content), label_all || assistant, assistant);
-        append(ex, {ByteTokenizer::kImEnd}, label_all || assistant, assistant);
-        append(ex, tok.encode("\n"), label_all);
-    }
+    return out;
 }
 
+// An SFT conversation, encoded whole with the chat template; labels on the assistant's
+// tokens (content and end of turn) or on all of them for FT_LABELS_ALL. The prompt for
+// generation-based eval is everything before the last assistant turn.
+void render_conversation(Example& ex, const nlohmann::json& messages, const TextCodec& codec, bool label_all) {
+    const auto msgs = parse_messages(messages, "messages");
+    size_t last_assistant = msgs.size();
+    for (size_t i = 0; i < msgs.size(); ++i)
+        if (msgs[i].role == "assistant") last_assistant = i;
+    if (last_assistant == msgs.size()) throw std::runtime_error("'messages' has no assistant turn to learn from");
+    const EncodedChat chat = codec.encode_chat(msgs, false);
+    size_t prompt_end = chat.ids.size();
+    while (prompt_end > 0 && !chat.assistant[prompt_end - 1]) --prompt_end;
+    while (prompt_end > 0 && chat.assistant[prompt_end - 1]) --prompt_end;
+    for (size_t i = 0; i < chat.ids.size(); ++i)
+        append(ex, {chat.ids[i]}, label_all || chat.assistant[i], chat.assistant[i]);
+    ex.prompt_ids.assign(chat.ids.begin(), chat.ids.begin() + static_cast<std::ptrdiff_t>(prompt_end));
+    ex.reference = msgs[last_assistant].content;
+}
 
-void check_messages(const nlohmann::json& messages, const char* field) {
-    if (!messages.is_array() || messages.empty())
-        throw std::runtime_error(std::string("field '") + field + "' must be a string or a non-empty message list");
-    for (size_t i = 0; i < messages.size(); ++i) {
-        const auto& m = messages[i];
-        if (!m.is_object() || !m.contains("role") || !m.contains("content") || !m["role"].is_string() ||
-            !m["content"].is_string())
-            throw std::runtime_error(std::string("field '") + field + "' message " + std::to_string(i) +
-                                     " needs string 'role' and 'content'");
-    }
+std::string joined(const std::vector<ChatSegment>& segments) {
+    std::string text;
+    for (const auto& s : segments) text += s.text;
+    return text;
 }
 
 }  // namespace
 
-// A preference / feedback prompt: plain text, or messages rendered with ChatML and an
-// open assistant turn for the completion to continue.
-std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const ByteTokenizer& tok) {
-    if (prompt.is_string()) return tok.encode(prompt.get<std::string>());
-    check_messages(prompt, "prompt");
-    std::vector<int64_t> ids;
-    auto add = [&](const std::vector<int64_t>& v) { ids.insert(ids.end(), v.begin(), v.end()); };
-    for (const auto& m : prompt) {
-        add({ByteTokenizer::kImStart});
-        add(tok.encode(m["role"].get<std::string>() + "\n" + m["content"].get<std::string>()));
-        add({ByteTokenizer::kImEnd});
-        add(tok.encode("\n"));
-    }
-    add({ByteTokenizer::kImStart});
-    add(tok.encode("assistant\n"));
-    return ids;
+// A preference / feedback / sampling prompt: plain text (with the tokenizer's BOS), or
+// messages rendered with the chat template and an open assistant turn to continue.
+std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const TextCodec& codec) {
+    if (prompt.is_string()) return codec.encode(prompt.get<std::string>(), true);
+    return codec.encode_chat(parse_messages(prompt, "prompt"), true).ids;
 }
 
 namespace {
 
-// A completion: text + EOS, or assistant message(s) as content + <|im_end|> (the
-// tokens SFT learns for an assistant turn). Returns the tokens and the plain text.
+// A completion: text + EOS, or assistant message(s): the text the chat template renders
+// for them after the prompt, up to the end of the last assistant turn (ChatML: content +
+// <|im_end|>, the tokens SFT learns for an assistant turn). Returns the tokens and the
+// plain text.
 std::pair<std::vector<int64_t>, std::string> render_completion(const nlohmann::json& c, const char* field,
-                                                              const ByteTokenizer& tok) {
+                                                              const nlohmann::json& prompt, const TextCodec& codec) {
     if (c.is_string()) {
-        auto ids = tok.encode(c.get<std::string>());
-        ids.push_back(ByteTokenizer::kEos);
+        auto ids = codec.encode(c.get<std::string>(), false);
+        ids.push_back(codec.eos_id());
         return {ids, c.get<std::string>()};
     }
-    check_messages(c, field);
-    std::vector<int64_t> ids;
+    const auto turns = parse_messages(c, field);
     std::string text;
-    for (size_t i = 0; i < c.size(); ++i) {
-        if (c[i]["role"] != "assistant")
+    for (size_t i = 0; i < turns.size(); ++i) {
+        if (turns[i].role != "assistant")
             throw std::runtime_error(std::string("field '") + field + "' message " + std::to_string(i) +
                                      " must have role 'assistant'");
-        if (i > 0) {  // later turns restart an assistant block
-            for (int64_t id : tok.encode("\n")) ids.push_back(id);
-            ids.push_back(ByteTokenizer::kImStart);
-            for (int64_t id : tok.encode("assistant\n")) ids.push_back(id);
-        }
-        const std::string content = c[i]["content"].get<std::string>();
-        for (int64_t id : tok.encode(content)) ids.push_back(id);
-        ids.push_back(ByteTokenizer::kImEnd);
-        text += content;
+        text += turns[i].content;
     }
-    return {ids, text};
+    std::vector<ChatMessage> conversation = prompt.is_string() ? std::vector<ChatMessage>{} : parse_messages(prompt, "prompt");
+    const std::string prompt_text = conversation.empty() ? "" : joined(codec.render(conversation, true));
+    conversation.insert(conversation.end(), turns.begin(), turns.end());
+    const auto segments = codec.render(conversation, false);
+    const std::string full = joined(segments);
+    size_t begin = std::string::npos, end = 0, at = 0;
+    for (const auto& s : segments) {
+        if (s.assistant) {
+            begin = std::min(begin, at);
+            end = at + s.text.size();
+        }
+        at += s.text.size();
+    }
+    if (!prompt_text.empty()) {
+        if (full.compare(0, prompt_text.size(), prompt_text) != 0)
+            throw std::runtime_error("the chat template does not render the prompt as the start of the conversation "
+                                     "with field '" + std::string(field) + "'");
+        begin = prompt_text.size();
+    }
+    if (begin == std::string::npos || end <= begin) return {{}, text};
+    return {codec.encode(full.substr(begin, end - begin), false), text};
 }
 
 const nlohmann::json& required(const nlohmann::json& row, const char* key, const char* shape) {
@@ -154,10 +159,12 @@ void finish(Example& ex, int64_t max_seq_len) {
                                  std::to_string(max_seq_len) + " (raise [stage.data] max_seq_len)");
 }
 
-Example make_pair(const nlohmann::json& row, const ByteTokenizer& tok, bool label_all, int64_t max_seq_len) {
-    const auto prompt = render_prompt(required(row, "prompt", "preference"), tok);
-    auto [chosen, chosen_text] = render_completion(required(row, "chosen", "preference"), "chosen", tok);
-    auto [rejected, rejected_text] = render_completion(required(row, "rejected", "preference"), "rejected", tok);
+Example make_pair(const nlohmann::json& row, const TextCodec& codec, bool label_all, int64_t max_seq_len) {
+    const auto& prompt_field = required(row, "prompt", "preference");
+    const auto prompt = render_prompt(prompt_field, codec);
+    auto [chosen, chosen_text] = render_completion(required(row, "chosen", "preference"), "chosen", prompt_field, codec);
+    auto [rejected, rejected_text] =
+        render_completion(required(row, "rejected", "preference"), "rejected", prompt_field, codec);
     Example ex = prompt_completion(prompt, chosen, label_all);
     ex.reference = chosen_text;
     finish(ex, max_seq_len);
@@ -168,9 +175,10 @@ Example make_pair(const nlohmann::json& row, const ByteTokenizer& tok, bool labe
     return ex;
 }
 
-Example make_feedback(const nlohmann::json& row, const ByteTokenizer& tok, bool label_all, int64_t max_seq_len) {
-    const auto prompt = render_prompt(required(row, "prompt", "feedback"), tok);
-    auto [completion, text] = render_completion(required(row, "completion", "feedback"), "completion", tok);
+Example make_feedback(const nlohmann::json& row, const TextCodec& codec, bool label_all, int64_t max_seq_len) {
+    const auto& prompt_field = required(row, "prompt", "feedback");
+    const auto prompt = render_prompt(prompt_field, codec);
+    auto [completion, text] = render_completion(required(row, "completion", "feedback"), "completion", prompt_field, codec);
     const auto& label = required(row, "label", "feedback");
     if (!label.is_boolean()) throw std::runtime_error("field 'label' must be true (desirable) or false (undesirable)");
     Example ex = prompt_completion(prompt, completion, label_all);
@@ -182,28 +190,28 @@ Example make_feedback(const nlohmann::json& row, const ByteTokenizer& tok, bool 
 
 }  // namespace
 
-Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_label_policy policy, int64_t max_seq_len,
+Example make_example(const nlohmann::json& row, const TextCodec& codec, ft_label_policy policy, int64_t max_seq_len,
                      ft_data_shape shape) {
     Example ex;
     const bool label_all = policy == FT_LABELS_ALL;
     if (shape == FT_DATA_COMPLETIONS) {
         // A prompt to sample from; `completion` (when given) is the graders' reference.
         if (!row.is_object()) throw std::runtime_error("row must be a JSON object");
-        const auto prompt = render_prompt(required(row, "prompt", "prompt"), tok);
+        const auto prompt = render_prompt(required(row, "prompt", "prompt"), codec);
         if (prompt.empty()) throw std::runtime_error("field 'prompt' is empty");
         append(ex, prompt, false);
         ex.prompt_ids = ex.ids;
         ex.prompt_length = static_cast<int64_t>(prompt.size());
-        ex.prompt_text = row["prompt"].is_string() ? row["prompt"].get<std::string>() : tok.decode(prompt);
+        ex.prompt_text = row["prompt"].is_string() ? row["prompt"].get<std::string>() : codec.decode(prompt);
         if (row.contains("completion") && row["completion"].is_string()) ex.reference = row["completion"].get<std::string>();
         ex.row_json = row.dump();
         return ex;
     }
     if (shape == FT_DATA_PAIRS || shape == FT_DATA_FEEDBACK) {
         if (!row.is_object()) throw std::runtime_error("row must be a JSON object");
-        ex = shape == FT_DATA_PAIRS ? make_pair(row, tok, label_all, max_seq_len)
-                                    : make_feedback(row, tok, label_all, max_seq_len);
-        ex.prompt_text = row["prompt"].is_string() ? row["prompt"].get<std::string>() : tok.decode(ex.prompt_ids);
+        ex = shape == FT_DATA_PAIRS ? make_pair(row, codec, label_all, max_seq_len)
+                                    : make_feedback(row, codec, label_all, max_seq_len);
+        ex.prompt_text = row["prompt"].is_string() ? row["prompt"].get<std::string>() : codec.decode(ex.prompt_ids);
         ex.row_json = row.dump();
         return ex;
     }
@@ -212,20 +220,21 @@ Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_lab
         throw std::runtime_error("row has 'chosen'/'rejected': a preference row needs a preference objective "
                                  "(dpo, orpo, simpo), not one that trains on single sequences");
     if (row.contains("messages")) {
-        render_chatml(ex, row["messages"], tok, label_all);
-        ex.prompt_text = tok.decode(ex.prompt_ids);
+        render_conversation(ex, row["messages"], codec, label_all);
+        ex.prompt_text = codec.decode(ex.prompt_ids);
     } else if (row.contains("prompt") || row.contains("completion")) {
         if (!row.contains("prompt") || !row.contains("completion"))
             throw std::runtime_error("a prompt/completion row needs both 'prompt' and 'completion'");
         ex.prompt_text = string_field(row, "prompt");
         ex.reference = string_field(row, "completion");
-        append(ex, tok.encode(ex.prompt_text), label_all);
+        append(ex, codec.encode(ex.prompt_text, true), label_all);
         ex.prompt_ids = ex.ids;
-        append(ex, tok.encode(ex.reference), true, true);
-        append(ex, {ByteTokenizer::kEos}, true, true);
+        append(ex, codec.encode(ex.reference, false), true, true);
+        append(ex, {codec.eos_id()}, true, true);
     } else if (row.contains("text")) {
-        append(ex, tok.encode(string_field(row, "text")), true);
-        append(ex, {ByteTokenizer::kEos}, true);
+        auto ids = codec.encode(string_field(row, "text"), true);
+        if (ids.empty() || ids.back() != codec.eos_id()) ids.push_back(codec.eos_id());  // as TRL: text ends with EOS
+        append(ex, ids, true);
     } else {
         throw std::runtime_error("row has none of 'text', 'prompt'/'completion', 'messages'");
     }

@@ -1,22 +1,25 @@
 // example.hpp — one dataset row turned into tokens and labels.
 //
 // Row shapes use TRL's field names:
-//   {"text": ...}                              every token is a label
+//   {"text": ...}                              every token is a label (BOS as the
+//                                              tokenizer adds it, EOS appended)
 //   {"prompt": ..., "completion": ...}         labels on the completion (+ EOS) only,
 //                                              or on every token for FT_LABELS_ALL
-//   {"messages": [{"role", "content"}, ...]}   rendered with ChatML; labels on the
-//                                              assistant turns (content + <|im_end|>)
+//   {"messages": [{"role", "content"}, ...]}   rendered with the chat template; labels
+//                                              on the assistant turns (content + end of
+//                                              turn, e.g. <|im_end|>)
 // and for the preference data shapes (fthost.h's FT_DATA_PAIRS / FT_DATA_FEEDBACK):
 //   {"prompt", "chosen", "rejected"}           one pair; the rejected sequence in `partner`
 //   {"prompt", "completion", "label": bool}    binary feedback (KTO)
 //   {"prompt", ...}                            a prompt to sample from (FT_DATA_COMPLETIONS);
 //                                              a string "completion" is the graders' reference
-// where prompt may be a string or a message list (rendered with ChatML and an open
-// assistant turn) and each completion a string (+ EOS) or a list of assistant messages
-// (content + <|im_end|>, as in SFT).
+// where prompt may be a string or a message list (rendered with the chat template and an
+// open assistant turn) and each completion a string (+ EOS) or a list of assistant
+// messages (as the template renders them after the prompt, as in SFT). Prompt and
+// completion are tokenized separately, as TRL's DPOTrainer does.
 #pragma once
 
-#include "data/byte_tokenizer.hpp"
+#include "tokenizer/text_codec.hpp"
 
 #include <fthost/fthost.h>
 #include <nlohmann/json.hpp>
@@ -44,12 +47,12 @@ struct Example {
 };
 
 // Throws std::runtime_error with a reason when the row has an unknown shape.
-Example make_example(const nlohmann::json& row, const ByteTokenizer& tok, ft_label_policy policy, int64_t max_seq_len,
+Example make_example(const nlohmann::json& row, const TextCodec& codec, ft_label_policy policy, int64_t max_seq_len,
                      ft_data_shape shape = FT_DATA_SEQUENCES);
 
-// A prompt as tokens: plain text, or a message list rendered with ChatML and an open
+// A prompt as tokens: plain text, or a message list rendered with the chat template and an open
 // assistant turn (what generation continues). Throws on a malformed message list.
-std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const ByteTokenizer& tok);
+std::vector<int64_t> render_prompt(const nlohmann::json& prompt, const TextCodec& codec);
 
 // Example i's prompt followed by the completion of `other` (FT_DATA_FEEDBACK's
 // mismatched pairs for the KL estimate), truncated to max_seq_len.

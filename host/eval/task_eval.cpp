@@ -10,7 +10,7 @@
 namespace fthost::host {
 
 TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& eval, const StageConfig& stage,
-                             const ByteTokenizer& tok) {
+                             const TextCodec& codec) {
     TaskEvalResult result;
     std::vector<const Example*> items;
     for (const auto& ex : eval)
@@ -22,8 +22,7 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     for (const auto* ex : items) prompts.push_back(ex->prompt_ids);
     SamplingOptions greedy;
     greedy.max_new_tokens = stage.eval.max_new_tokens;
-    greedy.vocab_limit = ByteTokenizer::kPad;  // never the padding id (nor ids past the tokenizer)
-    const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, tok);
+    const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec);
     std::vector<std::string> completions;
     for (const auto& g : generated) completions.push_back(g.text);
     std::vector<GradeInput> inputs;

@@ -2,7 +2,7 @@
 // every configured grader plugin, and average (NaN scores are skipped, as TRL skips None).
 #pragma once
 
-#include "data/byte_tokenizer.hpp"
+#include "tokenizer/text_codec.hpp"
 #include "data/example.hpp"
 #include "train/model_session.hpp"
 
@@ -17,6 +17,6 @@ struct TaskEvalResult {
 };
 
 TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& eval, const StageConfig& stage,
-                             const ByteTokenizer& tok);
+                             const TextCodec& codec);
 
 }  // namespace fthost::host

@@ -1,6 +1,7 @@
 #include "export/merge_command.hpp"
 
 #include "io/atomic_file.hpp"
+#include "tokenizer/text_codec.hpp"
 #include "train/model_session.hpp"
 
 #include <fthost/plugin.hpp>
@@ -22,9 +23,13 @@ int merge_command(const MergeRequest& req, const PluginRegistry& registry) {
     const at::Device device(req.device == "auto" ? (at::hasCUDA() ? "cuda" : "cpu") : req.device);
     // from_stage_dir merges every adapter of the chain (an adapter over an adapter stage too).
     auto model = ModelSession::from_stage_dir(src, registry, device, /*merge_adapter=*/true);
-    write_directory_atomically(out, [&](const fs::path& tmp) { model->save_model(tmp); });
-    std::cout << "fthost merge: wrote " << (out / "model.safetensors").string() << " and stage.json ("
-              << model->model_parameters().size() << " tensors, adapter merged)\n";
+    const auto codec = TextCodec::for_model(src, "");
+    write_directory_atomically(out, [&](const fs::path& tmp) {
+        model->save_model(tmp);
+        codec->save(tmp);  // a checkpoint's tokenizer files: the merged directory is servable as it is
+    });
+    std::cout << "fthost merge: wrote " << out.string() << " (" << model->model_parameters().size()
+              << " tensors, adapter merged" << (codec->is_bytes() ? "" : ", with the checkpoint's tokenizer") << ")\n";
     return 0;
 }
 

@@ -22,32 +22,29 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
     if (req.sampling.top_p <= 0 || req.sampling.top_p > 1) throw Error("--top-p must be in (0, 1]", FT_ERR_CONFIG);
     if (req.sampling.temperature < 0) throw Error("--temperature must be >= 0", FT_ERR_CONFIG);
     if (req.threads > 0) at::set_num_threads(static_cast<int>(req.threads));
-    ByteTokenizer tok;
+    const auto codec_ptr = TextCodec::for_model(req.stage_dir, req.chat_template);
+    const TextCodec& codec = *codec_ptr;
 
     std::vector<nlohmann::json> rows;
     if (!req.input.empty()) {
         read_jsonl(req.input, false, [&](const nlohmann::json& row, int64_t) {
             if (!row.contains("prompt")) throw std::runtime_error("a generation row needs 'prompt' (text or messages)");
-            render_prompt(row["prompt"], tok);  // malformed prompts fail here, at their line
+            render_prompt(row["prompt"], codec);  // malformed prompts fail here, at their line
             rows.push_back(row);
         });
     } else {
-        for (const auto& p : req.prompts) rows.push_back({{"prompt", p}});
+        for (const auto& p : req.prompts)
+            rows.push_back({{"prompt", req.chat ? nlohmann::json::array({{{"role", "user"}, {"content", p}}})
+                                                : nlohmann::json(p)}});
     }
     std::vector<std::vector<int64_t>> prompts;
     for (const auto& row : rows)
-        for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(render_prompt(row["prompt"], tok));
+        for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(render_prompt(row["prompt"], codec));
 
-    if (!std::filesystem::exists(std::filesystem::path(req.stage_dir) / "stage.json") &&
-        std::filesystem::exists(std::filesystem::path(req.stage_dir) / "config.json"))
-        throw Error(req.stage_dir + " is a Hugging Face checkpoint: generating from it needs its tokenizer, which "
-                    "fthost does not use yet (stages tokenize text as bytes); `fthost verify` checks its logits",
-                    FT_ERR_UNSUPPORTED);
     auto model = ModelSession::from_stage_dir(req.stage_dir, registry, resolve_device(req.device));
-    SamplingOptions o = req.sampling;
-    o.vocab_limit = ByteTokenizer::kPad;
+    const SamplingOptions& o = req.sampling;  // stop ids and vocabulary limit: the codec's
     GenerationStats stats;
-    const auto out = generate(*model, prompts, o, req.batch_size, tok, &stats);
+    const auto out = generate(*model, prompts, o, req.batch_size, codec, &stats);
 
     std::string text;
     for (size_t i = 0; i < out.size(); ++i) {

@@ -1,5 +1,6 @@
-// generate_command.hpp — `fthost generate STAGE_DIR`: completions from any trained stage
-// for prompts in a JSONL file (or given on the command line), written as JSONL.
+// generate_command.hpp — `fthost generate DIR`: completions from any trained stage or
+// Hugging Face checkpoint (with its tokenizer) for prompts in a JSONL file (or given on
+// the command line), written as JSONL.
 #pragma once
 
 #include "generate/generator.hpp"
@@ -14,6 +15,8 @@ struct GenerateRequest {
     std::string stage_dir;     // a stage's final/ directory
     std::string input, output; // JSONL in ({"prompt": text or messages, ...}); out ("" = stdout)
     std::vector<std::string> prompts;  // --prompt values (instead of input)
+    bool chat = false;                 // --prompt as a user message, through the chat template
+    std::string chat_template;         // "" = the checkpoint's own
     SamplingOptions sampling;
     int64_t num_generations = 1;
     int64_t batch_size = 32;

@@ -45,7 +45,7 @@ HostBatch left_padded(const std::vector<Row>& rows, at::Device device) {
     size_t T = 1;
     for (const auto& r : rows) T = std::max(T, r.ids.size());
     HostBatch b;
-    b.input_ids = at::full({B, static_cast<int64_t>(T)}, ByteTokenizer::kPad, at::kLong);
+    b.input_ids = at::zeros({B, static_cast<int64_t>(T)}, at::kLong);  // padding: sequence id -1
     b.position_ids = at::zeros({B, static_cast<int64_t>(T)}, at::kLong);
     b.sequence_ids = at::full({B, static_cast<int64_t>(T)}, -1, at::kLong);
     auto ids = b.input_ids.accessor<int64_t, 2>();
@@ -67,7 +67,7 @@ HostBatch left_padded(const std::vector<Row>& rows, at::Device device) {
 HostBatch next_step(const std::vector<Row>& rows, at::Device device) {
     const int64_t B = static_cast<int64_t>(rows.size());
     HostBatch b;
-    b.input_ids = at::full({B, 1}, ByteTokenizer::kPad, at::kLong);
+    b.input_ids = at::zeros({B, 1}, at::kLong);
     b.position_ids = at::zeros({B, 1}, at::kLong);
     b.sequence_ids = at::full({B, 1}, -1, at::kLong);
     for (int64_t r = 0; r < B; ++r) {
@@ -83,8 +83,11 @@ HostBatch next_step(const std::vector<Row>& rows, at::Device device) {
 }  // namespace
 
 std::vector<Generation> generate(ModelSession& model, const std::vector<std::vector<int64_t>>& prompts,
-                                 const SamplingOptions& o, int64_t batch_size, const ByteTokenizer& tok,
+                                 const SamplingOptions& options, int64_t batch_size, const TextCodec& codec,
                                  GenerationStats* stats) {
+    SamplingOptions o = options;
+    if (!o.stop_ids) o.stop_ids = codec.stop_ids();
+    if (o.vocab_limit == 0) o.vocab_limit = codec.sample_limit();
     at::NoGradGuard ng;
     model.set_training(false);
     const auto start = std::chrono::steady_clock::now();
@@ -123,13 +126,13 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
                 row.ids.push_back(id);
                 g.tokens.push_back(id);
                 ++generated;
-                if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) {
+                if (std::find(o.stop_ids->begin(), o.stop_ids->end(), id) != o.stop_ids->end()) {
                     row.done = true;
                     g.finish_reason = "stop";
                     continue;
                 }
                 if (!o.stop_strings.empty()) {
-                    const std::string text = tok.decode(g.tokens);
+                    const std::string text = codec.decode(g.tokens);
                     for (const auto& s : o.stop_strings)
                         if (!s.empty() && text.find(s) != std::string::npos) row.done = true;
                     if (row.done) {
@@ -146,7 +149,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
         for (size_t r = 0; r < rows.size(); ++r) {
             Generation& g = out[first + r];
             if (g.finish_reason.empty()) g.finish_reason = "length";
-            g.text = tok.decode(g.tokens);
+            g.text = codec.decode(g.tokens);
             for (const auto& s : o.stop_strings) {
                 const auto at = s.empty() ? std::string::npos : g.text.find(s);
                 if (at != std::string::npos) g.text.resize(at);

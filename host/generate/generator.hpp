@@ -5,10 +5,11 @@
 // strings or max_new_tokens. Used by eval (greedy), `fthost generate` and RL stages.
 #pragma once
 
-#include "data/byte_tokenizer.hpp"
+#include "tokenizer/text_codec.hpp"
 #include "train/model_session.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,9 +21,11 @@ struct SamplingOptions {
     int64_t top_k = 0;         // keep the k most likely tokens; 0: off
     double top_p = 1.0;        // keep the smallest set with this much probability; 1: off
     uint64_t seed = 0;         // sampling is on the CPU from this seed: the same on every device
-    std::vector<int64_t> stop_ids = {ByteTokenizer::kEos, ByteTokenizer::kImEnd};
+    std::optional<std::vector<int64_t>> stop_ids;  // unset: the codec's stop_ids() (EOS, end of turn)
     std::vector<std::string> stop_strings;  // generation stops once the text contains one
-    int64_t vocab_limit = 0;  // sample only ids below this (a tokenizer inside a larger embedding); 0: all
+    // Sample only ids below this (a tokenizer inside a larger embedding); 0: the codec's
+    // sample_limit() (the byte tokenizer's padding id is never sampled).
+    int64_t vocab_limit = 0;
     bool use_cache = true;    // false: recompute the prefix every step (the reference for tests)
 };
 
@@ -38,7 +41,7 @@ struct GenerationStats {
 };
 
 std::vector<Generation> generate(ModelSession& model, const std::vector<std::vector<int64_t>>& prompts,
-                                 const SamplingOptions& options, int64_t batch_size, const ByteTokenizer& tok,
+                                 const SamplingOptions& options, int64_t batch_size, const TextCodec& codec,
                                  GenerationStats* stats = nullptr);
 
 // Applies temperature, top-k and top-p to logits [B, V] and picks one id per row

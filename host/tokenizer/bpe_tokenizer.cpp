@@ -200,18 +200,7 @@ public:
     }
 
     std::vector<int64_t> encode(const std::string& text, bool add_special_tokens) const override {
-        std::vector<int64_t> ids;
-        for (const auto& [piece, added] : split_added(text, false)) {
-            if (added) {
-                ids.push_back(added->id);
-                continue;
-            }
-            for (const auto& [npiece, nadded] : split_added(normalize(piece), true)) {
-                if (nadded) ids.push_back(nadded->id);
-                else
-                    for (const auto& word : pre_tokenize(npiece)) bpe(word, ids);
-            }
-        }
+        std::vector<int64_t> ids = encode_pieces(text, nullptr);
         if (add_special_tokens && !template_.empty()) {
             std::vector<int64_t> out;
             for (const auto& part : template_)
@@ -220,6 +209,11 @@ public:
             return out;
         }
         return ids;
+    }
+
+    std::vector<int64_t> encode_with_offsets(const std::string& text, std::vector<size_t>& starts) const override {
+        starts.clear();
+        return encode_pieces(text, &starts);
     }
 
     std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const override {
@@ -258,6 +252,52 @@ private:
         std::unique_ptr<Regex> regex;
         bool byte_level = false, add_prefix_space = false;
     };
+
+    // Steps 1-4 of the file comment. With `starts`, each token's byte offset in `text`:
+    // exact when normalisation leaves a piece unchanged (byte-level tokens are one byte per
+    // code point); when NFC rewrites a piece, its tokens all start at the piece's start.
+    std::vector<int64_t> encode_pieces(const std::string& text, std::vector<size_t>* starts) const {
+        std::vector<int64_t> ids;
+        size_t pos = 0;
+        for (const auto& [piece, added] : split_added(text, false)) {
+            const size_t piece_start = pos, piece_end = pos + piece.size();
+            pos = piece_end;
+            if (added) {
+                ids.push_back(added->id);
+                if (starts) starts->push_back(piece_start);
+                continue;
+            }
+            const std::string normalized = normalize(piece);
+            const bool exact = normalized == piece && byte_level_;
+            size_t sub = 0;  // offset of the sub-piece in `normalized`
+            for (const auto& [npiece, nadded] : split_added(normalized, true)) {
+                const size_t sub_start = sub;
+                sub += npiece.size();
+                if (nadded) {
+                    ids.push_back(nadded->id);
+                    if (starts) starts->push_back(exact ? piece_start + sub_start : piece_start);
+                    continue;
+                }
+                const auto words = pre_tokenize(npiece);
+                // A ByteLevel add_prefix_space puts one byte before the text that is not in it.
+                size_t mapped = 0;
+                for (const auto& w : words) mapped += code_points(w).size();
+                int64_t cursor = static_cast<int64_t>(piece_start + sub_start) -
+                                 static_cast<int64_t>(mapped > npiece.size() ? mapped - npiece.size() : 0);
+                for (const auto& word : words) {
+                    const size_t first = ids.size();
+                    bpe(word, ids);
+                    if (!starts) continue;
+                    for (size_t k = first; k < ids.size(); ++k) {
+                        const int64_t at = std::clamp<int64_t>(cursor, piece_start, piece_end);
+                        starts->push_back(exact ? static_cast<size_t>(at) : piece_start);
+                        cursor += static_cast<int64_t>(code_points(id_to_token_.at(ids[k])).size());
+                    }
+                }
+            }
+        }
+        return ids;
+    }
 
     void load_model(const json& m) {
         if (m.value("type", "BPE") != "BPE") unsupported(file_, "model type '" + m.value("type", "") + "'");

@@ -44,23 +44,38 @@ const char* chat_template_name(ChatTemplate t) {
     return "?";
 }
 
-ChatTemplate recognise_chat_template(const fs::path& tokenizer_config) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(read_text(tokenizer_config));
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(tokenizer_config.string() + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
-    }
+ChatTemplate recognise_chat_template(const fs::path& dir) {
     const std::string how = "; set [stage.data] chat_template = \"chatml\", \"llama3\", \"mistral\" or \"plain\" to choose one";
-    if (!j.contains("chat_template") || !j["chat_template"].is_string())
-        throw Error(tokenizer_config.string() + ": no chat_template string" + how, FT_ERR_CONFIG);
-    const std::string t = j["chat_template"].get<std::string>();
+    // transformers >= 4.43 saves the template as chat_template.jinja; older files keep it
+    // in tokenizer_config.json, as a string or as a list of named templates.
+    std::string t, source;
+    if (fs::exists(dir / "chat_template.jinja")) {
+        source = (dir / "chat_template.jinja").string();
+        t = read_text(dir / "chat_template.jinja");
+    } else {
+        source = (dir / "tokenizer_config.json").string();
+        if (!fs::exists(dir / "tokenizer_config.json"))
+            throw Error(dir.string() + " has neither chat_template.jinja nor tokenizer_config.json" + how, FT_ERR_CONFIG);
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(read_text(dir / "tokenizer_config.json"));
+        } catch (const nlohmann::json::exception& e) {
+            throw Error(source + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
+        }
+        const nlohmann::json ct = j.value("chat_template", nlohmann::json());
+        if (ct.is_string()) t = ct.get<std::string>();
+        else if (ct.is_array())
+            for (const auto& named : ct)
+                if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
+                    named["template"].is_string())
+                    t = named["template"].get<std::string>();
+        if (t.empty()) throw Error(source + ": no chat_template" + how, FT_ERR_CONFIG);
+    }
     if (t.find("<|start_header_id|>") != std::string::npos && t.find("<|eot_id|>") != std::string::npos)
         return ChatTemplate::llama3;
     if (t.find("<|im_start|>") != std::string::npos && t.find("<|im_end|>") != std::string::npos) return ChatTemplate::chatml;
     if (t.find("[INST]") != std::string::npos && t.find("[/INST]") != std::string::npos) return ChatTemplate::mistral;
-    throw Error(tokenizer_config.string() + ": chat_template is not one fthost recognises (chatml, llama3, mistral)" + how,
-                FT_ERR_CONFIG);
+    throw Error(source + ": the chat template is not one fthost recognises (chatml, llama3, mistral)" + how, FT_ERR_CONFIG);
 }
 
 std::vector<ChatSegment> render_chat(ChatTemplate t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,

@@ -32,9 +32,10 @@ enum class ChatTemplate { chatml, llama3, mistral, plain };
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplate t);
 
-// The template a tokenizer_config.json's "chat_template" is (by its markers), or an
-// error naming the file and telling the user to set [stage.data] chat_template.
-ChatTemplate recognise_chat_template(const std::filesystem::path& tokenizer_config);
+// The template a model directory's chat_template.jinja or tokenizer_config.json
+// "chat_template" is (by its markers), or an error naming the file and telling the user
+// to set [stage.data] chat_template.
+ChatTemplate recognise_chat_template(const std::filesystem::path& model_dir);
 
 // bos/eos: the tokenizer's special-token strings (llama3 and mistral put them in text).
 std::vector<ChatSegment> render_chat(ChatTemplate t, const std::vector<ChatMessage>& messages,

@@ -1,8 +1,8 @@
 // tokenizer.hpp — text <-> token ids for real checkpoints: Hugging Face tokenizer.json
 // (byte-level BPE: GPT-2, Llama 3, Qwen2) and SentencePiece .model files (Llama 2,
 // Mistral, T5), equal to the `tokenizers` and `sentencepiece` libraries' encodings
-// (tests/unit/tokenizer_test.cpp). The quickstart's byte tokenizer stays separate
-// (data/byte_tokenizer.hpp).
+// (tests/unit/tokenizer_test.cpp), and the built-in byte tokenizer of fthost's own
+// models (byte_tokenizer.hpp).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,10 @@ public:
     // <|begin_of_text|>, SentencePiece's BOS). Special-token strings inside the text are
     // always recognised as those tokens, as the reference libraries do.
     virtual std::vector<int64_t> encode(const std::string& text, bool add_special_tokens) const = 0;
+    // encode(text, false) and, per token, the byte offset in `text` where its text begins
+    // (what transformers' char_to_token answers; chat templates use it to find the
+    // tokens of the assistant's turns in one encoding of the whole conversation).
+    virtual std::vector<int64_t> encode_with_offsets(const std::string& text, std::vector<size_t>& starts) const = 0;
     // Invalid UTF-8 from partial byte sequences becomes U+FFFD.
     virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const = 0;
     virtual int64_t vocab_size() const = 0;

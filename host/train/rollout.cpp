@@ -38,7 +38,7 @@ at::Tensor sampling_logprobs(ModelSession& model, HostBatch& b, double temperatu
 }  // namespace
 
 Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& prompts, const StageConfig& sc,
-                     const ByteTokenizer& tok, uint64_t seed) {
+                     const TextCodec& codec, uint64_t seed) {
     const GenerationConfig& gc = sc.generation;
     const int64_t G = gc.num_generations;
     std::vector<std::vector<int64_t>> inputs;
@@ -50,9 +50,8 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
     o.top_k = gc.top_k;
     o.top_p = gc.top_p;
     o.seed = seed;
-    o.vocab_limit = ByteTokenizer::kPad;
     GenerationStats stats;
-    const auto gens = generate(model, inputs, o, static_cast<int64_t>(inputs.size()), tok, &stats);
+    const auto gens = generate(model, inputs, o, static_cast<int64_t>(inputs.size()), codec, &stats);
 
     // Rewards: Σ_k w_k r_k with a NaN score (not applicable) counting 0 (TRL's nansum).
     std::vector<GradeInput> items;

@@ -24,6 +24,6 @@ struct Rollout {
 
 // `prompts` holds batch_size x grad_accum / num_generations prompt examples.
 Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& prompts, const StageConfig& sc,
-                     const ByteTokenizer& tok, uint64_t seed);
+                     const TextCodec& codec, uint64_t seed);
 
 }  // namespace fthost::host

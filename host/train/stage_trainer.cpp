@@ -195,7 +195,7 @@ double preference_accuracy(ModelSession& model, const std::vector<Example>& eval
 // What on-policy training optimises: the graders' mean over 4 completions per held-out
 // prompt sampled as in training ([stage.generation]), from a fixed seed.
 std::map<std::string, double> sampled_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                             const ByteTokenizer& tok) {
+                                             const TextCodec& codec) {
     constexpr int64_t kSamples = 4;
     std::vector<const Example*> items;
     for (const auto& ex : eval) items.push_back(&ex);
@@ -210,8 +210,7 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
     o.top_k = sc.generation.top_k;
     o.top_p = sc.generation.top_p;
     o.seed = 20261129;
-    o.vocab_limit = ByteTokenizer::kPad;
-    const auto gens = generate(model, prompts, o, sc.eval.batch_size, tok);
+    const auto gens = generate(model, prompts, o, sc.eval.batch_size, codec);
     std::vector<GradeInput> inputs;
     for (size_t i = 0; i < gens.size(); ++i) {
         const Example& ex = *items[i / kSamples];
@@ -222,7 +221,7 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
 }
 
 std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                              const ByteTokenizer& tok, ft_data_shape shape, at::Device device) {
+                                              const TextCodec& codec, ft_data_shape shape, at::Device device) {
     std::map<std::string, double> scores;
     if (eval.empty()) return scores;
     if (!sc.graders.empty()) {
@@ -232,14 +231,14 @@ std::map<std::string, double> held_out_scores(ModelSession& model, const std::ve
             std::vector<Example> desirable;
             for (const auto& ex : eval)
                 if (ex.desirable == 1) desirable.push_back(ex);
-            if (!desirable.empty()) scores = run_task_eval(model, desirable, sc, tok).scores;
+            if (!desirable.empty()) scores = run_task_eval(model, desirable, sc, codec).scores;
         } else {
-            scores = run_task_eval(model, eval, sc, tok).scores;
+            scores = run_task_eval(model, eval, sc, codec).scores;
         }
     }
     if (shape == FT_DATA_PAIRS) scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device);
     if (shape == FT_DATA_COMPLETIONS)
-        for (const auto& [k, v] : sampled_scores(model, eval, sc, tok)) scores["sampled/" + k] = v;
+        for (const auto& [k, v] : sampled_scores(model, eval, sc, codec)) scores["sampled/" + k] = v;
     return scores;
 }
 
@@ -249,7 +248,6 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     reset_peak_rss();  // this stage's peaks only, not an earlier stage's
     at::manual_seed(rc.seed + 1000003ull * index);
     set_host_seed(rc.seed + index);
-    ByteTokenizer tok;
 
     // The model: fresh from its plugin, or the earlier stage's final result.
     std::unique_ptr<ModelSession> model;
@@ -258,19 +256,25 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         PluginSection m = sc.model;
         const std::string vw = m.config.where_of("vocab_size");
         if (m.config.has("vocab_size") && vw.find("(default)") != std::string::npos)
-            m.config.values["vocab_size"] = int64_t{tok.vocab_size()};
+            m.config.values["vocab_size"] = int64_t{TextCodec::bytes()->vocab_size()};
         model = std::make_unique<ModelSession>(m, registry, device);
     } else {
         base_dir = is_stage_path(sc.init_from) ? fs::path(sc.init_from) : dir.final_dir(sc.init_from);
         model = ModelSession::from_stage_dir(base_dir, registry, device);
     }
-    if (model->vocab_size() < tok.vocab_size())
+    // Text -> tokens: the tokenizer that came with the starting model (a Hugging Face
+    // checkpoint's, kept in every final/ trained from it), else the byte tokenizer.
+    const std::shared_ptr<const TextCodec> codec_ptr =
+        base_dir.empty() ? TextCodec::bytes() : TextCodec::for_model(base_dir, sc.data.chat_template);
+    const TextCodec& codec = *codec_ptr;
+    if (model->vocab_size() < codec.vocab_size())
         throw Error("stage '" + sc.name + "': the model's vocab_size " + std::to_string(model->vocab_size()) +
-                        " is smaller than the tokenizer's " + std::to_string(tok.vocab_size()),
+                        " is smaller than the tokenizer's " + std::to_string(codec.vocab_size()) + " (" +
+                        codec.describe() + ")",
                     FT_ERR_CONFIG);
     ObjectiveCall objective(sc.objective, *model);
     const ft_data_shape shape = objective.traits().data_shape;
-    Datasets data = load_datasets(sc.data, tok, objective.policy(), rc.seed, shape, sc.train.batch_size);
+    Datasets data = load_datasets(sc.data, codec, objective.policy(), rc.seed, shape, sc.train.batch_size);
     if (data.train_stats.skipped + data.eval_stats.skipped > 0)
         std::cerr << "fthost: stage '" << sc.name << "': skipped " << data.train_stats.skipped + data.eval_stats.skipped
                   << " malformed lines\n";
@@ -340,7 +344,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         fs::remove_all(dir.checkpoints_dir(sc.name));
         dir.drop_metrics_of(sc.name);
         if (sc.eval.base)
-            for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) state.base_eval[k] = v;
+            for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, codec, shape, device)) state.base_eval[k] = v;
     }
 
     const bool tty = ::isatty(2) && !opts.quiet;
@@ -372,7 +376,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         int64_t num_items = 0, num_examples = 0;
         if (on_policy) {
             if (!rollout || rollout_uses == sc.generation.num_iterations) {
-                rollout = make_rollout(*model, stream.next().examples, sc, tok, rc.seed * 1000003ull + state.step);
+                rollout = make_rollout(*model, stream.next().examples, sc, codec, rc.seed * 1000003ull + state.step);
                 rollout_uses = 0;
                 for (const auto& [k, v] : rollout->metrics) objective.host_metric(k, v);
             }
@@ -428,7 +432,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
             const double el = ev.contains("loss") ? ev["loss"].get<double>() : std::nan("");
             nlohmann::json line = {{"stage", sc.name}, {"step", state.step}};
             for (const auto& [k, v] : ev.items()) line["eval/" + k] = v;
-            for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) line["eval/" + k] = v;
+            for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, codec, shape, device)) line["eval/" + k] = v;
             dir.append_metrics(line);
             if (std::isnan(el)) {
                 // No eval loss (on-policy stages): nothing to stop early on.
@@ -458,16 +462,19 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     const int64_t train_peak_rss = peak_rss_bytes();
     // Final evaluation: loss and task metrics on the held-out set.
     nlohmann::json eval = eval_objective(*model, objective, data.eval, sc, device);
-    for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, tok, shape, device)) eval[k] = v;
+    for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, codec, shape, device)) eval[k] = v;
     // A distilled student is reported next to its teacher.
     nlohmann::json teacher_eval = nlohmann::json::object();
     if (teacher)
-        for (const auto& [k, v] : held_out_scores(*teacher, data.eval, sc, tok, shape, device)) teacher_eval[k] = v;
+        for (const auto& [k, v] : held_out_scores(*teacher, data.eval, sc, codec, shape, device)) teacher_eval[k] = v;
     nlohmann::json line = {{"stage", sc.name}, {"step", state.step}};
     for (const auto& [k, v] : eval.items()) line["eval/" + k] = v;
     dir.append_metrics(line);
 
-    write_directory_atomically(dir.final_dir(sc.name), [&](const fs::path& tmp) { model->save_final(tmp, base_dir); });
+    write_directory_atomically(dir.final_dir(sc.name), [&](const fs::path& tmp) {
+        model->save_final(tmp, base_dir);
+        codec.save(tmp);  // the next stage, eval, generate and vLLM read the same tokenizer
+    });
     const double seconds = seconds_before + std::chrono::duration<double>(Clock::now() - loop_start).count();
     nlohmann::json result = {{"name", sc.name},
             {"status", status},

@@ -26,7 +26,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
 // Held-out scores of a model on a stage's eval examples: the graders' task metrics,
 // plus preference_accuracy (chosen completion more likely than rejected) for pairs.
 std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                              const ByteTokenizer& tok, ft_data_shape shape, at::Device device);
+                                              const TextCodec& codec, ft_data_shape shape, at::Device device);
 double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device);
 
 // The device a config asks for: cpu, cuda, or auto (cuda when available).

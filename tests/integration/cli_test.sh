@@ -129,12 +129,35 @@ HF="$SRC/tests/fixtures/hf"
 check "verify passes" 0 "max abs diff .*: PASS" -- "$FTHOST" verify "$HF/qwen2_bias" --reference "$HF/qwen2_bias.logits.json"
 check "verify fails" 1 ": FAIL" -- "$FTHOST" verify "$HF/llama_gqa_tied" --reference "$HF/qwen2_bias.logits.json"
 check "verify needs a checkpoint" 1 "neither a stage" -- "$FTHOST" verify "$WORK" --reference "$HF/qwen2_bias.logits.json"
-check "generate refuses a checkpoint" 1 "Hugging Face checkpoint: generating from it needs its tokenizer" -- \
+check "generate needs a checkpoint's tokenizer" 1 "without its tokenizer" -- \
   "$FTHOST" generate "$HF/qwen2_bias" --prompt "hi"
-printf '[[stage]]\nname = "ft"\ninit_from = "%s"\n[stage.param]\nplugin = "lora"\n[stage.objective]\nplugin = "sft"\n[stage.data]\ntrain = "%s"\n' \
-  "$HF/qwen2_bias" "$SRC/data/quickstart/train.jsonl" > "$WORK/hf_init.toml"
-check "init_from a checkpoint is refused" 2 "hf_init.toml:3:.*is a Hugging Face checkpoint.*cannot fine-tune it yet" -- \
+check "generate from a checkpoint" 0 '"finish_reason":"(stop|length)"' -- \
+  "$FTHOST" generate "$HF/qwen2_chat" --chat --prompt "organic milk" --max-new-tokens 4
+printf '[run]\noutput_dir = "%s"\n[[stage]]\nname = "ft"\ninit_from = "%s"\n[stage.param]\nplugin = "lora"\n[stage.objective]\nplugin = "sft"\n[stage.data]\ntrain = "%s"\n[stage.train]\nsteps = 1\n' \
+  "$WORK/hf_run" "$HF/qwen2_bias" "$SRC/data/quickstart/train.jsonl" > "$WORK/hf_init.toml"
+check "init_from a checkpoint without tokenizer" 2 "hf_init.toml:5:.*without its tokenizer" -- \
   "$FTHOST" validate "$WORK/hf_init.toml"
+sed -i 's/^chat_template.*//; s/^train = .*/&\nchat_template = "gemma"/' "$WORK/hf_init.toml"
+check "an unknown chat_template" 2 "hf_init.toml:.*unknown chat template 'gemma'" -- "$FTHOST" validate "$WORK/hf_init.toml"
+
+# The recipe: fine-tune a checkpoint directory (the bundled tiny Qwen2) with its own
+# tokenizer and chat template, merge, and generate from the merged checkpoint.
+# The settings for this 0.1M-parameter model (docs/CONFIG.md): it must learn the answers.
+check "finetune_checkpoint recipe learns" 0 "exact_match 0 -> (0\.[5-9]|1)" -- \
+  "$FTHOST" run "$SRC/configs/finetune_checkpoint.toml" --set run.output_dir="$WORK/ftc" \
+  --set stage.finetune.train.lr=3e-3 --set stage.finetune.train.epochs=4 --set stage.finetune.data.packing=false \
+  --set stage.finetune.eval.max_examples=40
+FINAL="$WORK/ftc/stages/finetune/final"
+for f in adapter_model.safetensors adapter_config.json tokenizer.json tokenizer_config.json chat_template.jinja; do
+  if [ -f "$FINAL/$f" ]; then pass=$((pass + 1)); else echo "FAIL recipe final/ lacks $f"; failures=$((failures + 1)); fi
+done
+check "recipe adapter names the checkpoint" 0 "qwen2_chat" -- grep base_model_name_or_path "$FINAL/adapter_config.json"
+check "merge a checkpoint's adapter" 0 "with the checkpoint's tokenizer" -- "$FTHOST" merge "$FINAL" --out "$WORK/ftc_merged"
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json generation_config.json; do
+  if [ -f "$WORK/ftc_merged/$f" ]; then pass=$((pass + 1)); else echo "FAIL merged lacks $f"; failures=$((failures + 1)); fi
+done
+check "generate from the merged checkpoint" 0 '"finish_reason":"(stop|length)"' -- \
+  "$FTHOST" generate "$WORK/ftc_merged" --chat --prompt "organic milk" --max-new-tokens 4
 
 echo "cli: $pass passed, $failures failed"
 [ "$failures" -eq 0 ]

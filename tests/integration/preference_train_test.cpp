@@ -173,7 +173,7 @@ TEST(PreferenceTraining, ConfigErrorsNameTheProblem) {
               std::string::npos);
     EXPECT_NE(errors(base + stage("d", "plugin = \"dpo\"", "lora", "preference_train.jsonl", eval, "",
                                   "init_from = \"runs/nowhere/final\"\n"))
-                  .find("has no stage.json"),
+                  .find("has neither stage.json nor config.json"),
               std::string::npos);
 }
 

@@ -76,18 +76,22 @@ TEST(ChatTemplate, PlainIsContentsOnePerLine) {
 }
 
 TEST(ChatTemplate, RecognisedFromTokenizerConfig) {
-    EXPECT_EQ(host::recognise_chat_template(kDir / "chatml/tokenizer_config.json"), host::ChatTemplate::chatml);
-    EXPECT_EQ(host::recognise_chat_template(kDir / "llama3/tokenizer_config.json"), host::ChatTemplate::llama3);
-    EXPECT_EQ(host::recognise_chat_template(kDir / "mistral/tokenizer_config.json"), host::ChatTemplate::mistral);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "chatml"), host::ChatTemplate::chatml);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "llama3"), host::ChatTemplate::llama3);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "mistral"), host::ChatTemplate::mistral);
     try {
-        host::recognise_chat_template(kDir / "unknown/tokenizer_config.json");
+        host::recognise_chat_template(kDir / "unknown");
         FAIL() << "recognised Gemma's template as one of ours";
     } catch (const Error& e) {
         const std::string m = e.what();
-        EXPECT_NE(m.find("unknown/tokenizer_config.json: chat_template is not one fthost recognises"), std::string::npos) << m;
+        EXPECT_NE(m.find("unknown/tokenizer_config.json: the chat template is not one fthost recognises"), std::string::npos)
+            << m;
         EXPECT_NE(m.find("set [stage.data] chat_template"), std::string::npos) << m;
     }
     EXPECT_THROW(host::chat_template_from_name("gemma"), Error);
+    // transformers >= 4.43 writes the template to chat_template.jinja instead.
+    EXPECT_EQ(host::recognise_chat_template(fs::path(source_dir()) / "tests/fixtures/hf/qwen2_chat"),
+              host::ChatTemplate::chatml);
     EXPECT_EQ(host::chat_template_from_name("plain"), host::ChatTemplate::plain);
 }
 

@@ -9,7 +9,7 @@ namespace {
 using json = nlohmann::json;
 
 TEST(LossMask, PromptCompletionLabelsExactlyTheCompletionAndEos) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     Example ex = make_example(json{{"prompt", "Q: 2+2?"}, {"completion", " 4"}}, tok, FT_LABELS_COMPLETION, 256);
     ASSERT_EQ(ex.ids.size(), 7u + 2u + 1u);
     for (size_t i = 0; i < 7; ++i) EXPECT_EQ(ex.labels[i], -100) << i;
@@ -21,7 +21,7 @@ TEST(LossMask, PromptCompletionLabelsExactlyTheCompletionAndEos) {
 }
 
 TEST(LossMask, CptLabelsEveryTokenButTheFirst) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     Example ex = make_example(json{{"prompt", "ab"}, {"completion", "c"}}, tok, FT_LABELS_ALL, 256);
     EXPECT_EQ(ex.labels, (std::vector<int64_t>{-100, 'b', 'c', ByteTokenizer::kEos}));
     Example t = make_example(json{{"text", "xyz"}}, tok, FT_LABELS_COMPLETION, 256);
@@ -29,7 +29,7 @@ TEST(LossMask, CptLabelsEveryTokenButTheFirst) {
 }
 
 TEST(LossMask, ChatMlLabelsOnlyAssistantTurns) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     json row = {{"messages", json::array({{{"role", "system"}, {"content", "be brief"}},
                                           {{"role", "user"}, {"content", "hi"}},
                                           {{"role", "assistant"}, {"content", "yo"}}})}};
@@ -41,7 +41,7 @@ TEST(LossMask, ChatMlLabelsOnlyAssistantTurns) {
 }
 
 TEST(LossMask, TruncationKeepsLabelsAligned) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     Example ex = make_example(json{{"prompt", "abc"}, {"completion", "defgh"}}, tok, FT_LABELS_COMPLETION, 5);
     EXPECT_EQ(ex.ids.size(), 5u);
     EXPECT_EQ(labelled(ex), (std::vector<int64_t>{'d', 'e'}));
@@ -50,7 +50,7 @@ TEST(LossMask, TruncationKeepsLabelsAligned) {
 TEST(Jsonl, MalformedLineIsAnErrorNamingFileAndLine) {
     auto dir = temp_dir("jsonl");
     write_file(dir / "d.jsonl", "{\"text\": \"a\"}\n\n{\"text\": \"b\"\n{\"text\": \"c\"}\n");
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     try {
         load_examples((dir / "d.jsonl").string(), false, tok, FT_LABELS_ALL, 64);
         FAIL() << "expected an error";
@@ -65,7 +65,7 @@ TEST(Jsonl, MalformedLineIsAnErrorNamingFileAndLine) {
 
 TEST(Jsonl, RowsOfUnknownShapeAreErrors) {
     auto dir = temp_dir("shape");
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"{\"question\": \"x\"}", "row has none of 'text'"},
         {"[1, 2]", "a line must be a JSON object"},
@@ -94,7 +94,7 @@ TEST(Batches, PackedRowsRestartPositionsAndSeparateDocuments) {
     EXPECT_EQ(b.num_labels, 2 + 3);
     HostBatch p = collate({{&ex[0]}, {&ex[1]}});
     EXPECT_EQ(p.sequence_ids[0][3].item<int64_t>(), -1);
-    EXPECT_EQ(p.input_ids[0][3].item<int64_t>(), ByteTokenizer::kPad);
+    EXPECT_EQ(p.labels[0][3].item<int64_t>(), -100);
     EXPECT_EQ(p.num_tokens, 7);
 }
 
@@ -124,10 +124,10 @@ TEST(Batches, EvalFractionHoldsOutASeededSubset) {
     DataConfig cfg;
     cfg.train_file = (dir / "d.jsonl").string();
     cfg.eval_fraction = 0.2;
-    auto d = load_datasets(cfg, ByteTokenizer(), FT_LABELS_ALL, 1);
+    auto d = load_datasets(cfg, *TextCodec::bytes(), FT_LABELS_ALL, 1);
     EXPECT_EQ(d.eval.size(), 20u);
     EXPECT_EQ(d.train.size(), 80u);
-    auto d2 = load_datasets(cfg, ByteTokenizer(), FT_LABELS_ALL, 1);
+    auto d2 = load_datasets(cfg, *TextCodec::bytes(), FT_LABELS_ALL, 1);
     EXPECT_EQ(d.eval[0].ids, d2.eval[0].ids);
 }
 

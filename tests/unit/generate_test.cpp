@@ -10,9 +10,9 @@ namespace fthost::test {
 namespace {
 
 std::vector<std::vector<int64_t>> prompts_of(const std::vector<std::string>& texts) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     std::vector<std::vector<int64_t>> out;
-    for (const auto& t : texts) out.push_back(tok.encode(t));
+    for (const auto& t : texts) out.push_back(tok.encode(t, false));
     return out;
 }
 
@@ -28,8 +28,8 @@ TEST(Generate, GreedyWithKvCacheEqualsRecomputingThePrefix) {
     const auto prompts = prompts_of({"a", "query: milk\ncategory:", "xyz", "the quick brown fox jumps"});
     SamplingOptions o;
     o.max_new_tokens = 24;
-    o.stop_ids = {};  // run every row to the end
-    ByteTokenizer tok;
+    o.stop_ids = std::vector<int64_t>{};  // run every row to the end
+    const TextCodec& tok = *TextCodec::bytes();
     for (int64_t batch : {1, 3, 4}) {
         o.use_cache = true;
         const auto cached = generate(*model, prompts, o, batch, tok);
@@ -49,8 +49,8 @@ TEST(Generate, SamplingIsReproducibleFromItsSeed) {
     SamplingOptions o;
     o.max_new_tokens = 16;
     o.temperature = 1.0;
-    o.stop_ids = {};
-    ByteTokenizer tok;
+    o.stop_ids = std::vector<int64_t>{};
+    const TextCodec& tok = *TextCodec::bytes();
     o.seed = 5;
     const auto a = generate(*model, prompts, o, 2, tok), b = generate(*model, prompts, o, 2, tok);
     o.seed = 6;
@@ -89,10 +89,10 @@ TEST(Generate, TopPKeepsTheSmallestSetWithThatMass) {
 
 TEST(Generate, StopTokensAndStringsEndACompletion) {
     auto model = tiny_model(13);
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     SamplingOptions o;
     o.max_new_tokens = 12;
-    o.stop_ids = {};
+    o.stop_ids = std::vector<int64_t>{};
     o.vocab_limit = 256;  // bytes only, so the text has one character per token
     const auto free_run = generate(*model, prompts_of({"abc"}), o, 1, tok)[0];
     ASSERT_EQ(free_run.tokens.size(), 12u);
@@ -107,7 +107,7 @@ TEST(Generate, StopTokensAndStringsEndACompletion) {
     EXPECT_EQ(s.finish_reason, "stop");
     // A stop id: generation ends at its first occurrence, which stays in the ids.
     o.stop_strings = {};
-    o.stop_ids = {free_run.tokens[2]};
+    o.stop_ids = std::vector<int64_t>{free_run.tokens[2]};
     auto g = generate(*model, prompts_of({"abc"}), o, 1, tok)[0];
     const size_t first = static_cast<size_t>(std::find(free_run.tokens.begin(), free_run.tokens.end(), free_run.tokens[2]) -
                                              free_run.tokens.begin());

@@ -19,7 +19,7 @@ std::string what_of(const std::function<void()>& f) {
 }
 
 TEST(PreferenceRows, PairLabelsBothCompletionsAfterTheSamePrompt) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     Example ex = make_example(json{{"prompt", "q:"}, {"chosen", " yes"}, {"rejected", " no"}}, tok, FT_LABELS_COMPLETION,
                               64, FT_DATA_PAIRS);
     ASSERT_EQ(ex.partner.size(), 1u);
@@ -38,7 +38,7 @@ TEST(PreferenceRows, PairLabelsBothCompletionsAfterTheSamePrompt) {
 }
 
 TEST(PreferenceRows, ConversationalPairRendersChatMlWithAnOpenAssistantTurn) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     json row = {{"prompt", json::array({{{"role", "user"}, {"content", "hi"}}})},
                 {"chosen", json::array({{{"role", "assistant"}, {"content", "yo"}}})},
                 {"rejected", json::array({{{"role", "assistant"}, {"content", "go away"}}})}};
@@ -54,7 +54,7 @@ TEST(PreferenceRows, ConversationalPairRendersChatMlWithAnOpenAssistantTurn) {
 }
 
 TEST(PreferenceRows, FeedbackRowsNeedABooleanLabel) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     Example ex = make_example(json{{"prompt", "q"}, {"completion", " a"}, {"label", false}}, tok, FT_LABELS_COMPLETION, 64,
                               FT_DATA_FEEDBACK);
     EXPECT_EQ(ex.desirable, 0);
@@ -78,7 +78,7 @@ TEST(PreferenceRows, FeedbackRowsNeedABooleanLabel) {
 }
 
 TEST(PreferenceRows, KlRowsPairEachPromptWithThePreviousCompletionPerChunk) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     std::vector<Example> ex;
     for (const char* c : {"a", "b", "c", "d", "e"})
         ex.push_back(make_example(json{{"prompt", std::string("p") + c}, {"completion", std::string(" ") + c},
@@ -96,7 +96,7 @@ TEST(PreferenceRows, KlRowsPairEachPromptWithThePreviousCompletionPerChunk) {
 }
 
 TEST(PreferenceRows, ShapedBatchesPutPartnersInTheSecondHalf) {
-    ByteTokenizer tok;
+    const TextCodec& tok = *TextCodec::bytes();
     std::vector<Example> pairs;
     for (const char* c : {"x", "yy"})
         pairs.push_back(make_example(json{{"prompt", "q"}, {"chosen", std::string(" ") + c}, {"rejected", " no"}}, tok,
@@ -132,7 +132,7 @@ TEST(PreferenceRows, MalformedPreferenceLineNamesFileAndLine) {
     write_file(dir / "p.jsonl", "{\"prompt\": \"q\", \"chosen\": \" a\", \"rejected\": \" b\"}\n"
                                 "{\"prompt\": \"q\", \"chosen\": 3, \"rejected\": \" b\"}\n");
     const std::string msg = what_of([&] {
-        load_examples((dir / "p.jsonl").string(), false, ByteTokenizer(), FT_LABELS_COMPLETION, 64, nullptr, FT_DATA_PAIRS);
+        load_examples((dir / "p.jsonl").string(), false, *TextCodec::bytes(), FT_LABELS_COMPLETION, 64, nullptr, FT_DATA_PAIRS);
     });
     EXPECT_NE(msg.find("p.jsonl:2"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'chosen'"), std::string::npos) << msg;

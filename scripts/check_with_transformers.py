@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Checks that what fthost wrote loads in the Hugging Face stack a server would use, and
+computes the same thing there:
+
+  merged checkpoint directory (fthost merge --out DIR):
+      AutoModelForCausalLM + AutoTokenizer load it; writes DIR.logits.json (transformers'
+      fp32 logits on the tokenized chat prompts) for `fthost verify DIR --reference ...`
+  final/ of an adapter stage over a Hugging Face base (with --adapter):
+      PeftModel loads the adapter onto the base named in adapter_config.json; writes its
+      fp32 logits to FINAL_DIR.peft_logits.json for `fthost verify FINAL_DIR --reference ...`
+      (the unmerged adapter over the base, as PEFT computes it)
+
+Usage (the fixtures venv: scripts/make_fixtures_env.sh):
+    ~/.cache/fthost/fixtures-venv/bin/python scripts/check_with_transformers.py MERGED_DIR [--adapter FINAL_DIR]
+    build/fthost verify MERGED_DIR --reference MERGED_DIR.logits.json
+    build/fthost verify FINAL_DIR --reference FINAL_DIR.peft_logits.json
+"""
+import argparse
+import json
+import pathlib
+
+import torch
+import transformers
+
+ap = argparse.ArgumentParser()
+ap.add_argument("merged")
+ap.add_argument("--adapter")
+args = ap.parse_args()
+merged = pathlib.Path(args.merged)
+
+tok = transformers.AutoTokenizer.from_pretrained(merged)
+model = transformers.AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+prompts = [[{"role": "user", "content": q}] for q in ("organic milk 2%", "fresh basil", "frozen pizza 12 inch")]
+ids = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"] for p in prompts]
+width = min(len(i) for i in ids)
+batch = torch.tensor([i[:width] for i in ids])
+with torch.no_grad():
+    logits = model(batch).logits
+out = merged.with_name(merged.name + ".logits.json")
+out.write_text(json.dumps({"transformers": transformers.__version__, "torch": torch.__version__,
+                           "architecture": type(model).__name__, "input_ids": batch.tolist(),
+                           "logits": logits.tolist()}) + "\n")
+print(f"{merged}: loads as {type(model).__name__} with {type(tok).__name__}; reference logits in {out}")
+greedy = model.generate(torch.tensor([ids[0]]), max_new_tokens=6, do_sample=False)
+print("greedy:", repr(tok.decode(greedy[0, len(ids[0]):], skip_special_tokens=True)))
+
+if args.adapter:
+    import peft
+    cfg = json.loads((pathlib.Path(args.adapter) / "adapter_config.json").read_text())
+    base = transformers.AutoModelForCausalLM.from_pretrained(cfg["base_model_name_or_path"], dtype=torch.float32)
+    adapted = peft.PeftModel.from_pretrained(base, args.adapter).eval()
+    with torch.no_grad():
+        peft_logits = adapted(batch).logits
+    final = pathlib.Path(args.adapter)
+    ref = final.with_name(final.name + ".peft_logits.json")
+    ref.write_text(json.dumps({"transformers": transformers.__version__, "peft": peft.__version__,
+                               "architecture": "PeftModel", "input_ids": batch.tolist(),
+                               "logits": peft_logits.tolist()}) + "\n")
+    print(f"{final}: loads as a PeftModel over {cfg['base_model_name_or_path']}; reference logits in {ref}")
