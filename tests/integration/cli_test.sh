@@ -146,7 +146,7 @@ check "an unknown chat_template" 2 "hf_init.toml:.*unknown chat template 'gemma'
 check "finetune_checkpoint recipe learns" 0 "exact_match 0 -> (0\.[5-9]|1)" -- \
   "$FTHOST" run "$SRC/configs/finetune_checkpoint.toml" --set run.output_dir="$WORK/ftc" \
   --set stage.finetune.train.lr=3e-3 --set stage.finetune.train.epochs=4 --set stage.finetune.data.packing=false \
-  --set stage.finetune.eval.max_examples=40
+  --set stage.finetune.eval.max_examples=40 --set run.threads=1
 FINAL="$WORK/ftc/stages/finetune/final"
 for f in adapter_model.safetensors adapter_config.json tokenizer.json tokenizer_config.json chat_template.jinja; do
   if [ -f "$FINAL/$f" ]; then pass=$((pass + 1)); else echo "FAIL recipe final/ lacks $f"; failures=$((failures + 1)); fi
