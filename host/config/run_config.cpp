@@ -23,8 +23,6 @@ static const ft_option kRunOptions[] = {
     option("seed", FT_OPT_INT, "42", "seed for initialisation, shuffling and dropout"),
     option("threads", FT_OPT_INT, "0", "CPU threads for LibTorch (0 = LibTorch's default)"),
     option("device", FT_OPT_STRING, "\"cpu\"", "cpu, cuda or auto"),
-    option("tokenizer", FT_OPT_STRING, "\"byte\"", "tokenizer: byte (BPE and SentencePiece come with checkpoints)"),
-    option("chat_template", FT_OPT_STRING, "\"chatml\"", "template for `messages` rows: chatml"),
 };
 
 static const ft_option kStageOptions[] = {
@@ -232,13 +230,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
         read(rs, "seed", rc.seed);
         read(rs, "threads", rc.threads);
         read(rs, "device", rc.device);
-        read(rs, "tokenizer", rc.tokenizer);
-        read(rs, "chat_template", rc.chat_template);
         if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
             diag.add(rs.where_of("device"), "device must be cpu, cuda or auto, not '" + rc.device + "'");
-        if (rc.tokenizer != "byte") diag.add(rs.where_of("tokenizer"), "unknown tokenizer '" + rc.tokenizer + "' (known: byte)");
-        if (rc.chat_template != "chatml")
-            diag.add(rs.where_of("chat_template"), "unknown chat_template '" + rc.chat_template + "' (known: chatml)");
     }
 
     const toml::array* stages = root["stage"].as_array();

@@ -6,6 +6,7 @@
 // reads those architectures' config.json (options_from_hf_config, hf_config.cpp).
 #include "hf_config.hpp"
 
+#include <fthost/padded_vocab.hpp>
 #include <fthost/torch.hpp>
 
 #include <cmath>
@@ -122,7 +123,9 @@ public:
         return layers(x, cos, sin, mask, &cache);
     }
 
-    at::Tensor lm_head(const at::Tensor& hidden) { return at::linear(hidden, tied_ ? embed_ : lm_head_); }
+    // Over the vocabulary padded to a multiple of 64 (<fthost/padded_vocab.hpp>); the
+    // logits, the saved weight and its gradient keep the real size.
+    at::Tensor lm_head(const at::Tensor& hidden) { return head_.logits(hidden, tied_ ? embed_ : lm_head_); }
     int64_t vocab_size() const { return vocab_; }
 
     static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
@@ -207,6 +210,7 @@ private:
     double theta_, eps_;
     bool tied_;
     at::Tensor embed_, norm_, lm_head_;
+    fthost::PaddedVocabHead head_;
     at::Tensor inv_freq_;                // [head_dim / 2] float32, on the CPU
     mutable at::Tensor inv_freq_dev_;    // the same on the device of the last forward
     std::vector<Layer> layers_;
