@@ -23,6 +23,8 @@ static const ft_option kRunOptions[] = {
     option("seed", FT_OPT_INT, "42", "seed for initialisation, shuffling and dropout"),
     option("threads", FT_OPT_INT, "0", "CPU threads for LibTorch (0 = LibTorch's default)"),
     option("device", FT_OPT_STRING, "\"cpu\"", "cpu, cuda or auto"),
+    option("precision", FT_OPT_STRING, "\"fp32\"",
+           "fp32, or bf16: autocast forward passes to bfloat16, fp32 master weights and optimizer state"),
 };
 
 static const ft_option kStageOptions[] = {
@@ -230,6 +232,9 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
         read(rs, "seed", rc.seed);
         read(rs, "threads", rc.threads);
         read(rs, "device", rc.device);
+        read(rs, "precision", rc.precision);
+        if (rc.precision != "fp32" && rc.precision != "bf16")
+            diag.add(rs.where_of("precision"), "precision must be fp32 or bf16, not '" + rc.precision + "'");
         if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
             diag.add(rs.where_of("device"), "device must be cpu, cuda or auto, not '" + rc.device + "'");
     }

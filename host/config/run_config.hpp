@@ -69,7 +69,7 @@ struct StageConfig {
 
 struct RunConfig {
     std::string file;  // the config's path
-    std::string name = "run", output_dir, device = "cpu";
+    std::string name = "run", output_dir, device = "cpu", precision = "fp32";
     uint64_t seed = 0;
     int64_t threads = 0;
     std::vector<StageConfig> stages;

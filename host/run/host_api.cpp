@@ -66,13 +66,19 @@ const ft_host_api kApi = {
     []() -> uint64_t { return g_seed; },
     [](ft_tensor t) { delete reinterpret_cast<at::Tensor*>(t); },
     [](ft_run* run, const ft_batch* batch, int32_t model, ft_tensor* out, ft_error* err) -> ft_status {
-        return guard(err, [&] { *out = new_handle(run->token_logprobs(*batch, model)); });
+        return guard(err, [&] { *out = new_handle(run->token_logprobs(*batch, model, 1.0)); });
     },
     [](ft_run* run, const char* name, double value) { run->metric(name, value); },
     [](ft_run* run, const ft_batch* batch, int32_t model, ft_tensor* out, ft_error* err) -> ft_status {
         return guard(err, [&] {
             if (!run->label_logits) throw Error("this run gives no label logits", FT_ERR_UNSUPPORTED);
             *out = new_handle(run->label_logits(*batch, model));
+        });
+    },
+    [](ft_run* run, const ft_batch* batch, int32_t model, double temperature, ft_tensor* out, ft_error* err) -> ft_status {
+        return guard(err, [&] {
+            if (!(temperature > 0)) throw Error("run_token_logprobs_at: temperature must be positive", FT_ERR_INVALID_ARGUMENT);
+            *out = new_handle(run->token_logprobs(*batch, model, temperature));
         });
     },
 };

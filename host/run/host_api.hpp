@@ -12,7 +12,7 @@
 // The concrete type behind the opaque ft_run handle.
 struct ft_run_s {
     // `model` is FT_RUN_POLICY, FT_RUN_REFERENCE or FT_RUN_TEACHER.
-    std::function<at::Tensor(const ft_batch&, int32_t model)> token_logprobs;
+    std::function<at::Tensor(const ft_batch&, int32_t model, double temperature)> token_logprobs;
     std::function<at::Tensor(const ft_batch&, int32_t model)> label_logits;
     std::function<void(const std::string&, double)> metric;
 };

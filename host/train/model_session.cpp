@@ -139,7 +139,7 @@ ft_model_output ModelSession::forward_checked(const ft_batch& batch) {
     return out;
 }
 
-at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool adapters_off) {
+at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool adapters_off, double temperature) {
     std::optional<at::NoGradGuard> ng;
     if (adapters_off) {
         if (param_handle_ && is_full())
@@ -157,15 +157,15 @@ at::Tensor ModelSession::token_logprobs(const ft_batch& batch, bool adapters_off
     if (adapters_off) set_adapters_enabled(true);
     at::Tensor hidden = take(out.hidden_states);
     const at::Tensor& labels = borrow(batch.labels);
-    const int64_t T = labels.size(1);
-    // Position t-1 predicts label t. Log-probs via gather - logsumexp in (at least) fp32.
-    at::Tensor logits = this->logits(hidden.narrow(1, 0, T - 1));
-    logits = logits.to(at::promote_types(logits.scalar_type(), at::kFloat));
-    at::Tensor target = labels.narrow(1, 1, T - 1);
-    at::Tensor mask = target.ne(-100);
-    at::Tensor picked = logits.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1);
-    at::Tensor lp = (picked - at::logsumexp(logits, -1)) * mask;
-    return at::constant_pad_nd(lp, {1, 0}, 0.0);
+    const int64_t T = labels.size(1), H = hidden.size(-1);
+    // Position t-1 predicts label t; only labelled positions go through the LM head
+    // (SFT skips its prompts), a chunk at a time, gather - logsumexp in (at least) fp32.
+    const at::Tensor target = labels.narrow(1, 1, T - 1);
+    const at::Tensor mask = target.ne(-100);
+    const at::Tensor h = hidden.narrow(1, 0, T - 1).masked_select(mask.unsqueeze(-1)).view({-1, H});
+    const at::Tensor lp =
+        chunked_token_logprobs(head_, h, target.masked_select(mask), temperature, logprob_chunk_rows(vocab_size()));
+    return at::constant_pad_nd(at::zeros(target.sizes(), lp.options()).masked_scatter(mask, lp), {1, 0}, 0.0);
 }
 
 at::Tensor ModelSession::label_logits(const ft_batch& batch, bool adapters_off) {

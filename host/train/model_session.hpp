@@ -13,6 +13,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include "train/chunked_logprobs.hpp"
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -54,9 +56,11 @@ public:
     // Appends `batch`'s tokens to the cache; hidden states of those tokens.
     at::Tensor hidden_states_cached(ft_kv_cache* cache, HostBatch& batch);
     at::Tensor logits(const at::Tensor& hidden);
-    // log p(labels[t] | tokens < t) as [B, T] float32 (0 where ignored).
+    // log p(labels[t] | tokens < t) as [B, T] float32 (0 where ignored), under
+    // softmax(logits / temperature); computed over the labelled positions only, in
+    // chunks against the LM head (chunked_logprobs.hpp): no [tokens x vocab] tensor.
     // adapters_off = true: as the base model (the reference of adapter stages), no grad.
-    at::Tensor token_logprobs(const ft_batch& batch, bool adapters_off);
+    at::Tensor token_logprobs(const ft_batch& batch, bool adapters_off, double temperature = 1.0);
     // Next-token logits at every labelled position: [N, V] float32 (ft_host_api's
     // run_label_logits).
     at::Tensor label_logits(const ft_batch& batch, bool adapters_off = false);
@@ -93,6 +97,9 @@ public:
     const PluginSection& model_section() const { return model_; }
 
 private:
+    // The plugin's lm_head as the chunked log-prob function calls it (it outlives every
+    // graph built from it).
+    LmHead head_ = [this](const at::Tensor& h) { return logits(h); };
     PluginSection model_, param_;
     const ft_model_vtable* mvt_ = nullptr;
     ft_model* model_handle_ = nullptr;

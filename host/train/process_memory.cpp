@@ -1,5 +1,7 @@
 #include "train/process_memory.hpp"
 
+#include <c10/core/CachingDeviceAllocator.h>
+
 #include <fstream>
 
 #if defined(__GLIBC__)
@@ -30,6 +32,14 @@ void release_free_memory() {
 #if defined(__GLIBC__)
     malloc_trim(0);
 #endif
+}
+
+int64_t cuda_peak_bytes(int device_index) {
+    return c10::getDeviceAllocator(at::kCUDA)->getDeviceStats(static_cast<c10::DeviceIndex>(device_index)).allocated_bytes[0].peak;
+}
+
+void reset_cuda_peak(int device_index) {
+    c10::getDeviceAllocator(at::kCUDA)->resetPeakStats(static_cast<c10::DeviceIndex>(device_index));
 }
 
 }  // namespace fthost::host

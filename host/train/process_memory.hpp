@@ -20,4 +20,9 @@ void reset_peak_rss();
 // weight-sized blocks come from the heap and are not unmapped when freed.
 void release_free_memory();
 
+// The CUDA caching allocator's peak of bytes held by tensors on `device_index` since the
+// last reset_cuda_peak (what torch.cuda.max_memory_allocated reports).
+int64_t cuda_peak_bytes(int device_index);
+void reset_cuda_peak(int device_index);
+
 }  // namespace fthost::host

@@ -8,10 +8,10 @@ ReferenceModel::ReferenceModel(ModelSession& policy) : policy_(policy) {
     if (policy_.is_full()) copy_ = policy_.frozen_copy();
 }
 
-at::Tensor ReferenceModel::compute(const ft_batch& batch) {
+at::Tensor ReferenceModel::compute(const ft_batch& batch, double temperature) {
     at::NoGradGuard ng;
-    if (copy_) return copy_->token_logprobs(batch, false);
-    return policy_.token_logprobs(batch, true);
+    if (copy_) return copy_->token_logprobs(batch, false, temperature);
+    return policy_.token_logprobs(batch, true, temperature);
 }
 
 at::Tensor ReferenceModel::label_logits(const ft_batch& batch) {
@@ -21,8 +21,9 @@ at::Tensor ReferenceModel::label_logits(const ft_batch& batch) {
     return policy_.label_logits(batch, true);
 }
 
-at::Tensor ReferenceModel::token_logprobs(const ft_batch& batch, const HostBatch& hb) {
-    if (!precomputed_) return compute(batch);
+at::Tensor ReferenceModel::token_logprobs(const ft_batch& batch, const HostBatch& hb, double temperature) {
+    if (!precomputed_) return compute(batch, temperature);
+    if (temperature != 1.0) throw Error("precomputed reference log-probs are at temperature 1");
     const at::Tensor& labels = borrow(batch.labels);
     at::Tensor out = at::zeros(labels.sizes(), at::TensorOptions().dtype(at::kFloat));
     if (hb.examples.size() != static_cast<size_t>(labels.size(0)))

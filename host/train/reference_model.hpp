@@ -25,7 +25,7 @@ public:
     explicit ReferenceModel(ModelSession& policy);
 
     // Per-token reference log-probs of `batch` (rows of `host_batch`), no gradients.
-    at::Tensor token_logprobs(const ft_batch& batch, const HostBatch& host_batch);
+    at::Tensor token_logprobs(const ft_batch& batch, const HostBatch& host_batch, double temperature = 1.0);
 
     // Next-token logits of the reference at the labelled positions ([N, V], no
     // gradients); not available once log-probs were precomputed.
@@ -38,7 +38,7 @@ public:
     bool uses_copy() const { return copy_ != nullptr; }
 
 private:
-    at::Tensor compute(const ft_batch& batch);
+    at::Tensor compute(const ft_batch& batch, double temperature = 1.0);
     ModelSession& policy_;
     std::unique_ptr<ModelSession> copy_;
     bool precomputed_ = false;

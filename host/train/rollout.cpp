@@ -28,11 +28,7 @@ double std_of(const std::vector<double>& v) {  // unbiased, as torch.std
 at::Tensor sampling_logprobs(ModelSession& model, HostBatch& b, double temperature) {
     at::NoGradGuard ng;
     ft_batch fb = as_ft_batch(b, b.num_labels);
-    const at::Tensor logits = model.label_logits(fb);
-    const at::Tensor mask = b.labels.ne(-100);
-    const at::Tensor picked =
-        at::log_softmax(logits / temperature, -1).gather(-1, b.labels.masked_select(mask).unsqueeze(-1)).squeeze(-1);
-    return at::zeros(mask.sizes(), picked.options().dtype(at::kFloat)).masked_scatter(mask, picked.to(at::kFloat));
+    return model.token_logprobs(fb, false, temperature).to(at::kFloat);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "io/atomic_file.hpp"
 #include "run/host_api.hpp"
 #include "train/adamw.hpp"
+#include "train/autocast.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_session.hpp"
 #include "train/process_memory.hpp"
@@ -53,16 +54,16 @@ public:
         traits_ = objective_traits(vt_);
         ft_error err{};
         check(vt_->create(host_api(), &obj.config, &handle_, &err), err);
-        run_.token_logprobs = [this](const ft_batch& b, int32_t which) -> at::Tensor {
+        run_.token_logprobs = [this](const ft_batch& b, int32_t which, double temperature) -> at::Tensor {
             switch (which) {
-                case FT_RUN_POLICY: return model_.token_logprobs(b, false);
+                case FT_RUN_POLICY: return model_.token_logprobs(b, false, temperature);
                 case FT_RUN_REFERENCE:
                     if (!reference_) throw Error("the objective asked for reference log-probs but declares no FT_NEEDS_REFERENCE");
-                    return reference_->token_logprobs(b, *current_);
+                    return reference_->token_logprobs(b, *current_, temperature);
                 case FT_RUN_TEACHER: {
                     if (!teacher_) throw Error("the objective asked for a teacher but declares no FT_NEEDS_TEACHER");
                     at::NoGradGuard ng;
-                    return teacher_->token_logprobs(b, false);
+                    return teacher_->token_logprobs(b, false, temperature);
                 }
             }
             throw Error("unknown model " + std::to_string(which) + " (FT_RUN_POLICY, FT_RUN_REFERENCE, FT_RUN_TEACHER)");
@@ -105,10 +106,14 @@ public:
         ft_tensor out = nullptr;
         ft_error err{};
         current_ = &b;
-        check(vt_->loss(handle_, &run_, &fb, &out, &err), err);
+        {
+            AutocastScope autocast(model_.device(), bf16_);  // forward and loss; backward replays the dtypes
+            check(vt_->loss(handle_, &run_, &fb, &out, &err), err);
+        }
         current_ = nullptr;
         return take(out);
     }
+    void set_bf16(bool on) { bf16_ = on; }
     // A host-side metric (rollout rewards, generation speed) in the training window.
     void host_metric(const std::string& name, double value) { run_.metric(name, value); }
     // Metrics reported from now on belong to the eval pass (kept apart from the
@@ -124,6 +129,7 @@ public:
     }
 
 private:
+    bool bf16_ = false;
     ModelSession& model_;
     const ft_objective_vtable* vt_;
     ObjectiveTraits traits_;
@@ -273,6 +279,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
                         codec.describe() + ")",
                     FT_ERR_CONFIG);
     ObjectiveCall objective(sc.objective, *model);
+    objective.set_bf16(rc.precision == "bf16");
     const ft_data_shape shape = objective.traits().data_shape;
     Datasets data = load_datasets(sc.data, codec, objective.policy(), rc.seed, shape, sc.train.batch_size);
     if (data.train_stats.skipped + data.eval_stats.skipped > 0)
@@ -356,6 +363,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     // Memory: the peak of loading (and quantising) the model, then the training loop's own.
     const int64_t load_peak_rss = peak_rss_bytes();
     reset_peak_rss();
+    const int cuda_index = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;
+    if (cuda_index >= 0) reset_cuda_peak(cuda_index);
     const auto loop_start = Clock::now();
     const int64_t first_step = state.step;
     auto print_progress = [&](double loss, double lr, double tps) {
@@ -489,6 +498,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
             {"train_peak_rss_mb", static_cast<double>(train_peak_rss) / (1 << 20)},
             {"base_eval", state.base_eval.is_null() ? nlohmann::json::object() : state.base_eval},
             {"eval", eval}};
+    if (cuda_index >= 0) result["cuda_peak_mb"] = static_cast<double>(cuda_peak_bytes(cuda_index)) / (1 << 20);
     if (teacher) result["teacher_eval"] = teacher_eval;
     return result;
 }

@@ -34,6 +34,35 @@ std::vector<std::tuple<std::string, int64_t, double>> losses(const fs::path& run
     return out;
 }
 
+// [run] precision = "bf16": forward passes autocast to bfloat16 while weights, gradients
+// and optimizer state stay fp32. The losses follow the fp32 run's closely (bf16 keeps 8
+// bits of mantissa) and the saved weights are fp32.
+TEST(Training, Bf16AutocastTracksTheFp32Run) {
+    at::set_num_threads(2);
+    auto dir = temp_dir("bf16");
+    const std::string data = std::string(source_dir()) + "/data/quickstart/";
+    std::vector<std::vector<double>> runs;
+    for (const std::string precision : {"fp32", "bf16"}) {
+        const fs::path out = dir / precision;
+        write_file(dir / (precision + ".toml"),
+                   "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 5\nprecision = \"" + precision + "\"\n"
+                   "[[stage]]\nname = \"lm\"\n[stage.model]\nplugin = \"decoder\"\nhidden_size = 64\nintermediate_size = 128\n"
+                   "num_hidden_layers = 2\nnum_attention_heads = 4\n[stage.param]\nplugin = \"full\"\n"
+                   "[stage.objective]\nplugin = \"cpt\"\n[stage.data]\ntrain = \"" + data + "corpus.jsonl\"\n"
+                   "max_seq_len = 128\npacking = true\n[stage.train]\nsteps = 12\nbatch_size = 4\nlr = 3e-3\nlog_every = 1\n");
+        ASSERT_EQ(run(dir / (precision + ".toml")), 0) << precision;
+        runs.emplace_back();
+        for (const auto& m : metrics(out))
+            if (m.contains("loss")) runs.back().push_back(m["loss"]);
+        for (const auto& [name, t] : load_safetensors((out / "stages/lm/final/model.safetensors").string()))
+            EXPECT_EQ(t.scalar_type(), at::kFloat) << precision << " " << name;
+    }
+    ASSERT_EQ(runs[0].size(), 12u);
+    ASSERT_EQ(runs[1].size(), 12u);
+    for (size_t i = 0; i < 12; ++i) EXPECT_NEAR(runs[1][i], runs[0][i], 0.03 * runs[0][i]) << "step " << i + 1;
+    EXPECT_LT(runs[1].back(), runs[1].front() * 0.8);  // and it learns
+}
+
 TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {
     at::set_num_threads(2);
     auto dir = temp_dir("e2e");

@@ -20,7 +20,7 @@ FT_CHECK(offsetof(ft_host_api, log) == 8 && offsetof(ft_host_api, config_has) ==
 FT_CHECK(offsetof(ft_host_api, config_where) == 72 && offsetof(ft_host_api, seed) == 80);
 FT_CHECK(offsetof(ft_host_api, tensor_release) == 88 && offsetof(ft_host_api, run_token_logprobs) == 96);
 FT_CHECK(offsetof(ft_host_api, run_metric) == 104 && offsetof(ft_host_api, run_label_logits) == 112);
-FT_CHECK(sizeof(ft_host_api) == 120);
+FT_CHECK(offsetof(ft_host_api, run_token_logprobs_at) == 120 && sizeof(ft_host_api) == 128);
 FT_CHECK(offsetof(ft_batch, input_ids) == 8 && offsetof(ft_batch, sequence_ids) == 32);
 FT_CHECK(offsetof(ft_batch, num_items_in_batch) == 40 && offsetof(ft_batch, extras) == 48);
 FT_CHECK(offsetof(ft_batch, extra_count) == 56 && offsetof(ft_batch, num_examples_in_batch) == 64);

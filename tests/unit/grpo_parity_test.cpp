@@ -52,14 +52,20 @@ struct GrpoHarness {
                   {"sampling_temperature", at::tensor({c["temperature"].get<double>()}, at::kDouble)}};
         if (c.contains("old_logprobs"))
             extras.emplace_back("old_logprobs", at::constant_pad_nd(tensor_from_json(c["old_logprobs"]), {P, 0}, 0.0));
-        // Row-major logits of the labelled positions: position t-1 predicts label t.
-        run.label_logits = [this](const ft_batch&, int32_t which) -> at::Tensor {
+        // The host's token log-probs at temperature tau from the fixture's logits:
+        // position t-1 predicts label t, laid out [B, T].
+        run.token_logprobs = [this](const ft_batch&, int32_t which, double tau) -> at::Tensor {
             const at::Tensor& src = which == FT_RUN_REFERENCE ? ref_logits : logits;
             const int64_t T = src.size(1);
             const at::Tensor m = mask.narrow(1, 1, T - 1);
-            return src.narrow(1, 0, T - 1).masked_select(m.unsqueeze(-1)).view({-1, src.size(2)});
+            const at::Tensor rows = src.narrow(1, 0, T - 1).masked_select(m.unsqueeze(-1)).view({-1, src.size(2)});
+            const at::Tensor targets = batch.labels.narrow(1, 1, T - 1).masked_select(m);
+            const at::Tensor picked = at::log_softmax(rows / tau, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+            return at::constant_pad_nd(at::zeros(m.sizes(), picked.options()).masked_scatter(m, picked), {1, 0}, 0.0);
         };
-        run.token_logprobs = [](const ft_batch&, int32_t) -> at::Tensor { throw Error("grpo should use label logits"); };
+        run.label_logits = [](const ft_batch&, int32_t) -> at::Tensor {
+            throw Error("grpo should use token log-probs at the sampling temperature");
+        };
         run.metric = [this](const std::string& n, double v) { metrics[n] = v; };
     }
     ~GrpoHarness() {

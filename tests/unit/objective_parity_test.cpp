@@ -84,7 +84,8 @@ struct Harness {
             policy = tensor_of(c["policy"]).requires_grad_(true);
             if (c.contains("reference")) reference = tensor_of(c["reference"]);
         }
-        run.token_logprobs = [this](const ft_batch&, int32_t which) -> at::Tensor {
+        run.token_logprobs = [this](const ft_batch&, int32_t which, double temperature) -> at::Tensor {
+            if (temperature != 1.0) throw Error("these objectives ask for log-probs at temperature 1");
             if (which == FT_RUN_POLICY) return policy;
             if (which == FT_RUN_REFERENCE && reference.defined()) return reference;
             throw Error("this case has no such model");

@@ -62,7 +62,7 @@ public:
     at::Tensor loss(fthost::Run& run, const fthost::BatchView& batch) {
         const at::Tensor mask_b = fthost::label_mask(batch);
         const double tau = batch.extra("sampling_temperature").item<double>();
-        const at::Tensor lp = token_logps(run.label_logits(), batch, mask_b, tau);
+        const at::Tensor lp = run.token_logprobs(fthost::RunModel::policy, tau);
         const at::Tensor mask = mask_b.to(lp.scalar_type());
         const at::Tensor old = batch.extras.count("old_logprobs") ? batch.extra("old_logprobs").to(lp.scalar_type()) : lp.detach();
         const at::Tensor adv = advantages(batch).to(lp.scalar_type()).unsqueeze(1);  // [B, 1]
@@ -79,7 +79,7 @@ public:
             at::Tensor ref;
             {
                 at::NoGradGuard ng;
-                ref = token_logps(run.label_logits(fthost::RunModel::reference), batch, mask_b, tau);
+                ref = run.token_logprobs(fthost::RunModel::reference, tau);
             }
             const at::Tensor d = ref - lp;
             kl = at::exp(d) - d - 1;
@@ -105,14 +105,6 @@ public:
     }
 
 private:
-    // ℓ_t = log softmax(z/τ)[y] at the labelled positions, laid out as [B, T].
-    static at::Tensor token_logps(const at::Tensor& logits, const fthost::BatchView& batch, const at::Tensor& mask,
-                                  double tau) {
-        const at::Tensor targets = batch.labels.masked_select(mask);
-        const at::Tensor picked = at::log_softmax(logits / tau, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
-        return at::zeros(mask.sizes(), picked.options()).masked_scatter(mask, picked);
-    }
-
     // TRL's sum_then_normalize over the whole generation batch; this micro-batch's rows.
     at::Tensor advantages(const fthost::BatchView& batch) const {
         const at::Tensor rewards = batch.extra("rewards").to(at::kDouble);

@@ -30,7 +30,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 3
+#define FTHOST_ABI_MINOR 4
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -143,6 +143,13 @@ typedef struct ft_host_api {
        position t-1 for the label at t. New handle. */
     ft_status (*run_label_logits)(ft_run* run, const struct ft_batch* batch, int32_t model, ft_tensor* out,
                                   ft_error* err);
+
+    /* ---- ABI 1.4 ---- */
+    /* run_token_logprobs under softmax(logits / temperature) (temperature > 0): what
+       on-policy objectives need at the sampling temperature, computed like
+       run_token_logprobs in chunks against the LM head, never as [tokens x vocab]. */
+    ft_status (*run_token_logprobs_at)(ft_run* run, const struct ft_batch* batch, int32_t model, double temperature,
+                                       ft_tensor* out, ft_error* err);
 } ft_host_api;
 
 #define FT_RUN_POLICY 0

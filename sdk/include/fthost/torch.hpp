@@ -389,6 +389,22 @@ public:
         check(api_->run_token_logprobs(run_, batch_, static_cast<int32_t>(model), &out, &err), err);
         return take(out);
     }
+    // The same under softmax(logits / temperature). Hosts before ABI 1.4 compute it from
+    // label_logits (the whole [N, V] tensor).
+    at::Tensor token_logprobs(RunModel model, double temperature) const {
+        if (api_->struct_size >= offsetof(ft_host_api, run_token_logprobs_at) + sizeof(void*)) {
+            ft_tensor out = nullptr;
+            ft_error err{};
+            check(api_->run_token_logprobs_at(run_, batch_, static_cast<int32_t>(model), temperature, &out, &err), err);
+            return take(out);
+        }
+        const at::Tensor& labels = borrow(batch_->labels);
+        const at::Tensor mask = labels.ne(-100);
+        const at::Tensor picked = at::log_softmax(label_logits(model) / temperature, -1)
+                                      .gather(-1, labels.masked_select(mask).unsqueeze(-1))
+                                      .squeeze(-1);
+        return at::zeros(mask.sizes(), picked.options()).masked_scatter(mask, picked);
+    }
     // Next-token logits at each labelled position, [N, V] in row-major label order.
     at::Tensor label_logits(RunModel model = RunModel::policy) const {
         if (api_->struct_size < offsetof(ft_host_api, run_label_logits) + sizeof(void*))

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Training speed on a GPU machine: full and LoRA fine-tuning of a ~1.1B-parameter
+# Llama-shape decoder (TinyLlama's shape: hidden 2048, MLP 5632, 22 layers, 32 heads, 4
+# key-value heads, vocabulary 32000) at sequence 2048, bf16 autocast over fp32 master
+# weights, fused AdamW, scaled_dot_product_attention's flash path (one document per row,
+# no padding), by fthost and by transformers + PEFT in a plain PyTorch loop
+# (bench/peer/hf_train.py) from the same starting weights and rows. Prints tokens/s,
+# MFU (model FLOPs per token x tokens/s over the GPU's dense bf16 peak) and peak device
+# memory per run. Results go in docs/PERFORMANCE.md.
+#
+#   bash bench/gpu_train.sh                 # on the GPU machine (builds there first)
+#   bash bench/gpu_train.sh --cpu-dry-run   # here: the same steps, a tiny shape, on the CPU
+#
+# MFU counts 6 x N (N: parameters outside the input embedding) + 12 x layers x hidden x
+# sequence FLOPs per token (PaLM's accounting); the peak is 989 TFLOP/s (H100/H200 SXM
+# dense bf16; set PEAK_TFLOPS for another GPU). LoRA's MFU uses the same count, as the
+# peers report it. The GPU machine has no network: the build's .deb files come from
+# scripts/fetch_debs.sh (FTHOST_DEBS) and the peer's wheels from
+# scripts/fetch_peer_wheels.sh (FTHOST_WHEELS).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+
+if [ "${1:-}" = "--cpu-dry-run" ]; then
+  DEVICE=cpu; PY="${FTHOST_PEER_PYTHON:-$HOME/.cache/fthost/peer-venv/bin/python}"
+  BUILD="${FTHOST_BUILD_DIR:-$ROOT/build}"
+  cmake --build "$BUILD" -j 2 --target fthost >/dev/null
+  SHAPE=(64 128 2 4 2 320); SEQ=128; BATCH=2; STEPS=5
+else
+  DEVICE=cuda; PY=python3
+  DEBS="${FTHOST_DEBS:-$ROOT/shared/debs}"
+  if ls "$DEBS"/*.deb >/dev/null 2>&1; then dpkg -i "$DEBS"/*.deb >/dev/null 2>&1 || true; fi
+  WHEELS="${FTHOST_WHEELS:-$ROOT/shared/wheels}"
+  "$PY" -c 'import transformers, peft' 2>/dev/null ||
+    pip install -q --no-index --find-links "$WHEELS" transformers peft >/dev/null
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  PREFIX="$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+  BUILD="${FTHOST_BUILD_DIR:-/tmp/fthost-gpu-build}"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
+    -DTORCH_CUDA_ARCH_LIST=9.0 >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
+  cmake --build "$BUILD" -j "$(nproc)" --target fthost fthost_decoder fthost_full fthost_lora fthost_causal_lm \
+    >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  SHAPE=(2048 5632 22 32 4 32000); SEQ=2048; BATCH="${BATCH:-8}"; STEPS="${STEPS:-20}"
+fi
+read -r HIDDEN INTER LAYERS HEADS KV VOCAB <<<"${SHAPE[*]}"
+echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)  device: $DEVICE"
+
+# Rows of one document each, longer than the sequence (truncated to it): no padding, no
+# packing, so both sides take the flash path.
+python3 - "$OUT/rows.jsonl" "$SEQ" <<'PY'
+import json, random, sys
+out, seq = sys.argv[1], int(sys.argv[2])
+sentences = [json.loads(l)["text"] for l in open("data/quickstart/corpus.jsonl")]
+rng = random.Random(7)
+with open(out, "w") as f:
+    for _ in range(256):
+        text = ""
+        while len(text.encode()) < seq + 8:
+            text += rng.choice(sentences) + " "
+        f.write(json.dumps({"text": text}) + "\n")
+PY
+"$PY" - "$OUT/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" <<'PY'
+import json, pathlib, sys, torch, transformers
+out = pathlib.Path(sys.argv[1]); h, i, l, a, kv, v = (int(x) for x in sys.argv[2:8])
+cfg = transformers.LlamaConfig(vocab_size=v, hidden_size=h, intermediate_size=i, num_hidden_layers=l, num_attention_heads=a,
+                               num_key_value_heads=kv, max_position_embeddings=4096, rms_norm_eps=1e-5,
+                               tie_word_embeddings=False, initializer_range=0.02)
+torch.manual_seed(0)
+transformers.LlamaForCausalLM(cfg).save_pretrained(out)
+(out / "stage.json").write_text(json.dumps({"format": "fthost-stage-1", "model_plugin": "decoder", "model_config": {
+    "vocab_size": v, "hidden_size": h, "intermediate_size": i, "num_hidden_layers": l, "num_attention_heads": a,
+    "num_key_value_heads": kv, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False}}))
+PY
+
+mfu() {  # mfu TOKENS_PER_S
+  python3 -c "
+h,i,l,v,s=$HIDDEN,$INTER,$LAYERS,$VOCAB,$SEQ
+kvd=h*$KV//$HEADS
+n=l*(2*h*h+2*h*kvd+3*h*i+2*h)+h+v*h
+print(f'{(6*n+12*l*h*s)*$1/(${PEAK_TFLOPS:-989}e12)*100:.1f}%')"
+}
+
+printf "%-7s %-5s %10s %6s %10s %10s\n" trainer mode "tok/s" MFU "peak MB" "last loss"
+for mode in full lora; do
+  if [ "$mode" = lora ]; then param=$'plugin = "lora"\nr = 16\nlora_alpha = 32.0\ntarget_modules = ["all-linear"]'
+  else param='plugin = "full"'; fi
+  cat > "$OUT/$mode.toml" <<TOML
+[run]
+output_dir = "$OUT/run_$mode"
+device = "$DEVICE"
+precision = "bf16"
+[[stage]]
+name = "train"
+init_from = "$OUT/init"
+[stage.param]
+$param
+[stage.objective]
+plugin = "cpt"
+[stage.data]
+train = "$OUT/rows.jsonl"
+max_seq_len = $SEQ
+shuffle = false
+[stage.train]
+steps = $STEPS
+batch_size = $BATCH
+lr = 1e-4
+log_every = 1
+[stage.eval]
+base = false
+TOML
+  "$BUILD/fthost" run "$OUT/$mode.toml" >"$OUT/$mode.log" 2>&1 || { tail -20 "$OUT/$mode.log"; exit 1; }
+  read -r tps peak last < <(python3 - "$OUT/run_$mode" <<'PY'
+import json, sys
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl") if '"loss"' in l and "eval/" not in l]
+timed = lines[3:] if len(lines) > 3 else lines  # after warm-up, as the peer's
+st = json.load(open(f"{d}/summary.json"))["stages"][0]
+print(sum(m["tokens_per_s"] for m in timed) / len(timed), st.get("cuda_peak_mb", 0.0), lines[-1]["loss"])
+PY
+)
+  printf "%-7s %-5s %10.0f %6s %10.0f %10.4f\n" fthost "$mode" "$tps" "$(mfu "$tps")" "$peak" "$last"
+  peer="$("$PY" bench/peer/hf_train.py "$OUT/init" "$OUT/rows.jsonl" "$mode" "$STEPS" "$SEQ" "$BATCH" "$DEVICE" 2>"$OUT/peer.log" | tail -1)" ||
+    { tail -20 "$OUT/peer.log"; exit 1; }
+  read -r ptps ppeak plast < <(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['tokens_per_s'], r['peak_mb'], r['last_loss'])" "$peer")
+  printf "%-7s %-5s %10.0f %6s %10.0f %10.4f   fthost/peer %.2fx\n" hf "$mode" "$ptps" "$(mfu "$ptps")" "$ppeak" "$plast" \
+    "$(python3 -c "print($tps/$ptps)")"
+done
