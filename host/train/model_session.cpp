@@ -38,7 +38,27 @@ nlohmann::json section_to_json(const Section& s) {
     return j;
 }
 
-Section section_from_json(const nlohmann::json& j, const std::string& path) {
+Section section_from_json(const nlohmann::json& j, const std::string& path, const LoadedPlugin* plugin) {
+    if (plugin) {
+        // Checked against the plugin's options as a config section is, so that keys the
+        // plugin gained after the directory was written take their defaults.
+        toml::table t;
+        for (const auto& [k, v] : j.items()) {
+            if (v.is_boolean()) t.insert(k, v.get<bool>());
+            else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
+            else if (v.is_number()) t.insert(k, v.get<double>());
+            else if (v.is_string()) t.insert(k, v.get<std::string>());
+            else if (v.is_array()) {
+                toml::array a;
+                for (const auto& x : v) a.push_back(x.get<std::string>());
+                t.insert(k, std::move(a));
+            }
+        }
+        Diagnostics diag;
+        Section s = validate_section(&t, path, path, plugin->desc->options, plugin->desc->option_count, diag);
+        if (!diag.ok()) throw Error(diag.errors.front(), FT_ERR_CONFIG);
+        return s;
+    }
     Section s;
     s.path = path;
     s.section_where = path;
@@ -344,7 +364,7 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
         PluginSection m;
         m.plugin = stage["model_plugin"].get<std::string>();
         m.loaded = &registry.require(FT_KIND_MODEL, m.plugin);
-        m.config = section_from_json(stage["model_config"], sj.string() + " model_config");
+        m.config = section_from_json(stage["model_config"], sj.string() + " model_config", m.loaded);
         s = std::make_unique<ModelSession>(m, registry, device);
         s->load_weights(final_dir);
     }
@@ -352,7 +372,7 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
         PluginSection p;
         p.plugin = stage["param_plugin"].get<std::string>();
         p.loaded = &registry.require(FT_KIND_PARAM, p.plugin);
-        p.config = section_from_json(stage["param_config"], sj.string() + " param_config");
+        p.config = section_from_json(stage["param_config"], sj.string() + " param_config", p.loaded);
         s->apply_param(p);
         // adapter.safetensors: the name run directories used before the PEFT layout.
         fs::path f = final_dir / "adapter_model.safetensors";

@@ -26,7 +26,9 @@ namespace fthost::host {
 ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch, int64_t num_examples_in_batch = 0);
 
 nlohmann::json section_to_json(const Section& s);
-Section section_from_json(const nlohmann::json& j, const std::string& path);
+// With `plugin`, validated against its options: missing keys take their defaults (a
+// directory written before the plugin gained an option still loads).
+Section section_from_json(const nlohmann::json& j, const std::string& path, const LoadedPlugin* plugin = nullptr);
 
 class ModelSession {
 public:

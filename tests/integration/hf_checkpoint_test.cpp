@@ -160,5 +160,20 @@ TEST(HfCheckpoint, MissingUnexpectedAndMisshapenTensorsAreNamed) {
     EXPECT_NE(load(temp_dir("hf_nothing")).find("neither a stage"), std::string::npos);
 }
 
+// A stage directory written before the decoder gained options (head_dim, rope scaling,
+// attention_bias) names only the keys it knew: the missing ones take their defaults.
+TEST(HfCheckpoint, AStageFromBeforeNewModelOptionsStillLoads) {
+    auto model = tiny_model(9);
+    const fs::path d = temp_dir("old_stage");
+    model->save_model(d);
+    write_text_atomically(d / "stage.json", R"({"format": "fthost-stage-1", "model_plugin": "decoder", "model_config": {
+        "vocab_size": 260, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2}})");
+    auto loaded = host::ModelSession::from_stage_dir(d, registry(), at::Device(at::kCPU));
+    std::vector<Example> ex = {text_example("old stage")};
+    HostBatch b = collate({{&ex[0]}});
+    EXPECT_LT(max_abs_diff(loaded->logits(loaded->hidden_states(b)), model->logits(model->hidden_states(b))), 1e-6);
+}
+
 }  // namespace
 }  // namespace fthost::test
