@@ -61,7 +61,7 @@ with open(out, "w") as f:
             text += rng.choice(sentences) + " "
         f.write(json.dumps({"text": text}) + "\n")
 PY
-"$PY" - "$OUT/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" <<'PY'
+"$PY" - "$OUT/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" 2>"$OUT/init.log" <<'PY'
 import json, pathlib, sys, torch, transformers
 out = pathlib.Path(sys.argv[1]); h, i, l, a, kv, v = (int(x) for x in sys.argv[2:8])
 cfg = transformers.LlamaConfig(vocab_size=v, hidden_size=h, intermediate_size=i, num_hidden_layers=l, num_attention_heads=a,

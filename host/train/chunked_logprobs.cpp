@@ -66,6 +66,9 @@ at::Tensor chunked_token_logprobs(const LmHead& head, const at::Tensor& hidden, 
         throw Error("chunked_token_logprobs: hidden [N, H] and targets [N] expected");
     if (chunk_rows < 1) throw Error("chunked_token_logprobs: chunk_rows must be positive");
     if (temperature <= 0) throw Error("chunked_token_logprobs: temperature must be positive");
+    // One chunk holds everything: plain autograd through the head keeps the logits for
+    // backward instead of recomputing them (the same bound on memory, one GEMM fewer).
+    if (hidden.size(0) <= chunk_rows) return chunk_logprobs(head(hidden), targets, temperature);
     return ChunkedLogprobs::apply(hidden, targets, &head, temperature, chunk_rows);
 }
 
