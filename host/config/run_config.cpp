@@ -70,6 +70,9 @@ static const ft_option kTrainOptions[] = {
            "compute the reference log-probs of all data in one pass before training, then free the reference"),
     option("disable_dropout", FT_OPT_BOOL, "true",
            "no dropout in stages with a reference or teacher (preference, distillation), as TRL does"),
+    option("activation_checkpointing", FT_OPT_BOOL, "false",
+           "keep only each model block's input in forward passes and recompute the block in backward: "
+           "less memory for one more forward"),
 };
 
 static const ft_option kEvalOptions[] = {
@@ -354,6 +357,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ts, "early_stopping_patience", t.early_stopping_patience);
                 read(ts, "precompute_ref_log_probs", t.precompute_ref_log_probs);
                 read(ts, "disable_dropout", t.disable_dropout);
+                read(ts, "activation_checkpointing", t.activation_checkpointing);
                 if (ts.has("steps") && ts.has("epochs") && t.steps <= 0 && t.epochs <= 0) diag.add(ts.section_where, p + " train: set steps or epochs (> 0)");
                 if (t.batch_size < 1) diag.add(ts.where_of("batch_size"), "batch_size must be at least 1");
                 if (t.grad_accum < 1) diag.add(ts.where_of("grad_accum"), "grad_accum must be at least 1");

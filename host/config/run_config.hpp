@@ -46,6 +46,7 @@ struct TrainConfig {
     int64_t early_stopping_patience = 0;
     bool precompute_ref_log_probs = false;
     bool disable_dropout = true;
+    bool activation_checkpointing = false;
 };
 
 struct EvalConfig {

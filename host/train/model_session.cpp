@@ -145,6 +145,16 @@ at::Tensor ModelSession::hidden_states_cached(ft_kv_cache* cache, HostBatch& bat
     return take(out.hidden_states);
 }
 
+void ModelSession::set_activation_checkpointing(bool on) {
+    if (mvt_->struct_size < offsetof(ft_model_vtable, set_activation_checkpointing) + sizeof(void*) ||
+        !mvt_->set_activation_checkpointing) {
+        if (!on) return;
+        throw Error("model plugin '" + model_.plugin + "' does not support activation checkpointing "
+                    "(set [stage.train] activation_checkpointing = false)", FT_ERR_UNSUPPORTED);
+    }
+    mvt_->set_activation_checkpointing(model_handle_, on ? 1 : 0);
+}
+
 at::Tensor ModelSession::logits(const at::Tensor& hidden) {
     ft_tensor out = nullptr;
     ft_error err{};

@@ -44,6 +44,9 @@ public:
     ModelSession(const ModelSession&) = delete;
     ModelSession& operator=(const ModelSession&) = delete;
 
+    // Activation checkpointing in the model's forward passes with gradients; an error
+    // naming the plugin when it does not support it.
+    void set_activation_checkpointing(bool on);
     // Installs a parameterisation (lora, full, ...) on the model.
     void apply_param(const PluginSection& param);
     // Folds the parameterisation into the base weights and removes it.

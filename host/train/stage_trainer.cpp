@@ -303,6 +303,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     }
 
     model->apply_param(sc.param);
+    model->set_activation_checkpointing(sc.train.activation_checkpointing);
     release_free_memory();  // what loading and the parameterisation freed (qlora: the fp32 base)
     if (base_dir.empty() && !model->is_full() && model->base_weights_released())
         throw Error("stage '" + sc.name + "': [stage.param] plugin '" + sc.param.plugin +

@@ -6,6 +6,7 @@
 // reads those architectures' config.json (options_from_hf_config, hf_config.cpp).
 #include "hf_config.hpp"
 
+#include <fthost/activation_checkpoint.hpp>
 #include <fthost/padded_vocab.hpp>
 #include <fthost/torch.hpp>
 
@@ -128,6 +129,7 @@ public:
     at::Tensor lm_head(const at::Tensor& hidden) { return head_.logits(hidden, tied_ ? embed_ : lm_head_); }
     int64_t vocab_size() const { return vocab_; }
 
+    static constexpr bool supports_activation_checkpointing = true;
     static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
                                                        nullptr};
     static std::string options_from_hf_config(const std::string& config_json) {
@@ -144,23 +146,38 @@ private:
     // cache, each layer's keys and values are appended to it and attention spans them.
     at::Tensor layers(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask,
                       fthost::KvCache* cache) {
-        const int64_t B = x.size(0), T = x.size(1);
         for (size_t i = 0; i < layers_.size(); ++i) {
-            const Layer& l = layers_[i];
-            at::Tensor h = rms_norm(x, l.input_norm);
-            at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_}).transpose(1, 2);
-            at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
-            at::Tensor v = (*l.v)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
-            q = q * cos + rotate_half(q) * sin;
-            k = k * cos + rotate_half(k) * sin;
-            if (cache) std::tie(k, v) = cache->append(i, k, v);
-            at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/!mask.has_value(),
-                                                            std::nullopt, /*enable_gqa=*/kv_heads_ != heads_);
-            x = x + (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
-            h = rms_norm(x, l.post_norm);
-            x = x + (*l.down)(at::silu((*l.gate)(h)) * (*l.up)(h));
+            if (activation_checkpointing() && !cache)
+                x = fthost::checkpointed(&checkpointed_layer, this, static_cast<int64_t>(i), x, cos, sin,
+                                         mask ? *mask : at::Tensor());
+            else
+                x = layer(i, x, cos, sin, mask, cache);
         }
         return rms_norm(x, norm_);
+    }
+
+    at::Tensor layer(size_t i, at::Tensor x, const at::Tensor& cos, const at::Tensor& sin,
+                     const std::optional<at::Tensor>& mask, fthost::KvCache* cache) {
+        const int64_t B = x.size(0), T = x.size(1);
+        const Layer& l = layers_[i];
+        at::Tensor h = rms_norm(x, l.input_norm);
+        at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_}).transpose(1, 2);
+        at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+        at::Tensor v = (*l.v)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+        q = q * cos + rotate_half(q) * sin;
+        k = k * cos + rotate_half(k) * sin;
+        if (cache) std::tie(k, v) = cache->append(i, k, v);
+        at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/!mask.has_value(),
+                                                        std::nullopt, /*enable_gqa=*/kv_heads_ != heads_);
+        x = x + (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
+        h = rms_norm(x, l.post_norm);
+        return x + (*l.down)(at::silu((*l.gate)(h)) * (*l.up)(h));
+    }
+
+    // One layer as activation checkpointing calls it: {x, cos, sin, mask or undefined}.
+    static at::Tensor checkpointed_layer(void* self, int64_t i, const std::vector<at::Tensor>& in) {
+        const std::optional<at::Tensor> mask = in[3].defined() ? std::optional<at::Tensor>(in[3]) : std::nullopt;
+        return static_cast<Decoder*>(self)->layer(static_cast<size_t>(i), in[0], in[1], in[2], mask, nullptr);
     }
 
     fthost::LinearSite& linear(const std::string& name, int64_t in, int64_t out, double std, const at::TensorOptions& o,

@@ -249,6 +249,11 @@ typedef struct ft_model_vtable {
        named_parameters must use the checkpoint's tensor names. */
     ft_status (*options_from_hf_config)(const char* config_json, void (*write)(void* user, const char* json),
                                         void* user, ft_error* err);
+
+    /* ---- ABI 1.4: activation checkpointing (NULL: not supported) ---- */
+    /* While on, forward passes with gradients keep only each block's input and recompute
+       the block in backward ([stage.train] activation_checkpointing). */
+    void (*set_activation_checkpointing)(ft_model* model, int32_t on);
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

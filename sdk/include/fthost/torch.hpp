@@ -148,6 +148,11 @@ public:
     std::vector<std::unique_ptr<LinearSite>>& sites() { return sites_; }
     bool training() const { return training_; }
     void set_training(bool on) { training_ = on; }
+    // On when the stage asks for it and the model declares
+    // `static constexpr bool supports_activation_checkpointing = true` (it then wraps its
+    // blocks with fthost::checkpointed, <fthost/activation_checkpoint.hpp>).
+    bool activation_checkpointing() const { return checkpointing_; }
+    void set_activation_checkpointing(bool on) { checkpointing_ = on; }
 
 protected:
     at::Tensor register_parameter(const std::string& name, at::Tensor t) {
@@ -174,6 +179,7 @@ private:
     NamedTensors params_;
     std::vector<std::unique_ptr<LinearSite>> sites_;
     bool training_ = true;
+    bool checkpointing_ = false;
 };
 
 namespace detail {
@@ -193,10 +199,17 @@ template <class M>
 struct HasHfConfig<M, std::void_t<decltype(M::hf_architectures), decltype(M::options_from_hf_config(std::string()))>>
     : std::true_type {};
 
+template <class M, class = void>
+struct SupportsCheckpointing : std::false_type {};
+template <class M>
+struct SupportsCheckpointing<M, std::void_t<decltype(M::supports_activation_checkpointing)>>
+    : std::bool_constant<M::supports_activation_checkpointing> {};
+
 template <class M>
 struct ModelThunks {
     static constexpr bool kCached = HasForwardCached<M>::value;
     static constexpr bool kHf = HasHfConfig<M>::value;
+    static constexpr bool kCheckpointing = SupportsCheckpointing<M>::value;
     static M& self(ft_model* m) { return *reinterpret_cast<M*>(m); }
     static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_model** out, ft_error* err) {
         return guard(err, [&] { *out = reinterpret_cast<ft_model*>(new M(Host(host), Config(host, cfg))); });
@@ -231,6 +244,7 @@ struct ModelThunks {
         return guard(err, [&] { *out = new_handle(self(m).lm_head(borrow(hidden))); });
     }
     static void set_training(ft_model* m, int32_t on) { self(m).set_training(on != 0); }
+    static void set_checkpointing(ft_model* m, int32_t on) { self(m).set_activation_checkpointing(on != 0); }
     static int64_t vocab_size(ft_model* m) { return self(m).vocab_size(); }
     static ft_status cache_create(ft_model*, ft_kv_cache** out, ft_error* err) {
         return guard(err, [&] { *out = reinterpret_cast<ft_kv_cache*>(new KvCache()); });
@@ -260,7 +274,8 @@ struct ModelThunks {
                                             kCached ? &cache_destroy : nullptr,
                                             kCached ? &forward_cached : nullptr,
                                             hf_architectures(),
-                                            kHf ? &options_from_hf_config : nullptr};
+                                            kHf ? &options_from_hf_config : nullptr,
+                                            kCheckpointing ? &set_checkpointing : nullptr};
 };
 }  // namespace detail
 
