@@ -6,7 +6,9 @@
 # no padding), by fthost and by transformers + PEFT in a plain PyTorch loop
 # (bench/peer/hf_train.py) from the same starting weights and rows. Prints tokens/s,
 # MFU (model FLOPs per token x tokens/s over the GPU's dense bf16 peak) and peak device
-# memory per run. Results go in docs/PERFORMANCE.md.
+# memory per run; then the loss step's device memory with and without chunked log-probs
+# (bench/logprobs_bench.cpp at vocabulary 128,256, hidden 4096). Results go in
+# docs/PERFORMANCE.md.
 #
 #   bash bench/gpu_train.sh                 # on the GPU machine (builds there first)
 #   bash bench/gpu_train.sh --cpu-dry-run   # here: the same steps, a tiny shape, on the CPU
@@ -40,7 +42,7 @@ else
   BUILD="${FTHOST_BUILD_DIR:-/tmp/fthost-gpu-build}"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
     -DTORCH_CUDA_ARCH_LIST=9.0 >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-  cmake --build "$BUILD" -j "$(nproc)" --target fthost fthost_decoder fthost_full fthost_lora fthost_causal_lm \
+  cmake --build "$BUILD" -j "$(nproc)" --target fthost fthost_decoder fthost_full fthost_lora fthost_causal_lm fthost_logprobs_bench \
     >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
   SHAPE=(2048 5632 22 32 4 32000); SEQ=2048; BATCH="${BATCH:-8}"; STEPS="${STEPS:-20}"
 fi
@@ -127,3 +129,8 @@ PY
   printf "%-7s %-5s %10.0f %6s %10.0f %10.4f   fthost/peer %.2fx\n" hf "$mode" "$ptps" "$(mfu "$ptps")" "$ppeak" "$plast" \
     "$(python3 -c "print($tps/$ptps)")"
 done
+
+# The loss step's device memory at Llama 3's vocabulary and hidden size, chunked vs not.
+if [ "$DEVICE" = cuda ]; then
+  "$BUILD/fthost_logprobs_bench" --device cuda --tokens 8192 --vocab 128256 --hidden 4096
+fi

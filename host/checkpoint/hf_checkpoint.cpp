@@ -1,5 +1,6 @@
 #include "checkpoint/hf_checkpoint.hpp"
 
+#include "config/json_section.hpp"
 #include "io/atomic_file.hpp"
 #include "run/host_api.hpp"
 
@@ -20,20 +21,6 @@ nlohmann::json read_json_file(const fs::path& p) {
     } catch (const nlohmann::json::exception& e) {
         throw Error(p.string() + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
     }
-}
-
-// The plugin's options as TOML, so that they are checked (and defaulted) by the code
-// that checks every config section.
-toml::table as_toml(const nlohmann::json& o, const fs::path& where) {
-    toml::table t;
-    for (const auto& [k, v] : o.items()) {
-        if (v.is_boolean()) t.insert(k, v.get<bool>());
-        else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
-        else if (v.is_number()) t.insert(k, v.get<double>());
-        else if (v.is_string()) t.insert(k, v.get<std::string>());
-        else throw Error(where.string() + ": the model plugin gave option '" + k + "' a value of no config type");
-    }
-    return t;
 }
 
 }  // namespace
@@ -113,11 +100,8 @@ PluginSection hf_model_section(const fs::path& dir, const PluginRegistry& regist
     PluginSection s;
     s.plugin = found->desc->name;
     s.loaded = found;
-    const toml::table t = as_toml(nlohmann::json::parse(options), cfg_path);
-    Diagnostics diag;
-    s.config = validate_section(&t, cfg_path.string(), "model '" + s.plugin + "' (from config.json)", found->desc->options,
-                                found->desc->option_count, diag);
-    if (!diag.ok()) throw Error(diag.errors.front(), FT_ERR_CONFIG);
+    s.config = validate_json_section(nlohmann::json::parse(options), cfg_path.string(),
+                                     "model '" + s.plugin + "' (from config.json)", *found);
     // The plugin's own checks (ranges, combinations), as for a config file's section.
     if (found->desc->validate && found->desc->validate(host_api(), &s.config, &err) != FT_OK)
         throw Error(cfg_path.string() + ": " + err.message, FT_ERR_CONFIG);

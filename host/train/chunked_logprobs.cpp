@@ -1,5 +1,7 @@
 #include "train/chunked_logprobs.hpp"
 
+#include "train/autocast.hpp"
+
 #include <fthost/plugin.hpp>
 
 #include <torch/csrc/autograd/autograd.h>
@@ -30,6 +32,9 @@ public:
         ctx->saved_data["head"] = reinterpret_cast<int64_t>(head);
         ctx->saved_data["temperature"] = temperature;
         ctx->saved_data["chunk_rows"] = chunk_rows;
+        // Recomputed under the forward's autocast, so the recomputed logits are the same.
+        ctx->saved_data["bf16"] = at::autocast::is_autocast_enabled(hidden.device().type()) &&
+                                  at::autocast::get_autocast_dtype(hidden.device().type()) == at::kBFloat16;
         return n ? at::cat(parts) : at::zeros({0}, hidden.options().dtype(at::kFloat));
     }
 
@@ -43,6 +48,7 @@ public:
         const at::Tensor& grad = grads[0];
         at::Tensor grad_hidden = at::zeros_like(hidden);
         at::AutoGradMode enable(true);
+        AutocastScope autocast(hidden.device(), ctx->saved_data["bf16"].toBool());
         for (int64_t s = 0; s < hidden.size(0); s += chunk_rows) {
             const int64_t len = std::min(chunk_rows, hidden.size(0) - s);
             // Recompute this chunk with the head's graph and differentiate it alone: the

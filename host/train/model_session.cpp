@@ -1,5 +1,7 @@
 #include "train/model_session.hpp"
 
+#include "config/json_section.hpp"
+
 #include "checkpoint/hf_checkpoint.hpp"
 #include "io/atomic_file.hpp"
 #include "run/host_api.hpp"
@@ -39,26 +41,9 @@ nlohmann::json section_to_json(const Section& s) {
 }
 
 Section section_from_json(const nlohmann::json& j, const std::string& path, const LoadedPlugin* plugin) {
-    if (plugin) {
-        // Checked against the plugin's options as a config section is, so that keys the
-        // plugin gained after the directory was written take their defaults.
-        toml::table t;
-        for (const auto& [k, v] : j.items()) {
-            if (v.is_boolean()) t.insert(k, v.get<bool>());
-            else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
-            else if (v.is_number()) t.insert(k, v.get<double>());
-            else if (v.is_string()) t.insert(k, v.get<std::string>());
-            else if (v.is_array()) {
-                toml::array a;
-                for (const auto& x : v) a.push_back(x.get<std::string>());
-                t.insert(k, std::move(a));
-            }
-        }
-        Diagnostics diag;
-        Section s = validate_section(&t, path, path, plugin->desc->options, plugin->desc->option_count, diag);
-        if (!diag.ok()) throw Error(diag.errors.front(), FT_ERR_CONFIG);
-        return s;
-    }
+    // Checked against the plugin's options as a config section is, so that keys the
+    // plugin gained after the directory was written take their defaults.
+    if (plugin) return validate_json_section(j, path, path, *plugin);
     Section s;
     s.path = path;
     s.section_where = path;

@@ -42,25 +42,31 @@ TEST(Training, Bf16AutocastTracksTheFp32Run) {
     auto dir = temp_dir("bf16");
     const std::string data = std::string(source_dir()) + "/data/quickstart/";
     std::vector<std::vector<double>> runs;
-    for (const std::string precision : {"fp32", "bf16"}) {
-        const fs::path out = dir / precision;
-        write_file(dir / (precision + ".toml"),
+    for (const std::string run_name : {"fp32", "bf16", "bf16_checkpointed"}) {
+        const std::string precision = run_name == "fp32" ? "fp32" : "bf16";
+        const std::string ckpt = run_name == "bf16_checkpointed" ? "true" : "false";
+        const fs::path out = dir / run_name;
+        write_file(dir / (run_name + ".toml"),
                    "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 5\nprecision = \"" + precision + "\"\n"
                    "[[stage]]\nname = \"lm\"\n[stage.model]\nplugin = \"decoder\"\nhidden_size = 64\nintermediate_size = 128\n"
                    "num_hidden_layers = 2\nnum_attention_heads = 4\n[stage.param]\nplugin = \"full\"\n"
                    "[stage.objective]\nplugin = \"cpt\"\n[stage.data]\ntrain = \"" + data + "corpus.jsonl\"\n"
-                   "max_seq_len = 128\npacking = true\n[stage.train]\nsteps = 12\nbatch_size = 4\nlr = 3e-3\nlog_every = 1\n");
-        ASSERT_EQ(run(dir / (precision + ".toml")), 0) << precision;
+                   "max_seq_len = 128\npacking = true\n[stage.train]\nsteps = 12\nbatch_size = 4\nlr = 3e-3\nlog_every = 1\n"
+                   "activation_checkpointing = " + ckpt + "\n");
+        ASSERT_EQ(run(dir / (run_name + ".toml")), 0) << run_name;
         runs.emplace_back();
         for (const auto& m : metrics(out))
             if (m.contains("loss")) runs.back().push_back(m["loss"]);
         for (const auto& [name, t] : load_safetensors((out / "stages/lm/final/model.safetensors").string()))
-            EXPECT_EQ(t.scalar_type(), at::kFloat) << precision << " " << name;
+            EXPECT_EQ(t.scalar_type(), at::kFloat) << run_name << " " << name;
     }
     ASSERT_EQ(runs[0].size(), 12u);
     ASSERT_EQ(runs[1].size(), 12u);
     for (size_t i = 0; i < 12; ++i) EXPECT_NEAR(runs[1][i], runs[0][i], 0.03 * runs[0][i]) << "step " << i + 1;
     EXPECT_LT(runs[1].back(), runs[1].front() * 0.8);  // and it learns
+    // Checkpointed layers are recomputed under the same autocast: the same run.
+    ASSERT_EQ(runs[2].size(), 12u);
+    for (size_t i = 0; i < 12; ++i) EXPECT_NEAR(runs[2][i], runs[1][i], 1e-5) << "step " << i + 1;
 }
 
 TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {

@@ -17,6 +17,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -36,6 +37,9 @@ public:
         ctx->saved_data["owner"] = owner;
         ctx->saved_data["index"] = index;
         ctx->saved_data["cpu_rng"] = at::detail::getDefaultCPUGenerator().get_state();
+        // The recomputation runs under the same autocast as the first pass.
+        ctx->saved_data["autocast"] = at::autocast::is_autocast_enabled(x.device().type());
+        ctx->saved_data["autocast_dtype"] = at::autocast::get_autocast_dtype(x.device().type());
         if (x.is_cuda())
             ctx->saved_data["cuda_rng"] =
                 at::detail::getCUDAHooks().getDefaultGenerator(x.get_device()).get_state();
@@ -60,8 +64,22 @@ public:
         at::Tensor out;
         {
             at::AutoGradMode enable(true);
+            const at::DeviceType type = x.device().type();
+            const bool was = at::autocast::is_autocast_enabled(type);
+            const at::ScalarType was_dtype = at::autocast::get_autocast_dtype(type);
+            const bool autocast = ctx->saved_data["autocast"].toBool();
+            if (autocast) {
+                at::autocast::set_autocast_enabled(type, true);
+                at::autocast::set_autocast_dtype(type, ctx->saved_data["autocast_dtype"].toScalarType());
+                at::autocast::increment_nesting();
+            }
             out = call(ctx->saved_data["fn"].toInt(), ctx->saved_data["owner"].toInt(), ctx->saved_data["index"].toInt(),
                        {x, saved[1], saved[2], saved[3]});
+            if (autocast) {
+                if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+                at::autocast::set_autocast_enabled(type, was);
+                at::autocast::set_autocast_dtype(type, was_dtype);
+            }
         }
         cpu.set_state(cpu_now);
         if (x.is_cuda()) {

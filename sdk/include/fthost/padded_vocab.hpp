@@ -58,9 +58,12 @@ private:
             const at::Tensor &hidden = saved[0], &buffer = saved[1];
             const int64_t vocab = ctx->saved_data["vocab"].toInt();
             const at::Tensor g = grads[0];  // [..., Vp]; zero in the padded columns (they are cut off)
-            const at::Tensor grad_hidden = at::matmul(g, buffer);
-            const at::Tensor g2 = g.reshape({-1, g.size(-1)}), h2 = hidden.reshape({-1, hidden.size(-1)});
-            const at::Tensor grad_weight = at::mm(g2.t(), h2).narrow(0, 0, vocab);
+            // In the gradient's dtype (bf16 when the forward ran under autocast), each
+            // result back in its input's dtype.
+            const auto dt = g.scalar_type();
+            const at::Tensor grad_hidden = at::matmul(g, buffer.to(dt)).to(hidden.scalar_type());
+            const at::Tensor g2 = g.reshape({-1, g.size(-1)}), h2 = hidden.reshape({-1, hidden.size(-1)}).to(dt);
+            const at::Tensor grad_weight = at::mm(g2.t(), h2).narrow(0, 0, vocab).to(buffer.scalar_type());
             return {grad_hidden, grad_weight, at::Tensor()};
         }
     };
