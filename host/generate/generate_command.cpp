@@ -26,20 +26,23 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
     const TextCodec& codec = *codec_ptr;
 
     std::vector<nlohmann::json> rows;
+    std::vector<std::vector<int64_t>> encoded;  // each row's prompt, encoded once
     if (!req.input.empty()) {
         read_jsonl(req.input, false, [&](const nlohmann::json& row, int64_t) {
             if (!row.contains("prompt")) throw std::runtime_error("a generation row needs 'prompt' (text or messages)");
-            render_prompt(row["prompt"], codec);  // malformed prompts fail here, at their line
+            encoded.push_back(render_prompt(row["prompt"], codec));  // malformed prompts fail here, at their line
             rows.push_back(row);
         });
     } else {
-        for (const auto& p : req.prompts)
+        for (const auto& p : req.prompts) {
             rows.push_back({{"prompt", req.chat ? nlohmann::json::array({{{"role", "user"}, {"content", p}}})
                                                 : nlohmann::json(p)}});
+            encoded.push_back(render_prompt(rows.back()["prompt"], codec));
+        }
     }
     std::vector<std::vector<int64_t>> prompts;
-    for (const auto& row : rows)
-        for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(render_prompt(row["prompt"], codec));
+    for (const auto& ids : encoded)
+        for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(ids);
 
     auto model = ModelSession::from_stage_dir(req.stage_dir, registry, resolve_device(req.device));
     const SamplingOptions& o = req.sampling;  // stop ids and vocabulary limit: the codec's
