@@ -6,7 +6,8 @@
 # no padding), by fthost and by transformers + PEFT in a plain PyTorch loop
 # (bench/peer/hf_train.py) from the same starting weights and rows. Prints tokens/s,
 # MFU (model FLOPs per token x tokens/s over the GPU's dense bf16 peak) and peak device
-# memory per run; then the loss step's device memory with and without chunked log-probs
+# memory per run; then decoding tokens/s with and without CUDA graphs (fthost generate,
+# the same weights); then the loss step's device memory with and without chunked log-probs
 # (bench/logprobs_bench.cpp at vocabulary 128,256, hidden 4096). Results go in
 # docs/PERFORMANCE.md.
 #
@@ -29,7 +30,7 @@ if [ "${1:-}" = "--cpu-dry-run" ]; then
   DEVICE=cpu; PY="${FTHOST_PEER_PYTHON:-$HOME/.cache/fthost/peer-venv/bin/python}"
   BUILD="${FTHOST_BUILD_DIR:-$ROOT/build}"
   cmake --build "$BUILD" -j 2 --target fthost >/dev/null
-  SHAPE=(64 128 2 4 2 320); SEQ=128; BATCH=2; STEPS=5
+  SHAPE=(64 128 2 4 2 320); SEQ=128; BATCH=2; STEPS=5; NEW_TOKENS=16
 else
   DEVICE=cuda; PY=python3
   DEBS="${FTHOST_DEBS:-$ROOT/shared/debs}"
@@ -44,7 +45,7 @@ else
     -DTORCH_CUDA_ARCH_LIST=9.0 >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
   cmake --build "$BUILD" -j "$(nproc)" --target fthost fthost_decoder fthost_full fthost_lora fthost_causal_lm fthost_logprobs_bench \
     >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
-  SHAPE=(2048 5632 22 32 4 32000); SEQ=2048; BATCH="${BATCH:-8}"; STEPS="${STEPS:-20}"
+  SHAPE=(2048 5632 22 32 4 32000); SEQ=2048; BATCH="${BATCH:-8}"; STEPS="${STEPS:-20}"; NEW_TOKENS=128
 fi
 read -r HIDDEN INTER LAYERS HEADS KV VOCAB <<<"${SHAPE[*]}"
 echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)  device: $DEVICE"
@@ -128,6 +129,20 @@ PY
   read -r ptps ppeak plast < <(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['tokens_per_s'], r['peak_mb'], r['last_loss'])" "$peer")
   printf "%-7s %-5s %10.0f %6s %10.0f %10.4f   fthost/peer %.2fx\n" hf "$mode" "$ptps" "$(mfu "$ptps")" "$ppeak" "$plast" \
     "$(python3 -c "print($tps/$ptps)")"
+done
+
+# Decoding with the same weights (greedy, so both ways give the same tokens): each decode
+# step replayed from a CUDA graph vs every kernel launched, one prompt at a time and 8
+# together. On the CPU (dry run) graphs are unavailable and both lines launch kernels.
+head -n 8 data/quickstart/eval.jsonl >"$OUT/prompts.jsonl"
+printf "\n%-30s %s\n" "decode (fthost generate)" "completions, tokens, seconds, tokens/s"
+for bs in 1 8; do
+  for flag in "" --no-cuda-graphs; do
+    line=$("$BUILD/fthost" generate "$OUT/init" --input "$OUT/prompts.jsonl" --output "$OUT/gen.jsonl" \
+             --device "$DEVICE" --batch-size "$bs" --max-new-tokens "$NEW_TOKENS" $flag 2>&1 >/dev/null |
+           grep "fthost generate:") || { echo "fthost generate failed"; exit 1; }
+    printf "%-30s %s\n" "batch $bs ${flag:---cuda-graphs}" "${line#fthost generate: }"
+  done
 done
 
 # The loss step's device memory at Llama 3's vocabulary and hidden size, chunked vs not.

@@ -74,9 +74,9 @@ inline const char* kTinyDecoder =
     "vocab_size = 260\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
     "num_attention_heads = 4\nnum_key_value_heads = 2\n";
 
-inline std::unique_ptr<ModelSession> tiny_model(uint64_t seed = 7) {
+inline std::unique_ptr<ModelSession> tiny_model(uint64_t seed = 7, at::Device device = at::Device(at::kCPU)) {
     at::manual_seed(seed);
-    return std::make_unique<ModelSession>(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), at::Device(at::kCPU));
+    return std::make_unique<ModelSession>(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), device);
 }
 
 // A nested JSON array of numbers (a fixture) as a tensor of that shape.

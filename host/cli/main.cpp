@@ -144,7 +144,8 @@ int cmd_generate(const std::vector<std::string>& args) {
         "batch-size", po::value(&req.batch_size)->default_value(32), "prompts decoded together")(
         "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto")(
         "threads", po::value(&req.threads)->default_value(0), "CPU threads (0 = LibTorch's default)")(
-        "no-cache", "recompute the prefix every step instead of using the KV cache");
+        "no-cache", "recompute the prefix every step instead of using the KV cache")(
+        "no-cuda-graphs", "on a GPU, launch every decode step's kernels instead of replaying a CUDA graph");
     po::positional_options_description pos;
     pos.add("stage_dir", 1);
     po::variables_map vm;
@@ -153,6 +154,7 @@ int cmd_generate(const std::vector<std::string>& args) {
         return 0;
     req.sampling.stop_strings = stops;
     req.sampling.use_cache = !vm.count("no-cache");
+    req.sampling.cuda_graphs = !vm.count("no-cuda-graphs");
     req.chat = vm.count("chat") > 0;
     auto reg = load_registry();
     return generate_command(req, reg);

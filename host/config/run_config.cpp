@@ -90,6 +90,7 @@ static const ft_option kGenerationOptions[] = {
     option("top_p", FT_OPT_FLOAT, "1.0", "nucleus sampling mass (1 = off)"),
     option("num_iterations", FT_OPT_INT, "1", "optimizer steps per generation batch (stored old log-probs past the first)"),
     option("mask_truncated_completions", FT_OPT_BOOL, "false", "completions cut at max_new_tokens get no loss"),
+    option("cuda_graphs", FT_OPT_BOOL, "true", "on a GPU, replay each decode step from a CUDA graph"),
 };
 
 template <size_t N>
@@ -378,6 +379,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(gs, "top_p", g.top_p);
                 read(gs, "num_iterations", g.num_iterations);
                 read(gs, "mask_truncated_completions", g.mask_truncated_completions);
+                read(gs, "cuda_graphs", g.cuda_graphs);
                 if (g.num_generations < 2) diag.add(gs.where_of("num_generations"), "num_generations must be at least 2 (advantages compare a group)");
                 if (g.max_new_tokens < 1) diag.add(gs.where_of("max_new_tokens"), "max_new_tokens must be at least 1");
                 if (g.temperature <= 0) diag.add(gs.where_of("temperature"), "temperature must be > 0 for sampling");

@@ -24,6 +24,7 @@ struct GenerationConfig {
     int64_t num_generations = 8, max_new_tokens = 32, top_k = 0, num_iterations = 1;
     double temperature = 1.0, top_p = 1.0;
     bool mask_truncated_completions = false;
+    bool cuda_graphs = true;  // replay decode steps from a CUDA graph on a GPU
 };
 
 struct DataConfig {

@@ -61,10 +61,12 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
     }
     if (req.output.empty()) std::cout << text;
     else write_text_atomically(req.output, text);
-    char buf[160];
+    char buf[200];
     std::snprintf(buf, sizeof buf, "fthost generate: %zu completions, %lld tokens in %.2f s (%.0f tokens/s)%s\n", out.size(),
                   static_cast<long long>(stats.tokens), stats.seconds, stats.seconds > 0 ? stats.tokens / stats.seconds : 0.0,
-                  model->supports_kv_cache() && o.use_cache ? "" : ", no KV cache");
+                  !(model->supports_kv_cache() && o.use_cache) ? ", no KV cache"
+                  : stats.graph_replays > 0                   ? ", decode steps replayed from CUDA graphs"
+                                                               : "");
     std::cerr << buf;
     return 0;
 }

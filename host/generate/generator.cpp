@@ -1,5 +1,7 @@
 #include "generate/generator.hpp"
 
+#include "generate/decode_graph.hpp"
+
 #include <fthost/torch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -94,7 +96,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     const bool cached = o.use_cache && model.supports_kv_cache();
     std::vector<Generation> out(prompts.size());
-    int64_t generated = 0;
+    int64_t generated = 0, replays = 0;
     for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
         const size_t last = std::min(prompts.size(), first + static_cast<size_t>(batch_size));
         std::vector<Row> rows;
@@ -102,20 +104,32 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
             if (prompts[i].empty()) throw Error("generation needs a non-empty prompt (row " + std::to_string(i) + ")");
             rows.push_back({prompts[i], prompts[i].size(), false});
         }
+        // The cache is sized for the whole generation: the longest prompt and every new
+        // token but the last (which is never fed back).
         std::shared_ptr<ft_kv_cache> cache;
-        if (cached) cache = model.new_kv_cache();
+        std::unique_ptr<DecodeGraph> graph;
+        if (cached) {
+            cache = model.new_kv_cache();
+            size_t longest = 0;
+            for (const auto& r : rows) longest = std::max(longest, r.ids.size());
+            const bool fixed = model.reserve_kv_cache(cache.get(), static_cast<int64_t>(longest) + o.max_new_tokens);
+            if (fixed && o.cuda_graphs && DecodeGraph::available(model))
+                graph = std::make_unique<DecodeGraph>(model, cache.get(), static_cast<int64_t>(rows.size()));
+        }
         for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-            // Hidden state of each row's last token.
-            at::Tensor last_hidden;
-            if (cached && step > 0) {
+            // Next-token logits of each row's last token.
+            at::Tensor logits;
+            if (graph && step > 0) {
+                logits = graph->logits(next_step(rows, at::kCPU));
+            } else if (cached && step > 0) {
                 HostBatch b = next_step(rows, model.device());
-                last_hidden = model.hidden_states_cached(cache.get(), b).select(1, 0);
+                logits = model.logits(model.hidden_states_cached(cache.get(), b).select(1, 0));
             } else {
                 HostBatch b = left_padded(rows, model.device());
                 at::Tensor h = cached ? model.hidden_states_cached(cache.get(), b) : model.hidden_states(b);
-                last_hidden = h.select(1, h.size(1) - 1);
+                logits = model.logits(h.select(1, h.size(1) - 1));
             }
-            const at::Tensor next = pick_next_tokens(model.logits(last_hidden), o, gen);
+            const at::Tensor next = pick_next_tokens(logits, o, gen);
             auto nx = next.accessor<int64_t, 1>();
             bool all_done = true;
             for (size_t r = 0; r < rows.size(); ++r) {
@@ -146,6 +160,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
             // growing; with one they feed padding that no token attends to.
             if (all_done) break;
         }
+        if (graph) replays += graph->replays();
         for (size_t r = 0; r < rows.size(); ++r) {
             Generation& g = out[first + r];
             if (g.finish_reason.empty()) g.finish_reason = "length";
@@ -158,6 +173,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
     }
     if (stats) {
         stats->tokens += generated;
+        stats->graph_replays += replays;
         stats->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     return out;

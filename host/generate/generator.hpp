@@ -1,6 +1,7 @@
 // generator.hpp — batched autoregressive generation for any model plugin: prompts of
 // different lengths left-padded into one batch, a KV cache when the model has one (else
-// the prefix is recomputed each step, which gives the same tokens), greedy or sampled
+// the prefix is recomputed each step, which gives the same tokens) sized once for the
+// whole generation, decode steps replayed from a CUDA graph on a GPU, greedy or sampled
 // tokens (temperature, top-k, top-p, seed), and stops at stop tokens (EOS), stop
 // strings or max_new_tokens. Used by eval (greedy), `fthost generate` and RL stages.
 #pragma once
@@ -27,6 +28,9 @@ struct SamplingOptions {
     // sample_limit() (the byte tokenizer's padding id is never sampled).
     int64_t vocab_limit = 0;
     bool use_cache = true;    // false: recompute the prefix every step (the reference for tests)
+    // On a CUDA device, with a model whose cache has a fixed size (ABI 1.5): record one
+    // decode step in a CUDA graph and replay it for the next tokens (decode_graph.hpp).
+    bool cuda_graphs = true;
 };
 
 struct Generation {
@@ -38,6 +42,7 @@ struct Generation {
 struct GenerationStats {
     int64_t tokens = 0;    // generated tokens
     double seconds = 0.0;  // wall time of generation
+    int64_t graph_replays = 0;  // decode steps replayed from a CUDA graph
 };
 
 std::vector<Generation> generate(ModelSession& model, const std::vector<std::vector<int64_t>>& prompts,

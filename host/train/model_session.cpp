@@ -122,6 +122,15 @@ std::shared_ptr<ft_kv_cache> ModelSession::new_kv_cache() {
     return std::shared_ptr<ft_kv_cache>(c, [vt, m](ft_kv_cache* p) { vt->cache_destroy(m, p); });
 }
 
+bool ModelSession::reserve_kv_cache(ft_kv_cache* cache, int64_t tokens) {
+    if (mvt_->struct_size < offsetof(ft_model_vtable, cache_reserve) + sizeof(mvt_->cache_reserve) ||
+        !mvt_->cache_reserve)
+        return false;
+    ft_error err{};
+    check(mvt_->cache_reserve(model_handle_, cache, tokens, &err), err);
+    return true;
+}
+
 at::Tensor ModelSession::hidden_states_cached(ft_kv_cache* cache, HostBatch& batch) {
     ft_batch fb = as_ft_batch(batch, batch.num_labels);
     ft_model_output out{sizeof(ft_model_output), nullptr};

@@ -58,6 +58,10 @@ public:
     bool supports_kv_cache() const;
     // A cache for one batch of rows; freed with the returned handle.
     std::shared_ptr<ft_kv_cache> new_kv_cache();
+    // Sizes a new cache for `tokens` tokens per row (ABI 1.5 cache_reserve). True when
+    // the plugin did: its decode steps may then be captured in a CUDA graph; false when
+    // it predates 1.5 or offers no fixed-size cache (the cache then grows as needed).
+    bool reserve_kv_cache(ft_kv_cache* cache, int64_t tokens);
     // Appends `batch`'s tokens to the cache; hidden states of those tokens.
     at::Tensor hidden_states_cached(ft_kv_cache* cache, HostBatch& batch);
     at::Tensor logits(const at::Tensor& hidden);

@@ -32,7 +32,8 @@ FT_CHECK(offsetof(ft_model_vtable, create) == 8 && offsetof(ft_model_vtable, for
 FT_CHECK(offsetof(ft_model_vtable, lm_head) == 64 && offsetof(ft_model_vtable, vocab_size) == 80);
 FT_CHECK(offsetof(ft_model_vtable, cache_create) == 88 && offsetof(ft_model_vtable, forward_cached) == 104);
 FT_CHECK(offsetof(ft_model_vtable, hf_architectures) == 112 && offsetof(ft_model_vtable, options_from_hf_config) == 120);
-FT_CHECK(offsetof(ft_model_vtable, set_activation_checkpointing) == 128 && sizeof(ft_model_vtable) == 136);
+FT_CHECK(offsetof(ft_model_vtable, set_activation_checkpointing) == 128 && offsetof(ft_model_vtable, cache_reserve) == 136);
+FT_CHECK(sizeof(ft_model_vtable) == 144);
 FT_CHECK(offsetof(ft_param_vtable, create) == 8 && offsetof(ft_param_vtable, merge) == 56 &&
          offsetof(ft_param_vtable, peft_config) == 64 && sizeof(ft_param_vtable) == 72);
 FT_CHECK(offsetof(ft_objective_vtable, label_policy) == 4 && offsetof(ft_objective_vtable, create) == 8);

@@ -1,8 +1,13 @@
 // Generation: the KV cache changes nothing (greedy tokens equal those of recomputing the
-// prefix every step, for prompts of different lengths in one batch), sampling is
-// reproducible from its seed, and top-k / top-p / stop strings do what they say.
+// prefix every step, for prompts of different lengths in one batch; hidden states equal
+// whether the cache was reserved or grew), decode steps replayed from a CUDA graph give
+// the eager tokens, sampling is reproducible from its seed, and top-k / top-p / stop
+// strings do what they say.
+#include "generate/decode_graph.hpp"
 #include "generate/generator.hpp"
 #include "test_support.hpp"
+
+#include <fthost/torch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -40,6 +45,108 @@ TEST(Generate, GreedyWithKvCacheEqualsRecomputingThePrefix) {
             EXPECT_EQ(cached[i].tokens.size(), 24u);
             EXPECT_EQ(cached[i].finish_reason, "length");
         }
+    }
+}
+
+// Rows of ids [B, T] with the first `pad[r]` columns of row r padding.
+HostBatch rows_batch(const at::Tensor& ids, const std::vector<int64_t>& pad, int64_t first_position) {
+    HostBatch b;
+    const int64_t B = ids.size(0), T = ids.size(1);
+    b.input_ids = ids.clone();
+    b.position_ids = at::zeros({B, T}, at::kLong);
+    b.sequence_ids = at::zeros({B, T}, at::kLong);
+    for (int64_t r = 0; r < B; ++r)
+        for (int64_t t = 0; t < T; ++t) {
+            const int64_t p = first_position + t - pad[r];
+            b.position_ids[r][t] = std::max<int64_t>(p, 0);
+            if (p < 0) b.sequence_ids[r][t] = -1;
+        }
+    b.labels = at::full({B, T}, -100, at::kLong);
+    return b;
+}
+
+TEST(Generate, CachedHiddenStatesEqualTheFullForwardWhetherReservedOrGrown) {
+    auto model = tiny_model(14);
+    at::NoGradGuard ng;
+    model->set_training(false);
+    const int64_t B = 2, P = 3, steps = 21;  // an unreserved cache grows 3 -> 6 -> 12 -> 24
+    const std::vector<int64_t> pad = {0, 2};
+    at::manual_seed(3);
+    const at::Tensor ids = at::randint(0, 256, {B, P + steps}, at::kLong);
+    HostBatch full = rows_batch(ids, pad, 0);
+    const at::Tensor reference = model->hidden_states(full);  // [B, P + steps, H]
+    for (const bool reserve : {true, false}) {
+        auto cache = model->new_kv_cache();
+        if (reserve) ASSERT_TRUE(model->reserve_kv_cache(cache.get(), P + steps));
+        HostBatch prompt = rows_batch(ids.narrow(1, 0, P), pad, 0);
+        std::vector<at::Tensor> got = {model->hidden_states_cached(cache.get(), prompt)};
+        for (int64_t t = P; t < P + steps; ++t) {
+            HostBatch one = rows_batch(ids.narrow(1, t, 1), pad, t);
+            got.push_back(model->hidden_states_cached(cache.get(), one));
+        }
+        const at::Tensor cached = at::cat(got, 1);
+        // Padding positions attend only to themselves in the cache; compare real tokens.
+        const at::Tensor real = full.sequence_ids.ge(0).unsqueeze(-1);
+        EXPECT_LT((cached - reference).abs().masked_fill(real.logical_not(), 0).max().item<double>(), 1e-5)
+            << (reserve ? "reserved" : "grown");
+    }
+}
+
+TEST(Generate, KvCacheWritesInPlaceAndGrowsByDoubling) {
+    const auto opts = at::TensorOptions().dtype(at::kFloat);
+    fthost::KvCache reserved;
+    reserved.reserve(10);
+    at::Tensor mask = reserved.extend(at::ones({1, 4}, at::kBool));
+    EXPECT_EQ(reserved.capacity(), 10);
+    EXPECT_EQ(mask.sizes(), (std::vector<int64_t>{1, 1, 4, 10}));
+    const at::Tensor k = at::randn({1, 2, 4, 8}, opts), v = at::randn({1, 2, 4, 8}, opts);
+    auto [ks, vs] = reserved.append(0, k, v);
+    EXPECT_TRUE(ks.narrow(2, 0, 4).equal(k));
+    EXPECT_TRUE(vs.narrow(2, 4, 6).eq(0).all().item<bool>());  // unwritten slots hold zeros
+    const void* storage = ks.data_ptr();
+    for (int i = 0; i < 6; ++i) {
+        mask = reserved.extend(at::ones({1, 1}, at::kBool));
+        std::tie(ks, vs) = reserved.append(0, at::full({1, 2, 1, 8}, i, opts), at::zeros({1, 2, 1, 8}, opts));
+    }
+    EXPECT_EQ(ks.data_ptr(), storage);  // filled to the reservation without moving
+    EXPECT_EQ(reserved.length(), 10);
+    EXPECT_TRUE(mask.all().item<bool>());
+    EXPECT_EQ(ks.select(2, 9).eq(5).all().item<bool>(), true);
+
+    fthost::KvCache grown;
+    std::vector<int64_t> capacities;
+    for (int i = 0; i < 9; ++i) {
+        grown.extend(at::ones({1, 1}, at::kBool));
+        grown.append(0, at::zeros({1, 1, 1, 2}, opts), at::zeros({1, 1, 1, 2}, opts));
+        capacities.push_back(grown.capacity());
+    }
+    EXPECT_EQ(capacities, (std::vector<int64_t>{1, 2, 4, 4, 8, 8, 8, 8, 16}));
+}
+
+TEST(Generate, DecodeStepsReplayedFromACudaGraphGiveTheEagerTokens) {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device here; this check runs on a GPU machine";
+    auto model = tiny_model(15, at::Device(at::kCUDA, 0));
+    ASSERT_TRUE(DecodeGraph::available(*model));
+    model->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\ntarget_modules = [\"all-linear\"]\ninit_lora_weights = \"gaussian\""));
+    {
+        at::NoGradGuard ng;
+        for (auto& [name, t] : model->trainable_parameters()) t.normal_(0, 0.2);
+    }
+    const auto prompts = prompts_of({"a", "query: milk\ncategory:", "xyz", "the quick brown fox jumps"});
+    const TextCodec& tok = *TextCodec::bytes();
+    for (const double temperature : {0.0, 1.0}) {
+        SamplingOptions o;
+        o.max_new_tokens = 24;
+        o.temperature = temperature;
+        o.seed = 9;
+        o.stop_ids = std::vector<int64_t>{};
+        GenerationStats with, without;
+        const auto replayed = generate(*model, prompts, o, 3, tok, &with);  // batches of 3 and 1
+        o.cuda_graphs = false;
+        const auto eager = generate(*model, prompts, o, 3, tok, &without);
+        for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(replayed[i].tokens, eager[i].tokens) << "prompt " << i;
+        EXPECT_EQ(with.graph_replays, 2 * (24 - 2));  // step 0 prefills, step 1 warms up
+        EXPECT_EQ(without.graph_replays, 0);
     }
 }
 

@@ -30,7 +30,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 4
+#define FTHOST_ABI_MINOR 5
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -254,6 +254,15 @@ typedef struct ft_model_vtable {
     /* While on, forward passes with gradients keep only each block's input and recompute
        the block in backward ([stage.train] activation_checkpointing). */
     void (*set_activation_checkpointing)(ft_model* model, int32_t on);
+
+    /* ---- ABI 1.5: a cache of fixed size (NULL: the host never replays decode steps) ---- */
+    /* Sizes `cache` for at most `tokens` tokens per row before its first forward_cached.
+       A model that offers this promises that, while a reserved cache has room, a
+       forward_cached over [B, 1] inputs runs the same device work on the same memory
+       every step — no host synchronisation, no allocation that depends on the step —
+       reading its write position from the cache's own device state, so that a host may
+       capture one decode step in a CUDA graph and replay it for the next tokens. */
+    ft_status (*cache_reserve)(ft_model* model, ft_kv_cache* cache, int64_t tokens, ft_error* err);
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <ATen/core/grad_mode.h>
 #include <torch/headeronly/version.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -107,35 +108,70 @@ struct LinearSite {
 };
 
 // A key/value cache for incremental decoding: per layer, the keys and values of every
-// token so far ([B, kv_heads, L, head_dim]), and which of those tokens are real (not
-// padding). A model that declares forward_cached() keeps its state here.
+// token so far, and which of those tokens are real (not padding). A model that declares
+// forward_cached() keeps its state here.
+//
+// Storage is allocated once per capacity ([B, kv_heads, capacity, head_dim] per layer)
+// and tokens are written in place at a cursor kept on the device, so appending never
+// copies the past (capacity doubles when an unreserved cache fills). Attention spans the
+// whole capacity; slots not yet written are masked out (and hold zeros, never NaN).
+// After reserve(), nothing in a forward depends on host-side values that change from
+// step to step, so a host may capture a decode step in a CUDA graph and replay it.
 class KvCache {
 public:
     virtual ~KvCache() = default;
-    int64_t length() const { return valid_.defined() ? valid_.size(1) : 0; }
+    int64_t length() const { return length_; }
+    int64_t capacity() const { return valid_.defined() ? valid_.size(1) : 0; }
+    // Allocates room for `tokens` tokens per row at the first forward (and then never
+    // grows, unless a forward goes past it).
+    void reserve(int64_t tokens) { reserved_ = std::max(reserved_, tokens); }
     // Adds the new tokens' validity [B, t] (call once per forward, before the layers)
-    // and returns the mask for them: [B, 1, t, L + t], true where query i may attend key
-    // j — valid keys up to and including its own position (and always itself, so that a
-    // padding query has one key and no NaN).
+    // and returns the mask for them: [B, 1, t, capacity], true where query i may attend
+    // key j — valid keys up to and including its own position (and always itself, so
+    // that a padding query has one key and no NaN).
     at::Tensor extend(const at::Tensor& valid_new) {
-        const int64_t past = length(), t = valid_new.size(1);
-        valid_ = past == 0 ? valid_new.clone() : at::cat({valid_, valid_new}, 1);
-        const auto opts = valid_new.options().dtype(at::kLong);
-        at::Tensor q = at::arange(past, past + t, opts).unsqueeze(1), k = at::arange(past + t, opts).unsqueeze(0);
+        const int64_t t = valid_new.size(1);
+        if (!valid_.defined() || length_ + t > capacity()) grow(valid_new, length_ + t);
+        const auto longs = valid_new.options().dtype(at::kLong);
+        slots_ = cursor_ + at::arange(t, longs);  // this forward's slots, computed on the device
+        valid_.index_copy_(1, slots_, valid_new);
+        cursor_.add_(t);
+        length_ += t;
+        const at::Tensor k = at::arange(capacity(), longs).unsqueeze(0), q = slots_.unsqueeze(1);
         at::Tensor allowed = (valid_.unsqueeze(1) & k.le(q).unsqueeze(0)) | k.eq(q).unsqueeze(0);
         return allowed.unsqueeze(1);
     }
-    // Appends a layer's new keys and values; returns all of that layer's.
+    // Writes a layer's new keys and values [B, kv_heads, t, head_dim] into this forward's
+    // slots; returns all of that layer's (the whole capacity).
     std::pair<at::Tensor, at::Tensor> append(size_t layer, const at::Tensor& k, const at::Tensor& v) {
         if (k_.size() <= layer) k_.resize(layer + 1), v_.resize(layer + 1);
-        k_[layer] = k_[layer].defined() ? at::cat({k_[layer], k}, 2) : k;
-        v_[layer] = v_[layer].defined() ? at::cat({v_[layer], v}, 2) : v;
+        for (auto* buf : {&k_[layer], &v_[layer]}) {
+            if (buf->defined() && buf->size(2) == capacity()) continue;
+            at::Tensor grown = at::zeros({k.size(0), k.size(1), capacity(), k.size(3)}, k.options());
+            if (buf->defined()) grown.narrow(2, 0, buf->size(2)).copy_(*buf);
+            *buf = grown;
+        }
+        k_[layer].index_copy_(2, slots_, k);
+        v_[layer].index_copy_(2, slots_, v);
         return {k_[layer], v_[layer]};
     }
 
 private:
-    std::vector<at::Tensor> k_, v_;
-    at::Tensor valid_;  // bool [B, L]
+    // New storage for at least `needed` tokens: the reservation, else double the old.
+    void grow(const at::Tensor& like, int64_t needed) {
+        const int64_t cap = std::max({needed, reserved_, 2 * capacity()});
+        at::Tensor valid = at::zeros({like.size(0), cap}, like.options().dtype(at::kBool));
+        if (valid_.defined()) valid.narrow(1, 0, valid_.size(1)).copy_(valid_);
+        valid_ = valid;
+        if (!cursor_.defined()) cursor_ = at::zeros({}, like.options().dtype(at::kLong));
+        // Layer buffers follow in append(), which sees their shape.
+    }
+
+    std::vector<at::Tensor> k_, v_;  // per layer [B, kv_heads, capacity, head_dim]
+    at::Tensor valid_;               // bool [B, capacity]: written and not padding
+    at::Tensor cursor_;              // long scalar on the device: the next free slot
+    at::Tensor slots_;               // long [t]: the current forward's slots
+    int64_t length_ = 0, reserved_ = 0;
 };
 
 // Base for model plugins: holds the named parameters and the linear sites. A model
@@ -250,6 +286,9 @@ struct ModelThunks {
         return guard(err, [&] { *out = reinterpret_cast<ft_kv_cache*>(new KvCache()); });
     }
     static void cache_destroy(ft_model*, ft_kv_cache* c) { delete reinterpret_cast<KvCache*>(c); }
+    static ft_status cache_reserve(ft_model*, ft_kv_cache* c, int64_t tokens, ft_error* err) {
+        return guard(err, [&] { reinterpret_cast<KvCache*>(c)->reserve(tokens); });
+    }
     static ft_status forward_cached(ft_model* m, ft_kv_cache* c, const ft_batch* batch, ft_model_output* out,
                                     ft_error* err) {
         return guard(err, [&] {
@@ -275,7 +314,8 @@ struct ModelThunks {
                                             kCached ? &forward_cached : nullptr,
                                             hf_architectures(),
                                             kHf ? &options_from_hf_config : nullptr,
-                                            kCheckpointing ? &set_checkpointing : nullptr};
+                                            kCheckpointing ? &set_checkpointing : nullptr,
+                                            kCached ? &cache_reserve : nullptr};
 };
 }  // namespace detail
 
