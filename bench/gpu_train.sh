@@ -141,7 +141,8 @@ for bs in 1 8; do
     line=$("$BUILD/fthost" generate "$OUT/init" --input "$OUT/prompts.jsonl" --output "$OUT/gen.jsonl" \
              --device "$DEVICE" --batch-size "$bs" --max-new-tokens "$NEW_TOKENS" $flag 2>&1 >/dev/null |
            grep "fthost generate:") || { echo "fthost generate failed"; exit 1; }
-    printf "%-30s %s\n" "batch $bs ${flag:---cuda-graphs}" "${line#fthost generate: }"
+    label="batch $bs, CUDA graphs"; [ -n "$flag" ] && label="batch $bs, $flag"
+    printf "%-30s %s\n" "$label" "${line#fthost generate: }"
   done
 done
 

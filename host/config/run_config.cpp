@@ -25,6 +25,8 @@ static const ft_option kRunOptions[] = {
     option("device", FT_OPT_STRING, "\"cpu\"", "cpu, cuda or auto"),
     option("precision", FT_OPT_STRING, "\"fp32\"",
            "fp32, or bf16: autocast forward passes to bfloat16, fp32 master weights and optimizer state"),
+    option("cuda_graphs", FT_OPT_BOOL, "true",
+           "on a GPU, replay each decode step (eval, rollouts) from a CUDA graph; false launches every kernel"),
 };
 
 static const ft_option kStageOptions[] = {
@@ -90,7 +92,6 @@ static const ft_option kGenerationOptions[] = {
     option("top_p", FT_OPT_FLOAT, "1.0", "nucleus sampling mass (1 = off)"),
     option("num_iterations", FT_OPT_INT, "1", "optimizer steps per generation batch (stored old log-probs past the first)"),
     option("mask_truncated_completions", FT_OPT_BOOL, "false", "completions cut at max_new_tokens get no loss"),
-    option("cuda_graphs", FT_OPT_BOOL, "true", "on a GPU, replay each decode step from a CUDA graph"),
 };
 
 template <size_t N>
@@ -237,6 +238,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
         read(rs, "threads", rc.threads);
         read(rs, "device", rc.device);
         read(rs, "precision", rc.precision);
+        read(rs, "cuda_graphs", rc.cuda_graphs);
         if (rc.precision != "fp32" && rc.precision != "bf16")
             diag.add(rs.where_of("precision"), "precision must be fp32 or bf16, not '" + rc.precision + "'");
         if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
@@ -379,7 +381,6 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(gs, "top_p", g.top_p);
                 read(gs, "num_iterations", g.num_iterations);
                 read(gs, "mask_truncated_completions", g.mask_truncated_completions);
-                read(gs, "cuda_graphs", g.cuda_graphs);
                 if (g.num_generations < 2) diag.add(gs.where_of("num_generations"), "num_generations must be at least 2 (advantages compare a group)");
                 if (g.max_new_tokens < 1) diag.add(gs.where_of("max_new_tokens"), "max_new_tokens must be at least 1");
                 if (g.temperature <= 0) diag.add(gs.where_of("temperature"), "temperature must be > 0 for sampling");
@@ -425,6 +426,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(es, "max_examples", sc.eval.max_examples);
                 read(es, "base", sc.eval.base);
             }
+            sc.generation.cuda_graphs = rc.cuda_graphs;
             rc.stages.push_back(std::move(sc));
         }
     }

@@ -24,7 +24,7 @@ struct GenerationConfig {
     int64_t num_generations = 8, max_new_tokens = 32, top_k = 0, num_iterations = 1;
     double temperature = 1.0, top_p = 1.0;
     bool mask_truncated_completions = false;
-    bool cuda_graphs = true;  // replay decode steps from a CUDA graph on a GPU
+    bool cuda_graphs = true;  // [run] cuda_graphs, copied here: every generation of the stage
 };
 
 struct DataConfig {
@@ -72,6 +72,7 @@ struct StageConfig {
 struct RunConfig {
     std::string file;  // the config's path
     std::string name = "run", output_dir, device = "cpu", precision = "fp32";
+    bool cuda_graphs = true;
     uint64_t seed = 0;
     int64_t threads = 0;
     std::vector<StageConfig> stages;

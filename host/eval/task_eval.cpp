@@ -22,6 +22,7 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     for (const auto* ex : items) prompts.push_back(ex->prompt_ids);
     SamplingOptions greedy;
     greedy.max_new_tokens = stage.eval.max_new_tokens;
+    greedy.cuda_graphs = stage.generation.cuda_graphs;
     const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec);
     std::vector<std::string> completions;
     for (const auto& g : generated) completions.push_back(g.text);

@@ -9,8 +9,11 @@
 //
 // Requires a cache reserved for the whole generation (ModelSession::reserve_kv_cache:
 // the plugin's promise that a decode step reads its write position from device state),
-// a CUDA device, and a build with CUDA. The first call runs eagerly (it warms up the
-// kernels and their workspaces), the second captures, every later one replays.
+// a CUDA device, and a build with CUDA. Everything runs on one side stream per device
+// (capture cannot use the default stream; one stream keeps one cuBLAS workspace): the
+// first call runs eagerly there (it warms up kernels and that stream's workspace
+// outside any graph), the second captures, every later one replays. The graph lives for
+// one batch of one generation: the adapters' state cannot change under it.
 #pragma once
 
 #include "train/model_session.hpp"
@@ -21,19 +24,25 @@ namespace fthost::host {
 
 class DecodeGraph {
 public:
+    // Fewer decode steps than this do not repay a capture (a device synchronisation and
+    // the recording, about as long as a few eager steps).
+    static constexpr int64_t kMinSteps = 8;
+
     // Whether this build and `model`'s device can replay decode steps.
     static bool available(const ModelSession& model);
 
-    // For a cache of `rows` rows that `model.reserve_kv_cache` has sized; the cache must
-    // outlive this object and see no other forward while it is in use.
-    DecodeGraph(ModelSession& model, ft_kv_cache* cache, int64_t rows);
+    // For a cache of `rows` rows that `model.reserve_kv_cache` has sized with room for
+    // `steps` more tokens per row after the prefill; the cache must outlive this object
+    // and see no other forward while it is in use.
+    DecodeGraph(ModelSession& model, ft_kv_cache* cache, int64_t rows, int64_t steps);
     ~DecodeGraph();
     DecodeGraph(const DecodeGraph&) = delete;
     DecodeGraph& operator=(const DecodeGraph&) = delete;
 
-    // Appends one token per row (`step`: [rows, 1] input, position and sequence ids, on
-    // any device) to the cache and returns the next-token logits [rows, V]. The tensor is
-    // the graph's output buffer: read it before the next call.
+    // Appends one token per row (`step`: [rows, 1] input, position and sequence ids on
+    // the CPU) to the cache and returns the next-token logits [rows, V]. The tensor is
+    // the graph's output buffer: read it before the next call. More than `steps` calls,
+    // or a call after a failed capture, is an error.
     at::Tensor logits(const HostBatch& step);
 
     int64_t replays() const;  // steps served by replaying the graph (for stats and tests)

@@ -104,17 +104,21 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
             if (prompts[i].empty()) throw Error("generation needs a non-empty prompt (row " + std::to_string(i) + ")");
             rows.push_back({prompts[i], prompts[i].size(), false});
         }
-        // The cache is sized for the whole generation: the longest prompt and every new
-        // token but the last (which is never fed back).
+        // With CUDA graphs the cache is sized once for the whole generation (the longest
+        // prompt and every new token; the last is never fed back), so that replayed steps
+        // write to fixed memory. Otherwise it grows as needed and attends over the written
+        // tokens only.
         std::shared_ptr<ft_kv_cache> cache;
         std::unique_ptr<DecodeGraph> graph;
         if (cached) {
             cache = model.new_kv_cache();
             size_t longest = 0;
             for (const auto& r : rows) longest = std::max(longest, r.ids.size());
-            const bool fixed = model.reserve_kv_cache(cache.get(), static_cast<int64_t>(longest) + o.max_new_tokens);
-            if (fixed && o.cuda_graphs && DecodeGraph::available(model))
-                graph = std::make_unique<DecodeGraph>(model, cache.get(), static_cast<int64_t>(rows.size()));
+            const int64_t decode_steps = o.max_new_tokens - 1;
+            if (o.cuda_graphs && decode_steps >= DecodeGraph::kMinSteps && DecodeGraph::available(model) &&
+                model.reserve_kv_cache(cache.get(), static_cast<int64_t>(longest) + o.max_new_tokens))
+                graph = std::make_unique<DecodeGraph>(model, cache.get(), static_cast<int64_t>(rows.size()),
+                                                      decode_steps);
         }
         for (int64_t step = 0; step < o.max_new_tokens; ++step) {
             // Next-token logits of each row's last token.

@@ -130,6 +130,9 @@ public:
     int64_t vocab_size() const { return vocab_; }
 
     static constexpr bool supports_activation_checkpointing = true;
+    // forward_cached is device work only (rotary from the batch's positions, the mask and
+    // slots from KvCache's device cursor): its decode steps may be replayed from a CUDA graph.
+    static constexpr bool graph_safe_decode = true;
     static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
                                                        nullptr};
     static std::string options_from_hf_config(const std::string& config_json) {

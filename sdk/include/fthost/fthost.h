@@ -256,12 +256,13 @@ typedef struct ft_model_vtable {
     void (*set_activation_checkpointing)(ft_model* model, int32_t on);
 
     /* ---- ABI 1.5: a cache of fixed size (NULL: the host never replays decode steps) ---- */
-    /* Sizes `cache` for at most `tokens` tokens per row before its first forward_cached.
-       A model that offers this promises that, while a reserved cache has room, a
-       forward_cached over [B, 1] inputs runs the same device work on the same memory
-       every step — no host synchronisation, no allocation that depends on the step —
-       reading its write position from the cache's own device state, so that a host may
-       capture one decode step in a CUDA graph and replay it for the next tokens. */
+    /* Sizes `cache` for at most `tokens` tokens per row before its first forward_cached;
+       the host never feeds more. A model that offers this promises that, on a reserved
+       cache, a forward_cached over [B, 1] inputs runs the same device work on the same
+       memory every step — no host synchronisation, no allocation or host value that
+       depends on the step — reading its write position from the cache's own device
+       state, so that a host may capture one decode step in a CUDA graph and replay it
+       for the next tokens. */
     ft_status (*cache_reserve)(ft_model* model, ft_kv_cache* cache, int64_t tokens, ft_error* err);
 } ft_model_vtable;
 

@@ -113,10 +113,12 @@ struct LinearSite {
 //
 // Storage is allocated once per capacity ([B, kv_heads, capacity, head_dim] per layer)
 // and tokens are written in place at a cursor kept on the device, so appending never
-// copies the past (capacity doubles when an unreserved cache fills). Attention spans the
-// whole capacity; slots not yet written are masked out (and hold zeros, never NaN).
-// After reserve(), nothing in a forward depends on host-side values that change from
-// step to step, so a host may capture a decode step in a CUDA graph and replay it.
+// copies the past (capacity doubles when an unreserved cache fills). An unreserved cache
+// returns the keys, values and mask of the written tokens only. A reserved one returns
+// the whole capacity, unwritten slots masked out (they hold zeros, never NaN): then
+// nothing in a forward depends on host-side values that change from step to step, so a
+// host may capture a decode step in a CUDA graph and replay it (the cursor advances on
+// the device at each replay; length() counts only forwards that ran on the host).
 class KvCache {
 public:
     virtual ~KvCache() = default;
@@ -126,9 +128,10 @@ public:
     // grows, unless a forward goes past it).
     void reserve(int64_t tokens) { reserved_ = std::max(reserved_, tokens); }
     // Adds the new tokens' validity [B, t] (call once per forward, before the layers)
-    // and returns the mask for them: [B, 1, t, capacity], true where query i may attend
-    // key j — valid keys up to and including its own position (and always itself, so
-    // that a padding query has one key and no NaN).
+    // and returns the mask for them: [B, 1, t, span], true where query i may attend key
+    // j — valid keys up to and including its own position (and always itself, so that a
+    // padding query has one key and no NaN). span: the capacity when reserved, else the
+    // length so far.
     at::Tensor extend(const at::Tensor& valid_new) {
         const int64_t t = valid_new.size(1);
         if (!valid_.defined() || length_ + t > capacity()) grow(valid_new, length_ + t);
@@ -137,12 +140,13 @@ public:
         valid_.index_copy_(1, slots_, valid_new);
         cursor_.add_(t);
         length_ += t;
-        const at::Tensor k = at::arange(capacity(), longs).unsqueeze(0), q = slots_.unsqueeze(1);
-        at::Tensor allowed = (valid_.unsqueeze(1) & k.le(q).unsqueeze(0)) | k.eq(q).unsqueeze(0);
+        const at::Tensor k = at::arange(span(), longs).unsqueeze(0), q = slots_.unsqueeze(1);
+        const at::Tensor valid = valid_.narrow(1, 0, span());
+        at::Tensor allowed = (valid.unsqueeze(1) & k.le(q).unsqueeze(0)) | k.eq(q).unsqueeze(0);
         return allowed.unsqueeze(1);
     }
     // Writes a layer's new keys and values [B, kv_heads, t, head_dim] into this forward's
-    // slots; returns all of that layer's (the whole capacity).
+    // slots; returns that layer's over the span (see extend).
     std::pair<at::Tensor, at::Tensor> append(size_t layer, const at::Tensor& k, const at::Tensor& v) {
         if (k_.size() <= layer) k_.resize(layer + 1), v_.resize(layer + 1);
         for (auto* buf : {&k_[layer], &v_[layer]}) {
@@ -153,10 +157,12 @@ public:
         }
         k_[layer].index_copy_(2, slots_, k);
         v_[layer].index_copy_(2, slots_, v);
-        return {k_[layer], v_[layer]};
+        return {k_[layer].narrow(2, 0, span()), v_[layer].narrow(2, 0, span())};
     }
 
 private:
+    int64_t span() const { return reserved_ > 0 ? capacity() : length_; }
+
     // New storage for at least `needed` tokens: the reservation, else double the old.
     void grow(const at::Tensor& like, int64_t needed) {
         const int64_t cap = std::max({needed, reserved_, 2 * capacity()});
@@ -241,9 +247,19 @@ template <class M>
 struct SupportsCheckpointing<M, std::void_t<decltype(M::supports_activation_checkpointing)>>
     : std::bool_constant<M::supports_activation_checkpointing> {};
 
+// `static constexpr bool graph_safe_decode = true`: the model's forward_cached does only
+// device work on the batch and on what KvCache returns (no .item(), no host state that
+// changes per step), so the host may reserve its cache and replay decode steps from a
+// CUDA graph (ABI 1.5 cache_reserve).
+template <class M, class = void>
+struct GraphSafeDecode : std::false_type {};
+template <class M>
+struct GraphSafeDecode<M, std::void_t<decltype(M::graph_safe_decode)>> : std::bool_constant<M::graph_safe_decode> {};
+
 template <class M>
 struct ModelThunks {
     static constexpr bool kCached = HasForwardCached<M>::value;
+    static constexpr bool kGraphSafe = kCached && GraphSafeDecode<M>::value;
     static constexpr bool kHf = HasHfConfig<M>::value;
     static constexpr bool kCheckpointing = SupportsCheckpointing<M>::value;
     static M& self(ft_model* m) { return *reinterpret_cast<M*>(m); }
@@ -315,7 +331,7 @@ struct ModelThunks {
                                             hf_architectures(),
                                             kHf ? &options_from_hf_config : nullptr,
                                             kCheckpointing ? &set_checkpointing : nullptr,
-                                            kCached ? &cache_reserve : nullptr};
+                                            kGraphSafe ? &cache_reserve : nullptr};
 };
 }  // namespace detail
 
