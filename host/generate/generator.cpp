@@ -72,11 +72,15 @@ HostBatch next_step(const std::vector<Row>& rows, at::Device device) {
     b.input_ids = at::zeros({B, 1}, at::kLong);
     b.position_ids = at::zeros({B, 1}, at::kLong);
     b.sequence_ids = at::full({B, 1}, -1, at::kLong);
+    // Accessors, not tensor indexing: `t[r][0] = x` is three dispatched ops per element.
+    auto ids = b.input_ids.accessor<int64_t, 2>();
+    auto pos = b.position_ids.accessor<int64_t, 2>();
+    auto seq = b.sequence_ids.accessor<int64_t, 2>();
     for (int64_t r = 0; r < B; ++r) {
         if (rows[r].done) continue;
-        b.input_ids[r][0] = rows[r].ids.back();
-        b.position_ids[r][0] = static_cast<int64_t>(rows[r].ids.size() - 1);
-        b.sequence_ids[r][0] = 0;
+        ids[r][0] = rows[r].ids.back();
+        pos[r][0] = static_cast<int64_t>(rows[r].ids.size() - 1);
+        seq[r][0] = 0;
     }
     b.labels = at::full_like(b.input_ids, -100);
     return to_device(std::move(b), device);
