@@ -8,10 +8,9 @@
 #   bash bench/gpu_nf4.sh                 # on the GPU machine (the device tool's `run`)
 #   bash bench/gpu_nf4.sh --cpu-dry-run   # here: the same steps on the CPU, small sizes
 #
-# The GPU machine has torch, nvcc, cmake and ninja but no network: Debian packages the
-# build needs (Boost, toml++, nlohmann-json, GoogleTest) must be carried as .deb files in
-# FTHOST_DEBS (default: shared/debs), which `apt-get download` fills on a machine with
-# network (scripts/fetch_debs.sh).
+# The GPU machine has torch, nvcc, cmake and ninja but no network: the libraries the
+# build needs come as .deb files in FTHOST_DEBS (default: shared/debs, filled by
+# scripts/fetch_debs.sh), which bench/gpu_env.sh unpacks into a private prefix.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -23,12 +22,9 @@ if [ "${1:-}" = "--cpu-dry-run" ]; then
   exit 0
 fi
 
-DEBS="${FTHOST_DEBS:-$ROOT/shared/debs}"
-if ls "$DEBS"/*.deb >/dev/null 2>&1; then dpkg -i "$DEBS"/*.deb >/dev/null 2>&1 || true; fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-PREFIX="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+source "$ROOT/bench/gpu_env.sh"
 BUILD="${FTHOST_BUILD_DIR:-/tmp/fthost-gpu-build}"
-cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${FTHOST_CMAKE_ARGS[@]}" \
   -DTORCH_CUDA_ARCH_LIST=9.0 >"$BUILD.cmake.log" 2>&1 || { tail -30 "$BUILD.cmake.log"; exit 1; }
 cmake --build "$BUILD" -j "$(nproc)" --target fthost_tests fthost_nf4_bench >"$BUILD.build.log" 2>&1 ||
   { tail -30 "$BUILD.build.log"; exit 1; }

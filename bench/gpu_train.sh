@@ -17,14 +17,17 @@
 # MFU counts 6 x N (N: parameters outside the input embedding) + 12 x layers x hidden x
 # sequence FLOPs per token (PaLM's accounting); the peak is 989 TFLOP/s (H100/H200 SXM
 # dense bf16; set PEAK_TFLOPS for another GPU). LoRA's MFU uses the same count, as the
-# peers report it. The GPU machine has no network: the build's .deb files come from
+# peers report it, although a frozen base skips its weight-gradient GEMMs (~4N of work).
+# Both sides train at a constant lr 1e-4 (fthost: min_lr_ratio = 1), so losses compare. The GPU machine has no network: the build's .deb files come from
 # scripts/fetch_debs.sh (FTHOST_DEBS) and the peer's wheels from
 # scripts/fetch_peer_wheels.sh (FTHOST_WHEELS).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
+# WORK is scratch; the device tool's $OUT, when set, gets the logs back even on failure.
+WORK="$(mktemp -d)"
+trap 'if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
+phase() { echo "[$(date +%T)] $*"; }
 
 if [ "${1:-}" = "--cpu-dry-run" ]; then
   DEVICE=cpu; PY="${FTHOST_PEER_PYTHON:-$HOME/.cache/fthost/peer-venv/bin/python}"
@@ -33,18 +36,18 @@ if [ "${1:-}" = "--cpu-dry-run" ]; then
   SHAPE=(64 128 2 4 2 320); SEQ=128; BATCH=2; STEPS=5; NEW_TOKENS=16
 else
   DEVICE=cuda; PY=python3
-  DEBS="${FTHOST_DEBS:-$ROOT/shared/debs}"
-  if ls "$DEBS"/*.deb >/dev/null 2>&1; then dpkg -i "$DEBS"/*.deb >/dev/null 2>&1 || true; fi
+  phase "environment"
+  source "$ROOT/bench/gpu_env.sh"
   WHEELS="${FTHOST_WHEELS:-$ROOT/shared/wheels}"
   "$PY" -c 'import transformers, peft' 2>/dev/null ||
     pip install -q --no-index --find-links "$WHEELS" transformers peft >/dev/null
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-  PREFIX="$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
   BUILD="${FTHOST_BUILD_DIR:-/tmp/fthost-gpu-build}"
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
-    -DTORCH_CUDA_ARCH_LIST=9.0 >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
+  phase "configure"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${FTHOST_CMAKE_ARGS[@]}" \
+    -DFTHOST_BUILD_TESTS=OFF -DTORCH_CUDA_ARCH_LIST=9.0 >"$WORK/cmake.log" 2>&1 || { tail -30 "$WORK/cmake.log"; exit 1; }
+  phase "build"
   cmake --build "$BUILD" -j "$(nproc)" --target fthost fthost_decoder fthost_full fthost_lora fthost_causal_lm fthost_logprobs_bench \
-    >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+    >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; exit 1; }
   SHAPE=(2048 5632 22 32 4 32000); SEQ=2048; BATCH="${BATCH:-8}"; STEPS="${STEPS:-20}"; NEW_TOKENS=128
 fi
 read -r HIDDEN INTER LAYERS HEADS KV VOCAB <<<"${SHAPE[*]}"
@@ -52,7 +55,7 @@ echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/nu
 
 # Rows of one document each, longer than the sequence (truncated to it): no padding, no
 # packing, so both sides take the flash path.
-python3 - "$OUT/rows.jsonl" "$SEQ" <<'PY'
+python3 - "$WORK/rows.jsonl" "$SEQ" <<'PY'
 import json, random, sys
 out, seq = sys.argv[1], int(sys.argv[2])
 sentences = [json.loads(l)["text"] for l in open("data/quickstart/corpus.jsonl")]
@@ -64,7 +67,9 @@ with open(out, "w") as f:
             text += rng.choice(sentences) + " "
         f.write(json.dumps({"text": text}) + "\n")
 PY
-"$PY" - "$OUT/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" 2>"$OUT/init.log" <<'PY'
+phase "starting weights"
+"$PY" - "$WORK/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" 2>"$WORK/init.log" <<'PY' ||
+  { tail -20 "$WORK/init.log"; exit 1; }
 import json, pathlib, sys, torch, transformers
 out = pathlib.Path(sys.argv[1]); h, i, l, a, kv, v = (int(x) for x in sys.argv[2:8])
 cfg = transformers.LlamaConfig(vocab_size=v, hidden_size=h, intermediate_size=i, num_hidden_layers=l, num_attention_heads=a,
@@ -89,56 +94,62 @@ printf "%-7s %-5s %10s %6s %10s %10s\n" trainer mode "tok/s" MFU "peak MB" "last
 for mode in full lora; do
   if [ "$mode" = lora ]; then param=$'plugin = "lora"\nr = 16\nlora_alpha = 32.0\ntarget_modules = ["all-linear"]'
   else param='plugin = "full"'; fi
-  cat > "$OUT/$mode.toml" <<TOML
+  cat > "$WORK/$mode.toml" <<TOML
 [run]
-output_dir = "$OUT/run_$mode"
+output_dir = "$WORK/run_$mode"
 device = "$DEVICE"
 precision = "bf16"
 [[stage]]
 name = "train"
-init_from = "$OUT/init"
+init_from = "$WORK/init"
 [stage.param]
 $param
 [stage.objective]
 plugin = "cpt"
 [stage.data]
-train = "$OUT/rows.jsonl"
+train = "$WORK/rows.jsonl"
 max_seq_len = $SEQ
 shuffle = false
 [stage.train]
 steps = $STEPS
 batch_size = $BATCH
 lr = 1e-4
+min_lr_ratio = 1.0
 log_every = 1
 [stage.eval]
 base = false
 TOML
-  "$BUILD/fthost" run "$OUT/$mode.toml" >"$OUT/$mode.log" 2>&1 || { tail -20 "$OUT/$mode.log"; exit 1; }
-  read -r tps peak last < <(python3 - "$OUT/run_$mode" <<'PY'
+  phase "$mode: fthost"
+  "$BUILD/fthost" run "$WORK/$mode.toml" >"$WORK/$mode.log" 2>&1 || { tail -20 "$WORK/$mode.log"; exit 1; }
+  read -r tps peak last < <(python3 - "$WORK/run_$mode" <<'PY'
 import json, sys
 d = sys.argv[1]
 lines = [json.loads(l) for l in open(f"{d}/metrics.jsonl") if '"loss"' in l and "eval/" not in l]
 timed = lines[3:] if len(lines) > 3 else lines  # after warm-up, as the peer's
 st = json.load(open(f"{d}/summary.json"))["stages"][0]
-print(sum(m["tokens_per_s"] for m in timed) / len(timed), st.get("cuda_peak_mb", 0.0), lines[-1]["loss"])
+# Steps have equal tokens: total tokens over total time, as the peer reports it.
+print(len(timed) / sum(1 / m["tokens_per_s"] for m in timed), st.get("cuda_peak_mb", 0.0), lines[-1]["loss"])
 PY
 )
   printf "%-7s %-5s %10.0f %6s %10.0f %10.4f\n" fthost "$mode" "$tps" "$(mfu "$tps")" "$peak" "$last"
-  peer="$("$PY" bench/peer/hf_train.py "$OUT/init" "$OUT/rows.jsonl" "$mode" "$STEPS" "$SEQ" "$BATCH" "$DEVICE" 2>"$OUT/peer.log" | tail -1)" ||
-    { tail -20 "$OUT/peer.log"; exit 1; }
+  phase "$mode: transformers + PEFT"
+  peer="$("$PY" bench/peer/hf_train.py "$WORK/init" "$WORK/rows.jsonl" "$mode" "$STEPS" "$SEQ" "$BATCH" "$DEVICE" 2>"$WORK/peer.log" | tail -1)" ||
+    { tail -20 "$WORK/peer.log"; exit 1; }
   read -r ptps ppeak plast < <(python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(r['tokens_per_s'], r['peak_mb'], r['last_loss'])" "$peer")
   printf "%-7s %-5s %10.0f %6s %10.0f %10.4f   fthost/peer %.2fx\n" hf "$mode" "$ptps" "$(mfu "$ptps")" "$ppeak" "$plast" \
     "$(python3 -c "print($tps/$ptps)")"
+  python3 -c "import json,sys; print('peer versions:', json.loads(sys.argv[1])['versions'])" "$peer"
 done
 
 # Decoding with the same weights (greedy, so both ways give the same tokens): each decode
 # step replayed from a CUDA graph vs every kernel launched, one prompt at a time and 8
 # together. On the CPU (dry run) graphs are unavailable and both lines launch kernels.
-head -n 8 data/quickstart/eval.jsonl >"$OUT/prompts.jsonl"
+phase "decoding"
+head -n 8 data/quickstart/eval.jsonl >"$WORK/prompts.jsonl"
 printf "\n%-30s %s\n" "decode (fthost generate)" "completions, tokens, seconds, tokens/s"
 for bs in 1 8; do
   for flag in "" --no-cuda-graphs; do
-    line=$("$BUILD/fthost" generate "$OUT/init" --input "$OUT/prompts.jsonl" --output "$OUT/gen.jsonl" \
+    line=$("$BUILD/fthost" generate "$WORK/init" --input "$WORK/prompts.jsonl" --output "$WORK/gen.jsonl" \
              --device "$DEVICE" --batch-size "$bs" --max-new-tokens "$NEW_TOKENS" $flag 2>&1 >/dev/null |
            grep "fthost generate:") || { echo "fthost generate failed"; exit 1; }
     label="batch $bs, CUDA graphs"; [ -n "$flag" ] && label="batch $bs, $flag"
@@ -148,5 +159,6 @@ done
 
 # The loss step's device memory at Llama 3's vocabulary and hidden size, chunked vs not.
 if [ "$DEVICE" = cuda ]; then
+  phase "chunked log-probs"
   "$BUILD/fthost_logprobs_bench" --device cuda --tokens 8192 --vocab 128256 --hidden 4096
 fi

@@ -3,7 +3,7 @@
 # CMake and Ninja — Boost, toml++, nlohmann-json, GoogleTest, PCRE2, utf8proc,
 # SentencePiece — with their dependencies,
 # into DIR (default shared/debs), for machines without network such as the lent GPU
-# machine (bench/gpu_nf4.sh installs them there with dpkg). Idempotent.
+# machine (bench/gpu_env.sh unpacks them there into a private prefix). Idempotent.
 set -euo pipefail
 DIR="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/shared/debs}"
 PACKAGES=(libboost-dev libboost-program-options-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
@@ -12,9 +12,15 @@ mkdir -p "$DIR"
 cd "$DIR"
 deps=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
          --no-enhances "${PACKAGES[@]}" | grep '^\w' | sort -u)
-# Only what is not part of a base system with a compiler: skip libc/libstdc++/gcc.
+# Only these libraries and tools, not the base system the dependency closure also names
+# (libc, the compiler's runtimes, Kerberos, OpenSSL...): bench/gpu_env.sh unpacks them
+# into a private prefix, where an old copy of a base library would shadow the machine's.
 for p in $deps; do
-  case "$p" in libc6*|libgcc*|libstdc++*|gcc*|g++*|cpp*|libc-dev*) continue ;; esac
+  case "$p" in
+    libboost*|googletest|libgtest*|libgmock*|libpcre2*|pkg-config|pkgconf*|libpkgconf*|libsentencepiece*| \
+    libtomlplusplus*|libutf8proc*|nlohmann-json*) ;;
+    *) continue ;;
+  esac
   ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download "$p" >/dev/null 2>&1 || echo "skipped $p (not downloadable)"
 done
 echo "$(ls *.deb | wc -l) packages in $DIR"

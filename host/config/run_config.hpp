@@ -67,6 +67,7 @@ struct StageConfig {
     TrainConfig train;
     EvalConfig eval;
     GenerationConfig generation;
+    bool bf16 = false;  // [run] precision = "bf16", copied: every forward of the stage autocasts
 };
 
 struct RunConfig {

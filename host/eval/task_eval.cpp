@@ -2,6 +2,7 @@
 
 #include "eval/grading.hpp"
 #include "generate/generator.hpp"
+#include "train/autocast.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -23,6 +24,7 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     SamplingOptions greedy;
     greedy.max_new_tokens = stage.eval.max_new_tokens;
     greedy.cuda_graphs = stage.generation.cuda_graphs;
+    AutocastScope autocast(model.device(), stage.bf16);  // the stage's precision
     const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec);
     std::vector<std::string> completions;
     for (const auto& g : generated) completions.push_back(g.text);

@@ -12,9 +12,12 @@
 namespace fthost::host {
 
 at::Tensor pick_next_tokens(const at::Tensor& logits_in, const SamplingOptions& o, at::Generator& gen) {
-    at::Tensor logits = logits_in.to(at::kCPU, at::kFloat);
+    at::Tensor logits = logits_in;
     if (o.vocab_limit > 0 && o.vocab_limit < logits.size(-1)) logits = logits.narrow(-1, 0, o.vocab_limit);
-    if (o.temperature <= 0) return logits.argmax(-1);
+    // Greedy on the logits' device: B ids cross to the host, not [B, V] logits (argmax
+    // takes the first maximum on every device, so the ids are the same).
+    if (o.temperature <= 0) return logits.argmax(-1).to(at::kCPU);
+    logits = logits.to(at::kCPU, at::kFloat);
     logits = logits / o.temperature;
     const double neg_inf = -std::numeric_limits<double>::infinity();
     if (o.top_k > 0 && o.top_k < logits.size(-1)) {

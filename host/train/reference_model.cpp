@@ -1,5 +1,7 @@
 #include "train/reference_model.hpp"
 
+#include "train/autocast.hpp"
+
 #include <fthost/torch.hpp>
 
 namespace fthost::host {
@@ -37,7 +39,8 @@ at::Tensor ReferenceModel::token_logprobs(const ft_batch& batch, const HostBatch
 }
 
 void ReferenceModel::precompute(const std::vector<const std::vector<Example>*>& sets, ft_data_shape shape,
-                                int64_t batch_size) {
+                                int64_t batch_size, bool bf16) {
+    AutocastScope autocast(policy_.device(), bf16);
     for (const auto* set : sets) {
         for (size_t i = 0; i < set->size(); i += static_cast<size_t>(batch_size)) {
             std::vector<const Example*> examples;

@@ -33,7 +33,10 @@ public:
 
     // Computes every row of every example in `sets` once, then answers from the cache
     // and frees the frozen copy. Batches are unpacked (one example per row).
-    void precompute(const std::vector<const std::vector<Example>*>& sets, ft_data_shape shape, int64_t batch_size);
+    // bf16: under the autocast the policy's forwards use ([run] precision), so that the
+    // policy equals its reference at the first step as when the reference runs in the loss.
+    void precompute(const std::vector<const std::vector<Example>*>& sets, ft_data_shape shape, int64_t batch_size,
+                    bool bf16);
 
     bool uses_copy() const { return copy_ != nullptr; }
 

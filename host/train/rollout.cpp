@@ -2,6 +2,7 @@
 
 #include "eval/grading.hpp"
 #include "generate/generator.hpp"
+#include "train/autocast.hpp"
 
 #include <fthost/torch.hpp>
 
@@ -35,6 +36,9 @@ at::Tensor sampling_logprobs(ModelSession& model, HostBatch& b, double temperatu
 
 Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& prompts, const StageConfig& sc,
                      const TextCodec& codec, uint64_t seed) {
+    // Sampling and the stored log-probs under the loss's precision: at bf16 the ratio
+    // to the old policy is 1 until the weights move.
+    AutocastScope autocast(model.device(), sc.bf16);
     const GenerationConfig& gc = sc.generation;
     const int64_t G = gc.num_generations;
     std::vector<std::vector<int64_t>> inputs;

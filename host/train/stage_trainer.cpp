@@ -217,6 +217,7 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
     o.top_p = sc.generation.top_p;
     o.seed = 20261129;
     o.cuda_graphs = sc.generation.cuda_graphs;
+    AutocastScope autocast(model.device(), sc.bf16);
     const auto gens = generate(model, prompts, o, sc.eval.batch_size, codec);
     std::vector<GradeInput> inputs;
     for (size_t i = 0; i < gens.size(); ++i) {
@@ -315,7 +316,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     std::unique_ptr<ReferenceModel> reference;
     if (objective.traits().needs & FT_NEEDS_REFERENCE) {
         reference = std::make_unique<ReferenceModel>(*model);
-        if (sc.train.precompute_ref_log_probs) reference->precompute({&data.train, &data.eval}, shape, sc.train.batch_size);
+        if (sc.train.precompute_ref_log_probs)
+            reference->precompute({&data.train, &data.eval}, shape, sc.train.batch_size, sc.bf16);
         objective.set_reference(reference.get());
     }
     // Preference and distillation stages train without dropout unless asked (TRL's
@@ -471,6 +473,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     if (tty) std::cerr << "\n";
 
     const int64_t train_peak_rss = peak_rss_bytes();
+    // The training loop's device peak, before the final eval and save add theirs.
+    const int64_t train_cuda_peak = cuda_index >= 0 ? cuda_peak_bytes(cuda_index) : 0;
     // Final evaluation: loss and task metrics on the held-out set.
     nlohmann::json eval = eval_objective(*model, objective, data.eval, sc, device);
     for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, codec, shape, device)) eval[k] = v;
@@ -500,7 +504,7 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
             {"train_peak_rss_mb", static_cast<double>(train_peak_rss) / (1 << 20)},
             {"base_eval", state.base_eval.is_null() ? nlohmann::json::object() : state.base_eval},
             {"eval", eval}};
-    if (cuda_index >= 0) result["cuda_peak_mb"] = static_cast<double>(cuda_peak_bytes(cuda_index)) / (1 << 20);
+    if (cuda_index >= 0) result["cuda_peak_mb"] = static_cast<double>(train_cuda_peak) / (1 << 20);
     if (teacher) result["teacher_eval"] = teacher_eval;
     return result;
 }

@@ -36,6 +36,20 @@ TEST(PaddedVocab, LogitsAndGradientsEqualThePlainHead) {
     }
 }
 
+TEST(PaddedVocab, AFrozenHeadStillBackPropagatesToTheHiddenStates) {
+    // LoRA / QLoRA freeze the head: backward must skip its [V, H] GEMM, not compute it.
+    at::manual_seed(5);
+    at::Tensor weight = at::randn({260, 32});  // requires no grad
+    at::Tensor hidden = at::randn({4, 32}).set_requires_grad(true);
+    const at::Tensor reference_hidden = hidden.detach().clone().set_requires_grad(true);
+    const at::Tensor upstream = at::randn({4, 260});
+    PaddedVocabHead head;
+    (head.logits(hidden, weight) * upstream).sum().backward();
+    (at::linear(reference_hidden, weight) * upstream).sum().backward();
+    EXPECT_FALSE(weight.grad().defined());
+    EXPECT_LT(max_abs_diff(hidden.grad(), reference_hidden.grad()), 1e-5);
+}
+
 TEST(PaddedVocab, SurvivesTheHostReplacingTheWeight) {
     at::manual_seed(4);
     at::Tensor weight = at::randn({100, 16}).set_requires_grad(true);

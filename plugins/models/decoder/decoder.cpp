@@ -6,11 +6,13 @@
 // reads those architectures' config.json (options_from_hf_config, hf_config.cpp).
 #include "hf_config.hpp"
 
+#include <ATen/autocast_mode.h>
 #include <fthost/activation_checkpoint.hpp>
 #include <fthost/padded_vocab.hpp>
 #include <fthost/torch.hpp>
 
 #include <cmath>
+#include <limits>
 
 namespace {
 
@@ -111,7 +113,7 @@ public:
         if (!plain) {
             at::Tensor same = seq.unsqueeze(2).eq(seq.unsqueeze(1));
             at::Tensor causal = at::ones({T, T}, seq.options().dtype(at::kBool)).tril();
-            mask = (same & causal).unsqueeze(1);
+            mask = additive_mask((same & causal).unsqueeze(1), x);
         }
         return layers(x, cos, sin, mask, nullptr);
     }
@@ -219,6 +221,18 @@ private:
         at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv_freq_dev_.to(ft);
         at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
         return {emb.cos().to(dtype), emb.sin().to(dtype)};
+    }
+
+    // One additive mask per forward ([B, 1, T, T]: 0 where allowed, -inf elsewhere) in the
+    // dtype attention runs in (autocast's when on), shared by every layer. Given a bool
+    // mask, each layer's attention would convert it again and keep its own copy for
+    // backward: layers x B x T x T floats.
+    static at::Tensor additive_mask(const at::Tensor& allowed, const at::Tensor& x) {
+        const auto type = x.device().type();
+        const auto dtype =
+            at::autocast::is_autocast_enabled(type) ? at::autocast::get_autocast_dtype(type) : x.scalar_type();
+        return at::zeros(allowed.sizes(), x.options().dtype(dtype))
+            .masked_fill_(allowed.logical_not(), -std::numeric_limits<double>::infinity());
     }
 
     static at::Tensor rotate_half(const at::Tensor& x) {

@@ -61,9 +61,12 @@ private:
             // In the gradient's dtype (bf16 when the forward ran under autocast), each
             // result back in its input's dtype.
             const auto dt = g.scalar_type();
-            const at::Tensor grad_hidden = at::matmul(g, buffer.to(dt)).to(hidden.scalar_type());
-            const at::Tensor g2 = g.reshape({-1, g.size(-1)}), h2 = hidden.reshape({-1, hidden.size(-1)}).to(dt);
-            const at::Tensor grad_weight = at::mm(g2.t(), h2).narrow(0, 0, vocab).to(buffer.scalar_type());
+            at::Tensor grad_hidden, grad_weight;
+            if (ctx->needs_input_grad(0)) grad_hidden = at::matmul(g, buffer.to(dt)).to(hidden.scalar_type());
+            if (ctx->needs_input_grad(1)) {  // not for a frozen head (LoRA, QLoRA): no [V, H] GEMM
+                const at::Tensor g2 = g.reshape({-1, g.size(-1)}), h2 = hidden.reshape({-1, hidden.size(-1)}).to(dt);
+                grad_weight = at::mm(g2.t(), h2).narrow(0, 0, vocab).to(buffer.scalar_type());
+            }
             return {grad_hidden, grad_weight, at::Tensor()};
         }
     };

@@ -149,9 +149,11 @@ public:
     // slots; returns that layer's over the span (see extend).
     std::pair<at::Tensor, at::Tensor> append(size_t layer, const at::Tensor& k, const at::Tensor& v) {
         if (k_.size() <= layer) k_.resize(layer + 1), v_.resize(layer + 1);
-        for (auto* buf : {&k_[layer], &v_[layer]}) {
+        // Each buffer in its own tensor's dtype: under autocast the keys (rotated in fp32)
+        // and the values (a bf16 projection) differ.
+        for (auto [buf, src] : {std::pair{&k_[layer], &k}, std::pair{&v_[layer], &v}}) {
             if (buf->defined() && buf->size(2) == capacity()) continue;
-            at::Tensor grown = at::zeros({k.size(0), k.size(1), capacity(), k.size(3)}, k.options());
+            at::Tensor grown = at::zeros({src->size(0), src->size(1), capacity(), src->size(3)}, src->options());
             if (buf->defined()) grown.narrow(2, 0, buf->size(2)).copy_(*buf);
             *buf = grown;
         }
