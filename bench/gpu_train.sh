@@ -68,8 +68,7 @@ with open(out, "w") as f:
         f.write(json.dumps({"text": text}) + "\n")
 PY
 phase "starting weights"
-"$PY" - "$WORK/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" 2>"$WORK/init.log" <<'PY' ||
-  { tail -20 "$WORK/init.log"; exit 1; }
+"$PY" - "$WORK/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" 2>"$WORK/init.log" <<'PY' || { tail -20 "$WORK/init.log"; exit 1; }
 import json, pathlib, sys, torch, transformers
 out = pathlib.Path(sys.argv[1]); h, i, l, a, kv, v = (int(x) for x in sys.argv[2:8])
 cfg = transformers.LlamaConfig(vocab_size=v, hidden_size=h, intermediate_size=i, num_hidden_layers=l, num_attention_heads=a,
