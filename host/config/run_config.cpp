@@ -426,7 +426,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(es, "max_examples", sc.eval.max_examples);
                 read(es, "base", sc.eval.base);
             }
-            sc.generation.cuda_graphs = rc.cuda_graphs;
+            sc.cuda_graphs = rc.cuda_graphs;
             sc.bf16 = rc.precision == "bf16";
             rc.stages.push_back(std::move(sc));
         }

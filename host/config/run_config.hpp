@@ -24,7 +24,6 @@ struct GenerationConfig {
     int64_t num_generations = 8, max_new_tokens = 32, top_k = 0, num_iterations = 1;
     double temperature = 1.0, top_p = 1.0;
     bool mask_truncated_completions = false;
-    bool cuda_graphs = true;  // [run] cuda_graphs, copied here: every generation of the stage
 };
 
 struct DataConfig {
@@ -67,7 +66,9 @@ struct StageConfig {
     TrainConfig train;
     EvalConfig eval;
     GenerationConfig generation;
-    bool bf16 = false;  // [run] precision = "bf16", copied: every forward of the stage autocasts
+    // [run] settings every stage reads, copied here when the config is loaded.
+    bool bf16 = false;         // precision = "bf16": every forward of the stage autocasts
+    bool cuda_graphs = true;   // cuda_graphs: its generations replay decode steps on a GPU
 };
 
 struct RunConfig {

@@ -23,7 +23,7 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     for (const auto* ex : items) prompts.push_back(ex->prompt_ids);
     SamplingOptions greedy;
     greedy.max_new_tokens = stage.eval.max_new_tokens;
-    greedy.cuda_graphs = stage.generation.cuda_graphs;
+    greedy.cuda_graphs = stage.cuda_graphs;
     AutocastScope autocast(model.device(), stage.bf16);  // the stage's precision
     const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec);
     std::vector<std::string> completions;

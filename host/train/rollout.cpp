@@ -50,7 +50,7 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
     o.top_k = gc.top_k;
     o.top_p = gc.top_p;
     o.seed = seed;
-    o.cuda_graphs = gc.cuda_graphs;
+    o.cuda_graphs = sc.cuda_graphs;
     GenerationStats stats;
     const auto gens = generate(model, inputs, o, static_cast<int64_t>(inputs.size()), codec, &stats);
 

@@ -216,7 +216,7 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
     o.top_k = sc.generation.top_k;
     o.top_p = sc.generation.top_p;
     o.seed = 20261129;
-    o.cuda_graphs = sc.generation.cuda_graphs;
+    o.cuda_graphs = sc.cuda_graphs;
     AutocastScope autocast(model.device(), sc.bf16);
     const auto gens = generate(model, prompts, o, sc.eval.batch_size, codec);
     std::vector<GradeInput> inputs;
