@@ -8,7 +8,7 @@
 //
 //   fthost_logprobs_bench [--device cpu|cuda] [--tokens 8192] [--vocab 128256] [--hidden 256]
 //                         [--mode both|chunked|unchunked]
-#include "train/chunked_logprobs.hpp"
+#include "model/chunked_logprobs.hpp"
 #include "train/process_memory.hpp"
 
 #include <ATen/ATen.h>

@@ -5,5 +5,6 @@ namespace fthost::test {
 const char* source_dir() { return FTHOST_SOURCE_DIR; }
 const char* plugin_dir() { return FTHOST_BUILD_PLUGIN_DIR; }
 const char* broken_plugin_dir() { return FTHOST_BROKEN_PLUGIN_DIR; }
+const char* toy_plugin_dir() { return FTHOST_TOY_PLUGIN_DIR; }
 const char* torch_major_minor() { return FTHOST_TORCH_MAJOR_MINOR; }
 }  // namespace fthost::test

@@ -8,8 +8,8 @@
 #include "data/example.hpp"
 #include "tokenizer/byte_tokenizer.hpp"
 #include "registry/plugin_registry.hpp"
-#include "run/host_api.hpp"
-#include "train/model_session.hpp"
+#include "config/host_api.hpp"
+#include "model/model_session.hpp"
 
 #include <fthost/plugin.hpp>
 

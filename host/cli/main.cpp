@@ -1,5 +1,5 @@
 // fthost — the command line: run, validate, plugins, eval, generate, merge, verify.
-#include "checkpoint/verify_command.hpp"
+#include "export/verify_command.hpp"
 #include "export/merge_command.hpp"
 #include "generate/generate_command.hpp"
 #include "registry/plugin_registry.hpp"

@@ -1,7 +1,7 @@
 #include "config/run_config.hpp"
 
-#include "checkpoint/hf_checkpoint.hpp"
-#include "run/host_api.hpp"
+#include "io/hf_files.hpp"
+#include "config/host_api.hpp"
 #include "tokenizer/chat_template.hpp"
 
 #include <fthost/plugin.hpp>
@@ -386,6 +386,19 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 if (g.temperature <= 0) diag.add(gs.where_of("temperature"), "temperature must be > 0 for sampling");
                 if (g.top_p <= 0 || g.top_p > 1) diag.add(gs.where_of("top_p"), "top_p must be in (0, 1]");
                 if (g.num_iterations < 1) diag.add(gs.where_of("num_iterations"), "num_iterations must be at least 1");
+            }
+            // What the model reads rules out some settings (a fresh model's; one loaded from
+            // init_from is checked when the stage starts).
+            if (sc.model.loaded && sc.init_from.empty()) {
+                const ModelTraits mt = model_traits(static_cast<const ft_model_vtable*>(sc.model.loaded->desc->vtable));
+                const std::string model = "model '" + sc.model.plugin + "'";
+                if ((mt.inputs & FT_INPUT_FIELDS) && sc.data.packing)
+                    diag.add(ds.where_of("packing"), p + ": " + model +
+                                                         " reads its own fields (encode_row), which are never packed; "
+                                                         "set packing = false");
+                if (!(mt.inputs & FT_INPUT_TEXT) && !sc.graders.empty())
+                    diag.add(sc.where, p + ": " + model + " reads no text, so there is nothing for graders to score: "
+                                                          "remove the stage's graders");
             }
             // What the objective needs from the stage.
             if (sc.objective.loaded) {

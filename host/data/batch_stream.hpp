@@ -1,7 +1,9 @@
-// batch_stream.hpp — examples into batches: padded rows, or packed rows where several
-// examples share a row and each attends only to itself (sequence ids, positions that
-// restart at 0). Order is a deterministic shuffle from (seed, epoch), and the stream's
-// position can be saved and restored so a resumed run sees the same batches.
+// batch_stream.hpp — the one place host batches are built: examples into padded rows,
+// or packed rows where several examples share a row and each attends only to itself
+// (sequence ids, positions that restart at 0), the model's fields stacked beside them,
+// and the left-padded batches generation decodes from. Training order is a
+// deterministic shuffle from (seed, epoch), and the stream's position can be saved and
+// restored so a resumed run sees the same batches.
 #pragma once
 
 #include "data/example.hpp"
@@ -21,19 +23,38 @@ struct HostBatch {
     int64_t num_tokens = 0;    // non-padding tokens
     int64_t num_examples = 0;  // examples (pairs count once)
     std::vector<const Example*> examples;  // every row's example(s), in row order
-    std::vector<std::pair<std::string, at::Tensor>> extras;  // further named inputs (FT_DATA_COMPLETIONS)
+    // Further named inputs: the examples' model fields (stacked), rollout data (FT_DATA_COMPLETIONS).
+    std::vector<std::pair<std::string, at::Tensor>> extras;
     std::vector<ft_named_tensor> named_extras;  // filled by as_ft_batch (points into this batch)
 };
+
+// ft_batch view of a HostBatch (pointers into it: keep the HostBatch alive). The
+// effective-batch totals default to the batch's own.
+ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch, int64_t num_examples_in_batch = 0);
 
 // The batch's tensors (extras too) on `device`.
 HostBatch to_device(HostBatch b, at::Device device);
 
-// Rows of examples -> one batch, padded to the longest row.
+// Each row's model fields (the same names in the same order in every row) stacked
+// along a new dim 0, every dim padded to the longest with the field's pad value. No
+// fields: nothing. Throws naming a field that differs between rows.
+std::vector<std::pair<std::string, at::Tensor>> stack_fields(const std::vector<const std::vector<Field>*>& rows);
+
+// Rows of examples -> one batch, padded to the longest row; examples with model fields
+// must be alone in their row (they are never packed).
 HostBatch collate(const std::vector<std::vector<const Example*>>& rows);
 
 // Examples -> one batch in an objective's data shape (fthost.h): one row each, then
 // each example's partner row (the rejected sequence, or the mismatched KL row).
 HostBatch collate_shaped(const std::vector<const Example*>& examples, ft_data_shape shape);
+
+// Generation: prompts (with what was generated so far) left-padded into one batch —
+// sequence id -1 on padding, positions from 0 per row — with each row's model fields.
+HostBatch collate_left_padded(const std::vector<const std::vector<int64_t>*>& rows,
+                              const std::vector<const std::vector<Field>*>& fields);
+// A cached decode step: each row's last token at its position; a null row (finished)
+// feeds padding that no token attends to.
+HostBatch collate_last_tokens(const std::vector<const std::vector<int64_t>*>& rows);
 
 // The permutation of [0, n) for an epoch: Fisher-Yates on a seeded mt19937_64, the
 // same on every platform.

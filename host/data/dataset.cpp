@@ -8,14 +8,19 @@
 
 namespace fthost::host {
 
-std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const TextCodec& codec,
+std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const InputReader& reader,
                                    ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats, ft_data_shape shape) {
     std::vector<Example> out;
     JsonlStats s = read_jsonl(file, skip_malformed, [&](const nlohmann::json& row, int64_t) {
-        out.push_back(make_example(row, codec, policy, max_seq_len, shape));
+        out.push_back(make_example(row, reader, policy, max_seq_len, shape));
     });
     if (stats) *stats = s;
     return out;
+}
+
+std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const TextCodec& codec,
+                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats, ft_data_shape shape) {
+    return load_examples(file, skip_malformed, InputReader{&codec, {}}, policy, max_seq_len, stats, shape);
 }
 
 void add_mismatched_rows(std::vector<Example>& examples, int64_t chunk, int64_t max_seq_len) {
@@ -31,6 +36,11 @@ void add_mismatched_rows(std::vector<Example>& examples, int64_t chunk, int64_t 
 }
 
 Datasets load_datasets(const DataConfig& cfg, const TextCodec& codec, ft_label_policy policy, uint64_t seed,
+                       ft_data_shape shape, int64_t batch_size) {
+    return load_datasets(cfg, InputReader{&codec, {}}, policy, seed, shape, batch_size);
+}
+
+Datasets load_datasets(const DataConfig& cfg, const InputReader& codec, ft_label_policy policy, uint64_t seed,
                        ft_data_shape shape, int64_t batch_size) {
     Datasets d;
     auto all = load_examples(cfg.train_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.train_stats, shape);

@@ -17,9 +17,15 @@ struct Datasets {
 // FT_DATA_FEEDBACK each example gets its mismatched KL row: in file order, in chunks of
 // `batch_size`, example i is paired with example i-1's completion (the chunk's first
 // with its last), as TRL's KTOTrainer builds its KL dataset.
+Datasets load_datasets(const DataConfig& cfg, const InputReader& reader, ft_label_policy policy, uint64_t seed,
+                       ft_data_shape shape = FT_DATA_SEQUENCES, int64_t batch_size = 8);
+// Text rows for a model that reads text only.
 Datasets load_datasets(const DataConfig& cfg, const TextCodec& codec, ft_label_policy policy, uint64_t seed,
                        ft_data_shape shape = FT_DATA_SEQUENCES, int64_t batch_size = 8);
 
+std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const InputReader& reader,
+                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats = nullptr,
+                                   ft_data_shape shape = FT_DATA_SEQUENCES);
 std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const TextCodec& codec,
                                    ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats = nullptr,
                                    ft_data_shape shape = FT_DATA_SEQUENCES);

@@ -242,10 +242,63 @@ Example make_example(const nlohmann::json& row, const TextCodec& codec, ft_label
     return ex;
 }
 
+namespace {
+
+// A row of a model that reads no text: its steps, input ids and labels from encode_row.
+Example fields_example(const nlohmann::json& row, const FieldEncoder& encode, ft_label_policy policy,
+                       int64_t max_seq_len, ft_data_shape shape) {
+    if (shape != FT_DATA_SEQUENCES)
+        throw std::runtime_error("the model reads no text, so its rows are single sequences; this objective needs "
+                                 "prompt/completion text (pairs, feedback or prompts to sample from)");
+    EncodedFields enc = encode(row.dump(), policy, max_seq_len);
+    if (enc.steps < 1) throw std::runtime_error("the model's encode_row set no positive step count (set_steps)");
+    if (enc.steps > max_seq_len)
+        throw std::runtime_error("the model's encode_row made " + std::to_string(enc.steps) +
+                                 " steps, more than [stage.data] max_seq_len = " + std::to_string(max_seq_len));
+    Example ex;
+    ex.ids.assign(enc.steps, 0);
+    ex.labels.assign(enc.steps, -100);
+    ex.completion_mask.assign(enc.steps, 0);
+    bool labelled = false;
+    for (auto& f : enc.fields) {
+        if (f.name != "input_ids" && f.name != "labels") {
+            ex.fields.push_back(std::move(f));
+            continue;
+        }
+        if (f.value.dim() != 1 || f.value.size(0) != enc.steps || f.value.scalar_type() != at::kLong)
+            throw std::runtime_error("the model's encode_row gave '" + f.name + "' of shape " + c10::str(f.value.sizes()) +
+                                     " and type " + std::string(c10::toString(f.value.scalar_type())) +
+                                     "; it must be int64 [steps] with steps = " + std::to_string(enc.steps));
+        const int64_t* v = f.value.data_ptr<int64_t>();
+        (f.name == "labels" ? ex.labels : ex.ids).assign(v, v + enc.steps);
+        labelled = labelled || f.name == "labels";
+    }
+    if (labelled && ex.num_labels() == 0) throw std::runtime_error("the model's encode_row labelled no step of this row");
+    ex.row_json = row.dump();
+    return ex;
+}
+
+}  // namespace
+
+Example make_example(const nlohmann::json& row, const InputReader& reader, ft_label_policy policy, int64_t max_seq_len,
+                     ft_data_shape shape) {
+    if (!reader.codec) {
+        if (!reader.fields) throw std::logic_error("an input reader needs a codec or a field encoder");
+        return fields_example(row, reader.fields, policy, max_seq_len, shape);
+    }
+    Example ex = make_example(row, *reader.codec, policy, max_seq_len, shape);
+    if (reader.fields) {
+        ex.fields = reader.fields(row.dump(), policy, max_seq_len).fields;
+        for (auto& p : ex.partner) p.fields = ex.fields;  // the rejected answer is to the same image
+    }
+    return ex;
+}
+
 Example mismatched_example(const Example& prompt_of, const Example& completion_of, int64_t max_seq_len) {
     const auto& c = completion_of;
     const std::vector<int64_t> completion(c.ids.begin() + std::min<int64_t>(c.prompt_length, c.ids.size()), c.ids.end());
     Example ex = prompt_completion(prompt_of.prompt_ids, completion, false);
+    ex.fields = prompt_of.fields;  // the prompt's own inputs (its image), another example's answer
     if (completion.empty()) {  // the other completion was truncated away: nothing to score
         ex.labels.assign(ex.ids.size(), -100);
         return ex;

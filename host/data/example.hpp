@@ -24,10 +24,36 @@
 #include <fthost/fthost.h>
 #include <nlohmann/json.hpp>
 
+#include <ATen/ATen.h>
+
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace fthost::host {
+
+// One tensor a model's encode_row made of a row (fthost.h's ft_example_sink.add): a batch
+// stacks the examples' tensors along a new dim 0, padding every dim with `pad`.
+struct Field {
+    std::string name;
+    at::Tensor value;
+    double pad = 0.0;
+};
+
+// What a model's encode_row returned for one row; steps = -1 when it set none.
+struct EncodedFields {
+    std::vector<Field> fields;
+    int64_t steps = -1;
+};
+using FieldEncoder = std::function<EncodedFields(const std::string& row_json, ft_label_policy, int64_t max_steps)>;
+
+// How a stage's model reads rows (ft_model_vtable.inputs): its text through the codec
+// (FT_INPUT_TEXT), its own fields through encode_row (FT_INPUT_FIELDS), or both (an
+// image with its caption).
+struct InputReader {
+    const TextCodec* codec = nullptr;  // null: the model reads no text
+    FieldEncoder fields;               // empty: the model has no encode_row
+};
 
 struct Example {
     std::vector<int64_t> ids;
@@ -43,11 +69,19 @@ struct Example {
     std::vector<int64_t> prompt_ids;
     std::string prompt_text, reference;
     std::string row_json;
+    // The model's own tensors of this row (FT_INPUT_FIELDS); a partner row shares them.
+    std::vector<Field> fields;
     int64_t num_labels() const;
 };
 
 // Throws std::runtime_error with a reason when the row has an unknown shape.
 Example make_example(const nlohmann::json& row, const TextCodec& codec, ft_label_policy policy, int64_t max_seq_len,
+                     ft_data_shape shape = FT_DATA_SEQUENCES);
+
+// The same for any model: text through reader.codec, the model's fields through
+// reader.fields. A model that reads no text takes one sequence per row (its steps and
+// labels come from encode_row's "input_ids" / "labels").
+Example make_example(const nlohmann::json& row, const InputReader& reader, ft_label_policy policy, int64_t max_seq_len,
                      ft_data_shape shape = FT_DATA_SEQUENCES);
 
 // A prompt as tokens: plain text, or a message list rendered with the chat template and an open

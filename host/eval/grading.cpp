@@ -1,6 +1,6 @@
 #include "eval/grading.hpp"
 
-#include "run/host_api.hpp"
+#include "config/host_api.hpp"
 
 #include <fthost/plugin.hpp>
 

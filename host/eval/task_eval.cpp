@@ -2,7 +2,7 @@
 
 #include "eval/grading.hpp"
 #include "generate/generator.hpp"
-#include "train/autocast.hpp"
+#include "model/autocast.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -20,12 +20,13 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
         items.resize(stage.eval.max_examples);
     if (items.empty() || stage.graders.empty()) return result;
     std::vector<std::vector<int64_t>> prompts;
-    for (const auto* ex : items) prompts.push_back(ex->prompt_ids);
+    std::vector<const std::vector<Field>*> fields;
+    for (const auto* ex : items) prompts.push_back(ex->prompt_ids), fields.push_back(&ex->fields);
     SamplingOptions greedy;
     greedy.max_new_tokens = stage.eval.max_new_tokens;
     greedy.cuda_graphs = stage.cuda_graphs;
     AutocastScope autocast(model.device(), stage.bf16);  // the stage's precision
-    const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec);
+    const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec, nullptr, fields);
     std::vector<std::string> completions;
     for (const auto& g : generated) completions.push_back(g.text);
     std::vector<GradeInput> inputs;

@@ -4,7 +4,7 @@
 
 #include "tokenizer/text_codec.hpp"
 #include "data/example.hpp"
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <map>
 #include <string>

@@ -2,7 +2,7 @@
 
 #include "io/atomic_file.hpp"
 #include "tokenizer/text_codec.hpp"
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <fthost/plugin.hpp>
 

@@ -16,7 +16,7 @@
 // one batch of one generation: the adapters' state cannot change under it.
 #pragma once
 
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <memory>
 

@@ -3,7 +3,8 @@
 #include "data/example.hpp"
 #include "data/jsonl_reader.hpp"
 #include "io/atomic_file.hpp"
-#include "train/stage_trainer.hpp"
+#include "generate/generator.hpp"
+#include "model/device.hpp"
 
 #include <fthost/plugin.hpp>
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 namespace fthost::host {
 
@@ -42,58 +43,69 @@ struct Row {
     std::vector<int64_t> ids;  // prompt then generated
     size_t prompt_len = 0;
     bool done = false;
+    const std::vector<Field>* fields = nullptr;  // the prompt's model inputs besides its tokens
 };
 
-// Left-padded rows -> a batch (sequence id -1 on padding, positions from 0 per row).
-HostBatch left_padded(const std::vector<Row>& rows, at::Device device) {
-    const int64_t B = static_cast<int64_t>(rows.size());
-    size_t T = 1;
-    for (const auto& r : rows) T = std::max(T, r.ids.size());
-    HostBatch b;
-    b.input_ids = at::zeros({B, static_cast<int64_t>(T)}, at::kLong);  // padding: sequence id -1
-    b.position_ids = at::zeros({B, static_cast<int64_t>(T)}, at::kLong);
-    b.sequence_ids = at::full({B, static_cast<int64_t>(T)}, -1, at::kLong);
-    auto ids = b.input_ids.accessor<int64_t, 2>();
-    auto pos = b.position_ids.accessor<int64_t, 2>();
-    auto seq = b.sequence_ids.accessor<int64_t, 2>();
-    for (int64_t r = 0; r < B; ++r) {
-        const size_t off = T - rows[r].ids.size();
-        for (size_t i = 0; i < rows[r].ids.size(); ++i) {
-            ids[r][off + i] = rows[r].ids[i];
-            pos[r][off + i] = static_cast<int64_t>(i);
-            seq[r][off + i] = 0;
-        }
-    }
-    b.labels = at::full_like(b.input_ids, -100);
-    return to_device(std::move(b), device);
+// The rows as the data layer's generation batches take them.
+std::vector<const std::vector<int64_t>*> ids_of(const std::vector<Row>& rows) {
+    std::vector<const std::vector<int64_t>*> out;
+    for (const auto& r : rows) out.push_back(r.done ? nullptr : &r.ids);
+    return out;
 }
 
-// One new token per row for the cached path; finished rows feed padding.
+HostBatch left_padded(const std::vector<Row>& rows, at::Device device) {
+    static const std::vector<Field> kNone;
+    std::vector<const std::vector<int64_t>*> ids;
+    std::vector<const std::vector<Field>*> fields;
+    for (const auto& r : rows) ids.push_back(&r.ids), fields.push_back(r.fields ? r.fields : &kNone);
+    return to_device(collate_left_padded(ids, fields), device);
+}
+
 HostBatch next_step(const std::vector<Row>& rows, at::Device device) {
-    const int64_t B = static_cast<int64_t>(rows.size());
-    HostBatch b;
-    b.input_ids = at::zeros({B, 1}, at::kLong);
-    b.position_ids = at::zeros({B, 1}, at::kLong);
-    b.sequence_ids = at::full({B, 1}, -1, at::kLong);
-    // Accessors, not tensor indexing: `t[r][0] = x` is three dispatched ops per element.
-    auto ids = b.input_ids.accessor<int64_t, 2>();
-    auto pos = b.position_ids.accessor<int64_t, 2>();
-    auto seq = b.sequence_ids.accessor<int64_t, 2>();
-    for (int64_t r = 0; r < B; ++r) {
-        if (rows[r].done) continue;
-        ids[r][0] = rows[r].ids.back();
-        pos[r][0] = static_cast<int64_t>(rows[r].ids.size() - 1);
-        seq[r][0] = 0;
+    return to_device(collate_last_tokens(ids_of(rows)), device);
+}
+
+// The prefill: every row's prompt through the model at once; the next-token logits of
+// each row. With a cache, rows that repeat a prompt and its fields — the samples of one
+// GRPO group — share one pass when `share` holds: the distinct prompts are prefilled
+// (an encoder or an image runs once per prompt) and the cache's rows then repeated.
+at::Tensor prefill(ModelSession& model, const std::vector<Row>& rows, ft_kv_cache* cache, bool share,
+                   int64_t* prefilled_rows) {
+    const auto last_logits = [&](const at::Tensor& h) { return model.logits(h.select(1, h.size(1) - 1)); };
+    if (!cache) {
+        HostBatch b = left_padded(rows, model.device());
+        *prefilled_rows += static_cast<int64_t>(rows.size());
+        return last_logits(model.hidden_states(b));
     }
-    b.labels = at::full_like(b.input_ids, -100);
-    return to_device(std::move(b), device);
+    std::vector<Row> distinct;
+    std::vector<int64_t> source;  // row -> its prompt's index in `distinct`
+    if (share && model.can_select_kv_cache_rows()) {
+        std::map<std::pair<std::vector<int64_t>, const void*>, int64_t> seen;
+        for (const auto& r : rows) {
+            const auto [it, fresh] = seen.emplace(std::make_pair(r.ids, static_cast<const void*>(r.fields)),
+                                                  static_cast<int64_t>(distinct.size()));
+            if (fresh) distinct.push_back(r);
+            source.push_back(it->second);
+        }
+    }
+    const bool shared = !distinct.empty() && distinct.size() < rows.size();
+    HostBatch b = left_padded(shared ? distinct : rows, model.device());
+    const at::Tensor logits = last_logits(model.hidden_states_cached(cache, b));
+    *prefilled_rows += static_cast<int64_t>(shared ? distinct.size() : rows.size());
+    if (!shared) return logits;
+    const at::Tensor index = at::tensor(source, at::kLong).to(logits.device());
+    model.select_kv_cache_rows(cache, index);
+    return logits.index_select(0, index);
 }
 
 }  // namespace
 
 std::vector<Generation> generate(ModelSession& model, const std::vector<std::vector<int64_t>>& prompts,
                                  const SamplingOptions& options, int64_t batch_size, const TextCodec& codec,
-                                 GenerationStats* stats) {
+                                 GenerationStats* stats, const std::vector<const std::vector<Field>*>& fields) {
+    if (!fields.empty() && fields.size() != prompts.size())
+        throw Error("generate: " + std::to_string(fields.size()) + " field sets for " + std::to_string(prompts.size()) +
+                    " prompts");
     SamplingOptions o = options;
     if (!o.stop_ids) o.stop_ids = codec.stop_ids();
     if (o.vocab_limit == 0) o.vocab_limit = codec.sample_limit();
@@ -103,13 +115,13 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     const bool cached = o.use_cache && model.supports_kv_cache();
     std::vector<Generation> out(prompts.size());
-    int64_t generated = 0, replays = 0;
+    int64_t generated = 0, replays = 0, prefilled = 0;
     for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
         const size_t last = std::min(prompts.size(), first + static_cast<size_t>(batch_size));
         std::vector<Row> rows;
         for (size_t i = first; i < last; ++i) {
             if (prompts[i].empty()) throw Error("generation needs a non-empty prompt (row " + std::to_string(i) + ")");
-            rows.push_back({prompts[i], prompts[i].size(), false});
+            rows.push_back({prompts[i], prompts[i].size(), false, fields.empty() ? nullptr : fields[i]});
         }
         // With CUDA graphs the cache is sized once for the whole generation (the longest
         // prompt and every new token; the last is never fed back), so that replayed steps
@@ -136,9 +148,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
                 HostBatch b = next_step(rows, model.device());
                 logits = model.logits(model.hidden_states_cached(cache.get(), b).select(1, 0));
             } else {
-                HostBatch b = left_padded(rows, model.device());
-                at::Tensor h = cached ? model.hidden_states_cached(cache.get(), b) : model.hidden_states(b);
-                logits = model.logits(h.select(1, h.size(1) - 1));
+                logits = prefill(model, rows, cached ? cache.get() : nullptr, o.share_prefill && step == 0, &prefilled);
             }
             const at::Tensor next = pick_next_tokens(logits, o, gen);
             auto nx = next.accessor<int64_t, 1>();
@@ -185,6 +195,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
     if (stats) {
         stats->tokens += generated;
         stats->graph_replays += replays;
+        stats->prefill_rows += prefilled;
         stats->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     return out;

@@ -1,13 +1,14 @@
 // generator.hpp — batched autoregressive generation for any model plugin: prompts of
-// different lengths left-padded into one batch, a KV cache when the model has one (else
-// the prefix is recomputed each step, which gives the same tokens) sized once for the
-// whole generation, decode steps replayed from a CUDA graph on a GPU, greedy or sampled
-// tokens (temperature, top-k, top-p, seed), and stops at stop tokens (EOS), stop
-// strings or max_new_tokens. Used by eval (greedy), `fthost generate` and RL stages.
+// different lengths left-padded into one batch with their model fields, a KV cache when
+// the model has one (else the prefix is recomputed each step, which gives the same
+// tokens) sized once for the whole generation and prefilled once per distinct prompt,
+// decode steps replayed from a CUDA graph on a GPU, greedy or sampled tokens
+// (temperature, top-k, top-p, seed), and stops at stop tokens (EOS), stop strings or
+// max_new_tokens. Used by eval (greedy), `fthost generate` and RL stages.
 #pragma once
 
 #include "tokenizer/text_codec.hpp"
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -31,6 +32,9 @@ struct SamplingOptions {
     // On a CUDA device, with a model whose cache has a fixed size (ABI 1.5): record one
     // decode step in a CUDA graph and replay it for the next tokens (decode_graph.hpp).
     bool cuda_graphs = true;
+    // With a KV cache, rows with the same prompt and fields (the samples of one GRPO
+    // group) share one prefill; false: each is prefilled on its own (the reference for tests).
+    bool share_prefill = true;
 };
 
 struct Generation {
@@ -43,11 +47,16 @@ struct GenerationStats {
     int64_t tokens = 0;    // generated tokens
     double seconds = 0.0;  // wall time of generation
     int64_t graph_replays = 0;  // decode steps replayed from a CUDA graph
+    int64_t prefill_rows = 0;   // prompt rows the model prefilled (fewer than prompts when shared)
 };
 
+// `fields` (empty, or one per prompt): each prompt's model inputs besides its tokens
+// (a vision-language model's pixel_values), given to the prefill — and to every step
+// of a model without a KV cache, which recomputes its prefix.
 std::vector<Generation> generate(ModelSession& model, const std::vector<std::vector<int64_t>>& prompts,
                                  const SamplingOptions& options, int64_t batch_size, const TextCodec& codec,
-                                 GenerationStats* stats = nullptr);
+                                 GenerationStats* stats = nullptr,
+                                 const std::vector<const std::vector<Field>*>& fields = {});
 
 // Applies temperature, top-k and top-p to logits [B, V] and picks one id per row
 // (argmax when temperature is 0). Exposed for tests.

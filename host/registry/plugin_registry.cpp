@@ -45,12 +45,36 @@ size_t min_vtable_size(ft_kind kind) {
 
 ObjectiveTraits objective_traits(const ft_objective_vtable* vt) {
     ObjectiveTraits t;
-    if (vt->struct_size >= offsetof(ft_objective_vtable, needs) + sizeof(vt->needs)) {
+    if (FT_HAS_FIELD(vt, ft_objective_vtable, needs)) {
         t.data_shape = vt->data_shape;
         t.needs = vt->needs;
     }
-    if (vt->struct_size >= offsetof(ft_objective_vtable, on_dataset) + sizeof(vt->on_dataset)) t.on_dataset = vt->on_dataset;
+    if (FT_HAS_FIELD(vt, ft_objective_vtable, on_dataset)) t.on_dataset = vt->on_dataset;
     return t;
+}
+
+ModelTraits model_traits(const ft_model_vtable* vt) {
+    ModelTraits t;
+    if (FT_HAS_FIELD(vt, ft_model_vtable, encode_row)) {
+        t.inputs = vt->inputs;
+        t.label_alignment = vt->label_alignment;
+        t.encode_row = vt->encode_row;
+    }
+    return t;
+}
+
+// Why a model's table cannot be used, or "" (fields of ABI 1.6 that contradict each other).
+static std::string model_table_problem(const ft_model_vtable* vt) {
+    const ModelTraits t = model_traits(vt);
+    if (t.inputs == 0 || (t.inputs & ~(FT_INPUT_TEXT | FT_INPUT_FIELDS)) != 0)
+        return "inputs = " + std::to_string(t.inputs) + " is neither FT_INPUT_TEXT nor FT_INPUT_FIELDS";
+    if ((t.inputs & FT_INPUT_FIELDS) && !t.encode_row) return "declares FT_INPUT_FIELDS without encode_row";
+    if (t.label_alignment != FT_LABEL_NEXT && t.label_alignment != FT_LABEL_SAME)
+        return "unknown label_alignment " + std::to_string(t.label_alignment);
+    if (!vt->lm_head != !vt->vocab_size) return "has one of lm_head and vocab_size without the other";
+    if (!vt->lm_head && !FT_HAS_FIELD(vt, ft_model_vtable, encode_row))
+        return "has no lm_head (allowed from ABI 1.6 only)";
+    return "";
 }
 
 std::vector<fs::path> PluginRegistry::default_search_path() {
@@ -153,6 +177,13 @@ int PluginRegistry::load_file(const fs::path& path) {
                              std::to_string(d->vtable ? *static_cast<const uint32_t*>(d->vtable) : 0) + " bytes, needs " +
                              std::to_string(need) + ")");
             continue;
+        }
+        if (d->kind == FT_KIND_MODEL) {
+            const std::string problem = model_table_problem(static_cast<const ft_model_vtable*>(d->vtable));
+            if (!problem.empty()) {
+                refuse(file, label + ": " + problem);
+                continue;
+            }
         }
         if (d->kind == FT_KIND_OBJECTIVE) {
             const ObjectiveTraits t = objective_traits(static_cast<const ft_objective_vtable*>(d->vtable));

@@ -57,4 +57,13 @@ struct ObjectiveTraits {
 };
 ObjectiveTraits objective_traits(const ft_objective_vtable* vt);
 
+// A model's table read up to its struct_size: a table before 1.6 reads text, with labels
+// predicted from the previous position, and has no encode_row.
+struct ModelTraits {
+    uint32_t inputs = FT_INPUT_TEXT;
+    int32_t label_alignment = FT_LABEL_NEXT;
+    ft_status (*encode_row)(ft_model*, const char*, ft_label_policy, int64_t, const ft_example_sink*, ft_error*) = nullptr;
+};
+ModelTraits model_traits(const ft_model_vtable* vt);
+
 }  // namespace fthost::host

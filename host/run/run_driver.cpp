@@ -1,11 +1,14 @@
 #include "run/run_driver.hpp"
 
 #include "data/dataset.hpp"
+#include "eval/held_out.hpp"
 #include "eval/task_eval.hpp"
 #include "io/atomic_file.hpp"
 #include "io/sha256.hpp"
-#include "run/run_dir.hpp"
-#include "train/model_session.hpp"
+#include "io/run_dir.hpp"
+#include "model/device.hpp"
+#include "model/model_session.hpp"
+#include "model/stage_inputs.hpp"
 #include "train/stage_trainer.hpp"
 
 #include <fthost/plugin.hpp>
@@ -206,19 +209,20 @@ int eval_command(const std::string& config, const std::vector<std::string>& sets
         if (!fs::exists(final_dir / "stage.json"))
             throw Error("stage '" + sc.name + "' has no result in " + final_dir.string() + " (run it first)", FT_ERR_CONFIG);
         auto model = ModelSession::from_stage_dir(final_dir, registry, device);
-        const auto codec = TextCodec::for_model(final_dir, sc.data.chat_template);
+        const StageInputs inputs = stage_inputs(*model, final_dir, sc.data.chat_template);
+        const TextCodec* codec = inputs.codec.get();
         const auto* ovt = static_cast<const ft_objective_vtable*>(sc.objective.loaded->desc->vtable);
         const ft_data_shape shape = objective_traits(ovt).data_shape;
-        Datasets data = load_datasets(sc.data, *codec, ovt->label_policy, rc.seed, shape, sc.train.batch_size);
+        Datasets data = load_datasets(sc.data, inputs.reader, ovt->label_policy, rc.seed, shape, sc.train.batch_size);
         if (data.eval.empty()) throw Error("stage '" + sc.name + "' has no eval data (set data.eval or data.eval_fraction)", FT_ERR_CONFIG);
         nlohmann::json s = {{"examples", data.eval.size()}};
-        for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, *codec, shape, device)) s[k] = v;
+        for (const auto& [k, v] : held_out_scores(*model, data.eval, sc, codec, shape, device)) s[k] = v;
         // The model the stage started from, scored the same way.
         if (!sc.init_from.empty()) {
             const fs::path base = is_stage_path(sc.init_from) ? fs::path(sc.init_from) : dir.final_dir(sc.init_from);
             auto start = ModelSession::from_stage_dir(base, registry, device);
             nlohmann::json b = nlohmann::json::object();
-            for (const auto& [k, v] : held_out_scores(*start, data.eval, sc, *codec, shape, device)) b[k] = v;
+            for (const auto& [k, v] : held_out_scores(*start, data.eval, sc, codec, shape, device)) b[k] = v;
             s["base"] = b;
         }
         out[sc.name] = s;

@@ -1,6 +1,6 @@
 #include "train/reference_model.hpp"
 
-#include "train/autocast.hpp"
+#include "model/autocast.hpp"
 
 #include <fthost/torch.hpp>
 
@@ -21,6 +21,13 @@ at::Tensor ReferenceModel::label_logits(const ft_batch& batch) {
     at::NoGradGuard ng;
     if (copy_) return copy_->label_logits(batch);
     return policy_.label_logits(batch, true);
+}
+
+std::map<std::string, at::Tensor> ReferenceModel::model_outputs(const ft_batch& batch) {
+    if (precomputed_) throw Error("the reference's model outputs are not kept when its log-probs are precomputed");
+    at::NoGradGuard ng;
+    if (copy_) return copy_->model_outputs(batch);
+    return policy_.model_outputs(batch, true);
 }
 
 at::Tensor ReferenceModel::token_logprobs(const ft_batch& batch, const HostBatch& hb, double temperature) {

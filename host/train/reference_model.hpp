@@ -11,7 +11,7 @@
 // The reference never changes during the stage.
 #pragma once
 
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <map>
 #include <memory>
@@ -30,6 +30,10 @@ public:
     // Next-token logits of the reference at the labelled positions ([N, V], no
     // gradients); not available once log-probs were precomputed.
     at::Tensor label_logits(const ft_batch& batch);
+
+    // The reference's named model outputs (no gradients); not available once log-probs
+    // were precomputed.
+    std::map<std::string, at::Tensor> model_outputs(const ft_batch& batch);
 
     // Computes every row of every example in `sets` once, then answers from the cache
     // and frees the frozen copy. Batches are unpacked (one example per row).

@@ -2,7 +2,7 @@
 
 #include "eval/grading.hpp"
 #include "generate/generator.hpp"
-#include "train/autocast.hpp"
+#include "model/autocast.hpp"
 
 #include <fthost/torch.hpp>
 
@@ -42,8 +42,9 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
     const GenerationConfig& gc = sc.generation;
     const int64_t G = gc.num_generations;
     std::vector<std::vector<int64_t>> inputs;
+    std::vector<const std::vector<Field>*> fields;  // each prompt's model inputs (its image), G times
     for (const Example* p : prompts)
-        for (int64_t g = 0; g < G; ++g) inputs.push_back(p->prompt_ids);
+        for (int64_t g = 0; g < G; ++g) inputs.push_back(p->prompt_ids), fields.push_back(&p->fields);
     SamplingOptions o;
     o.max_new_tokens = gc.max_new_tokens;
     o.temperature = gc.temperature;
@@ -52,7 +53,7 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
     o.seed = seed;
     o.cuda_graphs = sc.cuda_graphs;
     GenerationStats stats;
-    const auto gens = generate(model, inputs, o, static_cast<int64_t>(inputs.size()), codec, &stats);
+    const auto gens = generate(model, inputs, o, static_cast<int64_t>(inputs.size()), codec, &stats, fields);
 
     // Rewards: Σ_k w_k r_k with a NaN score (not applicable) counting 0 (TRL's nansum).
     std::vector<GradeInput> items;
@@ -94,6 +95,7 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
         }
         ex.prompt_ids = p.prompt_ids;
         ex.prompt_length = static_cast<int64_t>(p.prompt_ids.size());
+        ex.fields = p.fields;
         r.rows.push_back(std::move(ex));
         length += static_cast<double>(gens[i].tokens.size());
         truncated += cut;
@@ -118,11 +120,12 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
         for (size_t i = first; i < last; ++i) batch_rows.push_back({&r.rows[i]});
         HostBatch b = collate(batch_rows);
         b.num_examples = static_cast<int64_t>(last - first);
-        b.extras = {{"rewards", all_rewards},
-                    {"row_index", at::arange(static_cast<int64_t>(first), static_cast<int64_t>(last), at::kLong)},
-                    {"num_generations", at::tensor({G}, at::kLong)},
-                    {"max_new_tokens", at::tensor({gc.max_new_tokens}, at::kLong)},
-                    {"sampling_temperature", at::tensor({gc.temperature}, at::kDouble)}};
+        b.extras.insert(b.extras.end(),
+                        {{"rewards", all_rewards},
+                         {"row_index", at::arange(static_cast<int64_t>(first), static_cast<int64_t>(last), at::kLong)},
+                         {"num_generations", at::tensor({G}, at::kLong)},
+                         {"max_new_tokens", at::tensor({gc.max_new_tokens}, at::kLong)},
+                         {"sampling_temperature", at::tensor({gc.temperature}, at::kDouble)}});
         b = to_device(std::move(b), model.device());
         // A batch trained on for several steps keeps the log-probs it was sampled with.
         if (gc.num_iterations > 1) b.extras.emplace_back("old_logprobs", sampling_logprobs(model, b, gc.temperature));

@@ -7,7 +7,7 @@
 
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <map>
 #include <string>

@@ -1,11 +1,12 @@
-// stage_trainer.hpp — trains one [[stage]] top to bottom: data, model, parameterisation,
-// objective; the optimisation loop with accumulation, clipping, schedule, eval, early
-// stopping and checkpoints; then the stage's final/ directory and its summary.
+// stage_trainer.hpp — trains one [[stage]] top to bottom: setup (model, inputs, data,
+// parameterisation, objective, reference), the optimisation loop with accumulation,
+// clipping, schedule, eval, early stopping and checkpoints, then the finish: final
+// evaluation, the stage's final/ directory and its summary.
 #pragma once
 
 #include "config/run_config.hpp"
-#include "run/run_dir.hpp"
-#include "train/model_session.hpp"
+#include "io/run_dir.hpp"
+#include "model/model_session.hpp"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -22,14 +23,5 @@ struct StageOptions {
 // Runs stage `index` of `rc` into `dir`; returns its summary entry.
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts);
-
-// Held-out scores of a model on a stage's eval examples: the graders' task metrics,
-// plus preference_accuracy (chosen completion more likely than rejected) for pairs.
-std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                              const TextCodec& codec, ft_data_shape shape, at::Device device);
-double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device);
-
-// The device a config asks for: cpu, cuda, or auto (cuda when available).
-at::Device resolve_device(const std::string& device);
 
 }  // namespace fthost::host

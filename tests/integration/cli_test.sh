@@ -41,7 +41,43 @@ check "plugins refuses broken" 0 "refused plugin .*libbroken_abi_major.so: ABI m
   env FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins
 check "plugins still lists good" 0 "good_grader +grader" -- env FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins
 n_refused=$(FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins 2>&1 >/dev/null | grep -c "refused plugin")
-[ "$n_refused" -eq 7 ] && pass=$((pass + 1)) || { echo "FAIL expected 7 refusal lines, got $n_refused"; failures=$((failures + 1)); }
+[ "$n_refused" -eq 9 ] && pass=$((pass + 1)) || { echo "FAIL expected 9 refusal lines, got $n_refused"; failures=$((failures + 1)); }
+check "plugins refuses a fields model without encode_row" 0 "broken_model_fields_without_encode.so: model .* declares FT_INPUT_FIELDS without encode_row" -- \
+  env FTHOST_PLUGIN_PATH="$BROKEN" "$FTHOST" plugins
+
+# A model that reads no text (tests/plugins/toys) trained by `fthost run` from its plugin folder.
+TOYS="$(dirname "$FTHOST")/test_plugins/toys"
+awk 'BEGIN { srand(7); for (i = 0; i < 64; i++) {
+  c = int(rand() * 8); n = 6 + int(rand() * 6); line = "{\"events\": ["
+  for (t = 0; t < n; t++) {
+    line = line (t ? ", " : "") "{\"mcc\": " c ", \"amount\": " sprintf("%.2f", 1.5 ^ c) "}"
+    c = rand() < 0.9 ? (c + 1) % 8 : int(rand() * 8)
+  }
+  print line "]}" } }' > "$WORK/events.jsonl"
+cat > "$WORK/events.toml" <<EOF2
+[run]
+output_dir = "$WORK/events_run"
+[[stage]]
+name = "events"
+[stage.model]
+plugin = "toy_events"
+[stage.param]
+plugin = "full"
+[stage.objective]
+plugin = "cpt"
+[stage.data]
+train = "$WORK/events.jsonl"
+eval_fraction = 0.25
+packing = true
+[stage.train]
+steps = 20
+batch_size = 8
+EOF2
+check "validate: fields are never packed" 2 "events.toml:[0-9]+:[0-9]+: .*toy_events' reads its own fields .* set packing = false" -- \
+  env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" validate "$WORK/events.toml"
+sed -i 's/^packing = true$/packing = false/' "$WORK/events.toml"
+check "run: a model without text" 0 "events +\[completed\] +loss" -- env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" run "$WORK/events.toml"
+check "run: no tokenizer written for it" 1 "" -- test -e "$WORK/events_run/stages/events/final/tokenizer.json"
 
 check "validate quickstart" 0 "quickstart.toml: ok" -- "$FTHOST" validate "$SRC/configs/quickstart.toml"
 cat > "$WORK/bad.toml" <<'TOML'

@@ -9,7 +9,7 @@
 #include "test_support.hpp"
 
 #include "checkpoint/hf_checkpoint.hpp"
-#include "checkpoint/verify_command.hpp"
+#include "export/verify_command.hpp"
 #include "io/atomic_file.hpp"
 
 #include <fstream>

@@ -37,10 +37,10 @@ inline std::string tiny_base_config(const fs::path& out, uint64_t seed, const st
 }
 
 // Every error that validating `text` as dir/c.toml reports, one per line ("" = valid).
-inline std::string config_errors(const fs::path& dir, const std::string& text) {
+inline std::string config_errors(const fs::path& dir, const std::string& text, const PluginRegistry& reg = registry()) {
     write_file(dir / "c.toml", text);
     Diagnostics diag;
-    load_run_config((dir / "c.toml").string(), {}, registry(), diag);
+    load_run_config((dir / "c.toml").string(), {}, reg, diag);
     std::string all;
     for (const auto& e : diag.errors) all += e + "\n";
     return all;

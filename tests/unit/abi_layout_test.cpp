@@ -57,5 +57,24 @@ TEST(AbiLayout, ObjectiveTableFromAbi10ReadsAsSequences) {
     EXPECT_EQ(t.needs, FT_NEEDS_REFERENCE);
 }
 
+// A model table from before ABI 1.6 (144 bytes) reads text and predicts labels from the
+// previous position, whatever lies past its end; a 1.6 table is read as declared.
+TEST(AbiLayout, ModelTableFromAbi15ReadsAsATextDecoder) {
+    ft_model_vtable vt{};
+    vt.inputs = FT_INPUT_FIELDS;  // beyond struct_size: must be ignored
+    vt.label_alignment = FT_LABEL_SAME;
+    vt.struct_size = offsetof(ft_model_vtable, inputs);
+    ModelTraits t = model_traits(&vt);
+    EXPECT_EQ(t.inputs, FT_INPUT_TEXT);
+    EXPECT_EQ(t.label_alignment, FT_LABEL_NEXT);
+    EXPECT_EQ(t.encode_row, nullptr);
+    EXPECT_FALSE(FT_HAS_FIELD(&vt, ft_model_vtable, inputs));
+    vt.struct_size = sizeof(ft_model_vtable);
+    t = model_traits(&vt);
+    EXPECT_EQ(t.inputs, FT_INPUT_FIELDS);
+    EXPECT_EQ(t.label_alignment, FT_LABEL_SAME);
+    EXPECT_TRUE(FT_HAS_FIELD(&vt, ft_model_vtable, encode_row));
+}
+
 }  // namespace
 }  // namespace fthost::test

@@ -4,7 +4,7 @@
 // vocabulary head; and the model session's token_logprobs equals the plain formula.
 #include "test_support.hpp"
 
-#include "train/chunked_logprobs.hpp"
+#include "model/chunked_logprobs.hpp"
 
 #include <fthost/padded_vocab.hpp>
 

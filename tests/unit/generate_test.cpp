@@ -11,6 +11,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <set>
+
 namespace fthost::test {
 namespace {
 
@@ -46,6 +48,58 @@ TEST(Generate, GreedyWithKvCacheEqualsRecomputingThePrefix) {
             EXPECT_EQ(cached[i].finish_reason, "length");
         }
     }
+}
+
+// A GRPO group's samples share one prefill: the cache is prefilled once per distinct
+// prompt and its rows repeated, and the sampled tokens are those of prefilling every
+// sample on its own.
+TEST(Generate, SamplesOfOnePromptShareItsPrefill) {
+    auto model = tiny_model(13);
+    std::vector<std::vector<int64_t>> prompts;
+    for (const auto& p : prompts_of({"query: milk\ncategory:", "a", "the quick brown fox"}))
+        for (int g = 0; g < 4; ++g) prompts.push_back(p);
+    SamplingOptions o;
+    o.max_new_tokens = 12;
+    o.temperature = 1.0;
+    o.seed = 5;
+    o.stop_ids = std::vector<int64_t>{};
+    const TextCodec& tok = *TextCodec::bytes();
+    GenerationStats shared, alone;
+    const auto a = generate(*model, prompts, o, 12, tok, &shared);
+    o.share_prefill = false;
+    const auto b = generate(*model, prompts, o, 12, tok, &alone);
+    EXPECT_EQ(shared.prefill_rows, 3);
+    EXPECT_EQ(alone.prefill_rows, 12);
+    std::set<std::vector<int64_t>> distinct;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_EQ(a[i].tokens, b[i].tokens) << "row " << i;
+        distinct.insert(a[i].tokens);
+    }
+    EXPECT_GT(distinct.size(), 3u);  // the samples of a prompt differ: rows were repeated, not merged
+}
+
+TEST(Generate, KvCacheRowsCanBeRepeatedAndReordered) {
+    fthost::KvCache cache;
+    const at::Tensor valid = at::tensor({1, 1, 0, 1, 1, 1}, at::kLong).to(at::kBool).view({2, 3});
+    cache.extend(valid);
+    const at::Tensor k = at::arange(2 * 3 * 2, at::kFloat).view({2, 1, 3, 2});
+    cache.append(0, k, k + 100);
+    cache.set_cross(0, at::arange(2 * 4, at::kFloat).view({2, 1, 4, 1}), at::zeros({2, 1, 4, 1}));
+    cache.set_cross_valid(at::tensor({1, 1, 1, 0, 1, 1, 1, 1}, at::kLong).to(at::kBool).view({2, 4}));
+    cache.select_rows(at::tensor({1, 0, 1}, at::kLong));
+    const at::Tensor next = at::ones({3, 1}, at::kBool);
+    const at::Tensor mask = cache.extend(next);
+    const auto [k2, v2] = cache.append(0, at::zeros({3, 1, 1, 2}), at::zeros({3, 1, 1, 2}));
+    EXPECT_TRUE(k2.narrow(2, 0, 3).select(0, 0).equal(k.select(0, 1)));
+    EXPECT_TRUE(k2.narrow(2, 0, 3).select(0, 1).equal(k.select(0, 0)));
+    EXPECT_TRUE(k2.narrow(2, 0, 3).select(0, 2).equal(k.select(0, 1)));
+    // Row 1 is old row 0, whose third token was padding: the new token may not see it.
+    EXPECT_FALSE(mask[1][0][0][2].item<bool>());
+    EXPECT_TRUE(mask[0][0][0][2].item<bool>());
+    EXPECT_TRUE(cache.cross(0).first.select(0, 1).equal(at::arange(4, at::kFloat).view({1, 4, 1})));
+    EXPECT_EQ(cache.cross_mask().sizes(), (at::IntArrayRef{3, 1, 1, 4}));
+    EXPECT_FALSE(cache.cross_mask()[1][0][0][3].item<bool>());
+    EXPECT_THROW(cache.cross(1), fthost::Error);
 }
 
 // Rows of ids [B, T] with the first `pad[r]` columns of row r padding.

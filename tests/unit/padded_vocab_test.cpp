@@ -27,9 +27,12 @@ TEST(PaddedVocab, LogitsAndGradientsEqualThePlainHead) {
         EXPECT_LT(max_abs_diff(logits, expected), 1e-5) << vocab;
         (logits * upstream).sum().backward();
         (expected * upstream).sum().backward();
-        EXPECT_LT(max_abs_diff(hidden.grad(), reference_hidden.grad()), 1e-5) << vocab;
+        // Gradients sum `vocab` (or 15) products: the padded GEMM's other blocking order
+        // changes them by fp32 rounding of sums that size, relative to their magnitude.
+        const auto tolerance = [](const at::Tensor& ref) { return 1e-6 * (1.0 + ref.abs().max().item<double>()); };
+        EXPECT_LT(max_abs_diff(hidden.grad(), reference_hidden.grad()), tolerance(reference_hidden.grad())) << vocab;
         ASSERT_EQ(weight.grad().sizes(), weight.sizes());
-        EXPECT_LT(max_abs_diff(weight.grad(), reference_weight.grad()), 1e-5) << vocab;
+        EXPECT_LT(max_abs_diff(weight.grad(), reference_weight.grad()), tolerance(reference_weight.grad())) << vocab;
         // The parameter is still [V, H]; its storage holds the padded rows (none at 256).
         EXPECT_EQ(weight.size(0), vocab);
         EXPECT_EQ(weight.storage().nbytes(), static_cast<size_t>(padded_vocab_size(vocab) * 32 * 4)) << vocab;

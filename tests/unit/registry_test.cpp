@@ -27,6 +27,8 @@ TEST(Registry, RefusesBrokenPluginsOneLineEachAndGoesOn) {
     const std::vector<std::pair<std::string, std::string>> expected = {
         {"libbroken_abi_major.so", "ABI major 2 differs from the host's 1"},
         {"libbroken_duplicate.so", "duplicate grader 'exact_match' (already loaded from"},
+        {"libbroken_model_fields_without_encode.so", "model 'broken_model_fields_without_encode': declares FT_INPUT_FIELDS without encode_row"},
+        {"libbroken_model_head_without_vocab.so", "model 'broken_model_head_without_vocab': has one of lm_head and vocab_size without the other"},
         {"libbroken_no_entry.so", "no entry symbol 'fthost_plugins_v1'"},
         {"libbroken_struct_size.so", "descriptor struct too small"},
         {"libbroken_torch_version.so", std::string("built with LibTorch 1.0, the host uses ") + torch_major_minor()},

@@ -5,7 +5,8 @@
  *  - One exported symbol per shared library: FTHOST_ENTRY_SYMBOL. It returns an
  *    array of plugin descriptors; a library may carry several plugins.
  *  - Every struct that can grow starts with `uint32_t struct_size` and only ever grows
- *    at its end. The host reads no field past struct_size.
+ *    at its end. Neither side reads a field past struct_size: FT_HAS_FIELD says whether
+ *    a struct has a member (the one way either side checks it).
  *  - ABI major must equal the host's. A plugin built against an older minor is loaded;
  *    one built against a newer minor is loaded only if the host knows its struct sizes.
  *  - No C++ type, exception or allocator crosses this boundary: functions return an
@@ -30,7 +31,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 5
+#define FTHOST_ABI_MINOR 6
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -39,6 +40,11 @@ extern "C" {
 #else
 #define FTHOST_EXPORT __attribute__((visibility("default")))
 #endif
+
+/* True when `ptr` (a struct starting with struct_size) was built with `member`: the
+   struct reaches past it. A table from an older minor lacks the newer members. */
+#define FT_HAS_FIELD(ptr, type, member) \
+    ((ptr)->struct_size >= offsetof(type, member) + sizeof(((const type*)0)->member))
 
 /* ---- status and errors ----------------------------------------------------------- */
 
@@ -68,6 +74,9 @@ typedef struct ft_run_s ft_run;              /* the host's view of the running s
 typedef struct ft_kv_cache_s ft_kv_cache;    /* a model's key/value cache for decoding */
 struct ft_batch;                             /* defined below; named in ft_host_api first */
 
+/* Visits named tensors; `tensor` is borrowed for the duration of the call. */
+typedef void (*ft_tensor_visitor)(void* user, const char* name, ft_tensor tensor);
+
 /* ---- plugin kinds -------------------------------------------------------------------- */
 
 typedef int32_t ft_kind;
@@ -75,6 +84,12 @@ typedef int32_t ft_kind;
 #define FT_KIND_PARAM 2
 #define FT_KIND_OBJECTIVE 3
 #define FT_KIND_GRADER 4
+
+/* Which tokens (steps) of an example carry labels, as the objective declares (its
+   ft_objective_vtable.label_policy). */
+typedef int32_t ft_label_policy;
+#define FT_LABELS_ALL 1        /* every token (continued pre-training) */
+#define FT_LABELS_COMPLETION 2 /* completion / assistant tokens only */
 
 /* ---- declared options: the host validates a plugin's config section from these ---- */
 
@@ -150,6 +165,14 @@ typedef struct ft_host_api {
        run_token_logprobs in chunks against the LM head, never as [tokens x vocab]. */
     ft_status (*run_token_logprobs_at)(ft_run* run, const struct ft_batch* batch, int32_t model, double temperature,
                                        ft_tensor* out, ft_error* err);
+
+    /* ---- ABI 1.6 ---- */
+    /* The model's named outputs for `batch` (what its forward handed to
+       ft_model_output.add_output: "pooled", "type_logits", ...), each visited once,
+       borrowed for the duration of the visit; the policy's with gradients. A model
+       without named outputs visits nothing. */
+    ft_status (*run_model_outputs)(ft_run* run, const struct ft_batch* batch, int32_t model, ft_tensor_visitor visit,
+                                   void* user, ft_error* err);
 } ft_host_api;
 
 #define FT_RUN_POLICY 0
@@ -163,11 +186,13 @@ typedef struct ft_named_tensor {
     ft_tensor tensor; /* borrowed */
 } ft_named_tensor;
 
-/* One batch for every objective. All tensors are borrowed and int64 [B, T].
-   Sequence ids mark documents inside a packed row: a token attends only to earlier
-   tokens with the same id; padding has id -1. Position ids restart at 0 for each
-   document. Labels are not shifted: labels[b][t] is the target of the prediction made
-   at t-1; -100 is ignored. */
+/* One batch for every objective. The four named fields are borrowed, int64 [B, T] and
+   always present; T counts a row's steps (tokens for a text model, events for an event
+   model: see FT_INPUT_FIELDS). Sequence ids mark documents inside a packed row: a
+   step belongs only with steps of the same id; padding has id -1. Position ids restart
+   at 0 for each document. Labels are not shifted: which position predicts labels[b][t]
+   is the model's ft_model_vtable.label_alignment (t-1 for a decoder, the default);
+   -100 is ignored. */
 typedef struct ft_batch {
     uint32_t struct_size;
     ft_tensor input_ids;
@@ -177,9 +202,11 @@ typedef struct ft_batch {
     /* Label tokens over the whole effective batch (all accumulation micro-batches),
        so that a per-token mean over the effective batch is one division. */
     int64_t num_items_in_batch;
-    /* Named extra inputs: "pixel_values", "decoder_input_ids", ... and, for the data
-       shapes below, "completion_mask" (int64 [B, T], 1 on completion tokens and their
-       EOS) and "desirable" (int64 [examples], FT_DATA_FEEDBACK's labels). */
+    /* Named extra inputs (borrowed): what a model's encode_row made of each row
+       ("pixel_values", "amount", ...: the examples' tensors stacked along a new dim 0,
+       each dim padded to the batch's longest), and, for the data shapes below,
+       "completion_mask" (int64 [B, T], 1 on completion tokens and their EOS) and
+       "desirable" (int64 [examples], FT_DATA_FEEDBACK's labels). */
     const ft_named_tensor* extras;
     uint32_t extra_count;
     /* ---- ABI 1.1 ---- */
@@ -203,12 +230,47 @@ typedef struct ft_linear_site {
     ft_tensor bias;      /* borrowed, or NULL */
 } ft_linear_site;
 
-typedef void (*ft_tensor_visitor)(void* user, const char* name, ft_tensor tensor /* borrowed */);
+/* Hands one named output to the host; `tensor` is a new handle the host takes. */
+typedef void (*ft_output_fn)(void* user, const char* name, ft_tensor tensor);
 
+/* Filled by forward / forward_cached; the caller allocates it and sets struct_size. */
 typedef struct ft_model_output {
     uint32_t struct_size;
-    ft_tensor hidden_states; /* new: final normalised hidden states [B, T, H] */
+    ft_tensor hidden_states; /* new: final normalised hidden states [B, T, H], the LM head's input */
+    /* ---- ABI 1.6 ---- */
+    /* Set by the caller, or NULL when it wants hidden states only. A model with named
+       outputs (pooled embeddings, per-field logits, ...) calls it once per output. */
+    ft_output_fn add_output;
+    void* output_user;
 } ft_model_output;
+
+/* ---- model-owned inputs (ABI 1.6) ---- */
+
+/* What a model reads (ft_model_vtable.inputs, flags; 0 in an older table reads as TEXT). */
+#define FT_INPUT_TEXT 1u   /* the host tokenizes the row's text (TRL's fields) with the model's
+                              tokenizer into input_ids and labels */
+#define FT_INPUT_FIELDS 2u /* encode_row turns the row's own fields into named tensors; alone
+                              (no FT_INPUT_TEXT) the model reads no text and has no tokenizer */
+
+/* Which hidden state predicts labels[b][t] (ft_model_vtable.label_alignment). */
+#define FT_LABEL_NEXT 0 /* the state at t-1: a decoder predicting the next token (default) */
+#define FT_LABEL_SAME 1 /* the state at t: the model aligned its labels itself (an
+                           encoder-decoder's decoder, an event model's per-step targets) */
+
+/* Where encode_row puts one example's tensors. Every callback copies what it needs;
+   nothing passed in is kept. */
+typedef struct ft_example_sink {
+    uint32_t struct_size;
+    void* user;
+    /* One named tensor of the example (borrowed). A batch stacks the examples' tensors
+       along a new dim 0, padding every dim to the batch's longest with pad_value. For a
+       model without FT_INPUT_TEXT, "input_ids" and "labels" (int64 [steps]) become the
+       batch's own fields (absent: zeros and -100). */
+    void (*add)(void* user, const char* name, ft_tensor tensor, double pad_value);
+    /* Without FT_INPUT_TEXT, required: the example's number of steps T (positions
+       0..T-1, one document). Ignored with FT_INPUT_TEXT (T is the text's length). */
+    void (*set_steps)(void* user, int64_t steps);
+} ft_example_sink;
 
 typedef struct ft_model_vtable {
     uint32_t struct_size;
@@ -223,9 +285,12 @@ typedef struct ft_model_vtable {
                                     ft_error* err);
     ft_status (*forward)(ft_model* model, const ft_batch* batch, ft_model_output* out, ft_error* err);
     /* Logits for (a chunk of) hidden states: [.., H] -> [.., V]. New handle. Kept apart
-       from forward so the host can compute log-probs chunk by chunk. */
+       from forward so the host can compute log-probs chunk by chunk. NULL (from ABI 1.6)
+       for a model that predicts no labels over a vocabulary: objectives then use its
+       named outputs, and asking for label log-probs is an error. */
     ft_status (*lm_head)(ft_model* model, ft_tensor hidden, ft_tensor* logits_out, ft_error* err);
     void (*set_training)(ft_model* model, int32_t training);
+    /* The LM head's output size; NULL together with lm_head. */
     int64_t (*vocab_size)(ft_model* model);
 
     /* ---- ABI 1.1: incremental decoding (all three NULL: not supported, and the host
@@ -264,6 +329,22 @@ typedef struct ft_model_vtable {
        state, so that a host may capture one decode step in a CUDA graph and replay it
        for the next tokens. */
     ft_status (*cache_reserve)(ft_model* model, ft_kv_cache* cache, int64_t tokens, ft_error* err);
+
+    /* ---- ABI 1.6: model-owned inputs and label alignment ---- */
+    uint32_t inputs;         /* FT_INPUT_* flags */
+    int32_t label_alignment; /* FT_LABEL_NEXT or FT_LABEL_SAME */
+    /* Required with FT_INPUT_FIELDS, else NULL. Turns one dataset row (a UTF-8 JSON
+       object) into the example's tensors through `sink`. `label_policy` is the
+       objective's (FT_LABELS_ALL / FT_LABELS_COMPLETION); at most `max_steps` steps. A
+       row it cannot use is an error naming the field: the host adds file and line. */
+    ft_status (*encode_row)(ft_model* model, const char* row_json, ft_label_policy label_policy, int64_t max_steps,
+                            const ft_example_sink* sink, ft_error* err);
+    /* Optional (NULL: every sample of a prompt is prefilled on its own). Puts the cache's
+       rows in a new order after a prefill: row i becomes old row rows[i] (borrowed int64
+       [B'] on the cache's device; repeats allowed), self- and cross-attention state alike,
+       so that one prefill of a prompt — its encoder pass, its image — serves all the
+       continuations sampled from it. */
+    ft_status (*cache_select_rows)(ft_model* model, ft_kv_cache* cache, ft_tensor rows, ft_error* err);
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */
@@ -294,11 +375,6 @@ typedef struct ft_param_vtable {
 } ft_param_vtable;
 
 /* ---- objective plugins -------------------------------------------------------------- */
-
-/* Which tokens of an example the host labels for the objective. */
-typedef int32_t ft_label_policy;
-#define FT_LABELS_ALL 1        /* every token (continued pre-training) */
-#define FT_LABELS_COMPLETION 2 /* completion / assistant tokens only */
 
 /* The rows an objective trains on, and how the host lays them out in a batch. */
 typedef int32_t ft_data_shape;

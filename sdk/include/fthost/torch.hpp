@@ -52,8 +52,7 @@ struct BatchView {
           position_ids(borrow(b.position_ids)),
           sequence_ids(borrow(b.sequence_ids)),
           num_items_in_batch(b.num_items_in_batch) {
-        if (b.struct_size >= offsetof(ft_batch, num_examples_in_batch) + sizeof(int64_t))
-            num_examples_in_batch = b.num_examples_in_batch;
+        if (FT_HAS_FIELD(&b, ft_batch, num_examples_in_batch)) num_examples_in_batch = b.num_examples_in_batch;
         for (uint32_t i = 0; i < b.extra_count; ++i) extras.emplace(b.extras[i].name, borrow(b.extras[i].tensor));
     }
     // A named extra input; throws naming what is missing.
@@ -67,6 +66,36 @@ struct BatchView {
 inline void visit_all(const NamedTensors& tensors, ft_tensor_visitor visit, void* user) {
     for (const auto& [name, t] : tensors) visit(user, name.c_str(), reinterpret_cast<ft_tensor>(const_cast<at::Tensor*>(&t)));
 }
+
+// A model's named outputs of one forward (ABI 1.6): what objectives read through
+// Run::model_outputs. Outputs nobody asked for are dropped without a copy.
+class ModelOutputs {
+public:
+    explicit ModelOutputs(ft_model_output* out) : out_(out) {}
+    // True when the caller takes named outputs (compute optional ones only then).
+    bool wanted() const { return out_ && FT_HAS_FIELD(out_, ft_model_output, output_user) && out_->add_output; }
+    void add(const std::string& name, at::Tensor t) const {
+        if (wanted()) out_->add_output(out_->output_user, name.c_str(), new_handle(std::move(t)));
+    }
+
+private:
+    ft_model_output* out_;
+};
+
+// Where a model's encode_row puts one example's tensors (fthost.h's ft_example_sink).
+class ExampleSink {
+public:
+    explicit ExampleSink(const ft_example_sink* sink) : sink_(sink) {}
+    // One named tensor of the example; the batch pads every dim with pad_value.
+    void add(const std::string& name, const at::Tensor& t, double pad_value = 0.0) const {
+        sink_->add(sink_->user, name.c_str(), reinterpret_cast<ft_tensor>(const_cast<at::Tensor*>(&t)), pad_value);
+    }
+    // The example's number of steps (models that read no text).
+    void set_steps(int64_t steps) const { sink_->set_steps(sink_->user, steps); }
+
+private:
+    const ft_example_sink* sink_;
+};
 
 // ---- operators from kernels/ ------------------------------------------------------------
 // The host registers fused operators under `fthost::` with LibTorch's dispatcher (CPU
@@ -162,6 +191,35 @@ public:
         return {k_[layer].narrow(2, 0, span()), v_[layer].narrow(2, 0, span())};
     }
 
+    // Rows in a new order: row i becomes old row rows[i] (int64 [B'] on the cache's device;
+    // repeats allowed, so that one prefill of a prompt serves all its samples).
+    void select_rows(const at::Tensor& rows) {
+        for (auto* list : {&k_, &v_, &cross_k_, &cross_v_})
+            for (auto& t : *list)
+                if (t.defined()) t = t.index_select(0, rows);
+        for (auto* t : {&valid_, &cross_valid_})
+            if (t->defined()) *t = t->index_select(0, rows);
+    }
+
+    // Cross-attention state (an encoder-decoder's decoder over the encoder's output, text
+    // over an image's patches): each layer's keys and values [B, heads, S, head_dim] are
+    // set once, at the prefill, and every later step reads them; `valid` [B, S] marks the
+    // real memory positions.
+    bool has_cross() const { return cross_valid_.defined(); }
+    void set_cross(size_t layer, at::Tensor k, at::Tensor v) {
+        if (cross_k_.size() <= layer) cross_k_.resize(layer + 1), cross_v_.resize(layer + 1);
+        cross_k_[layer] = std::move(k);
+        cross_v_[layer] = std::move(v);
+    }
+    std::pair<at::Tensor, at::Tensor> cross(size_t layer) const {
+        if (layer >= cross_k_.size() || !cross_k_[layer].defined())
+            throw Error("KvCache: no cross-attention state for layer " + std::to_string(layer) + " (set it at the prefill)");
+        return {cross_k_[layer], cross_v_[layer]};
+    }
+    void set_cross_valid(at::Tensor valid) { cross_valid_ = std::move(valid); }
+    // [B, 1, 1, S]: true where a query may attend memory position j.
+    at::Tensor cross_mask() const { return cross_valid_.unsqueeze(1).unsqueeze(1); }
+
 private:
     int64_t span() const { return reserved_ > 0 ? capacity() : length_; }
 
@@ -176,6 +234,8 @@ private:
     }
 
     std::vector<at::Tensor> k_, v_;  // per layer [B, kv_heads, capacity, head_dim]
+    std::vector<at::Tensor> cross_k_, cross_v_;  // per layer [B, heads, S, head_dim], set once
+    at::Tensor cross_valid_;                     // bool [B, S]: real memory positions
     at::Tensor valid_;               // bool [B, capacity]: written and not padding
     at::Tensor cursor_;              // long scalar on the device: the next free slot
     at::Tensor slots_;               // long [t]: the current forward's slots
@@ -258,8 +318,45 @@ struct GraphSafeDecode : std::false_type {};
 template <class M>
 struct GraphSafeDecode<M, std::void_t<decltype(M::graph_safe_decode)>> : std::bool_constant<M::graph_safe_decode> {};
 
+// ABI 1.6, all optional: `at::Tensor forward(const BatchView&, const ModelOutputs&)`
+// (named outputs besides the hidden states), `static constexpr uint32_t inputs` and
+// `static constexpr int32_t label_alignment` (defaults FT_INPUT_TEXT, FT_LABEL_NEXT),
+// `void encode_row(const std::string& row_json, ft_label_policy, int64_t max_steps,
+// const ExampleSink&)` (required with FT_INPUT_FIELDS), and no lm_head()/vocab_size()
+// for a model without an LM head.
+template <class M, class = void>
+struct HasNamedOutputs : std::false_type {};
+template <class M>
+struct HasNamedOutputs<
+    M, std::void_t<decltype(std::declval<M&>().forward(std::declval<const BatchView&>(), std::declval<const ModelOutputs&>()))>>
+    : std::true_type {};
+template <class M, class = void>
+struct InputsOf : std::integral_constant<uint32_t, FT_INPUT_TEXT> {};
+template <class M>
+struct InputsOf<M, std::void_t<decltype(M::inputs)>> : std::integral_constant<uint32_t, M::inputs> {};
+template <class M, class = void>
+struct LabelAlignmentOf : std::integral_constant<int32_t, FT_LABEL_NEXT> {};
+template <class M>
+struct LabelAlignmentOf<M, std::void_t<decltype(M::label_alignment)>> : std::integral_constant<int32_t, M::label_alignment> {};
+template <class M, class = void>
+struct HasEncodeRow : std::false_type {};
+template <class M>
+struct HasEncodeRow<M, std::void_t<decltype(std::declval<M&>().encode_row(std::declval<const std::string&>(), ft_label_policy{},
+                                                                          int64_t{}, std::declval<const ExampleSink&>()))>>
+    : std::true_type {};
+template <class M, class = void>
+struct HasLmHead : std::false_type {};
+template <class M>
+struct HasLmHead<M, std::void_t<decltype(std::declval<M&>().lm_head(std::declval<const at::Tensor&>())),
+                                decltype(std::declval<const M&>().vocab_size())>> : std::true_type {};
+
 template <class M>
 struct ModelThunks {
+    static constexpr bool kNamedOutputs = HasNamedOutputs<M>::value;
+    static constexpr bool kLmHead = HasLmHead<M>::value;
+    static constexpr bool kEncodeRow = HasEncodeRow<M>::value;
+    static_assert(!(InputsOf<M>::value & FT_INPUT_FIELDS) || HasEncodeRow<M>::value,
+                  "a model with FT_INPUT_FIELDS needs encode_row(row_json, policy, max_steps, sink)");
     static constexpr bool kCached = HasForwardCached<M>::value;
     static constexpr bool kGraphSafe = kCached && GraphSafeDecode<M>::value;
     static constexpr bool kHf = HasHfConfig<M>::value;
@@ -292,20 +389,37 @@ struct ModelThunks {
         });
     }
     static ft_status forward(ft_model* m, const ft_batch* batch, ft_model_output* out, ft_error* err) {
-        return guard(err, [&] { out->hidden_states = new_handle(self(m).forward(BatchView(*batch))); });
+        return guard(err, [&] {
+            if constexpr (kNamedOutputs) out->hidden_states = new_handle(self(m).forward(BatchView(*batch), ModelOutputs(out)));
+            else out->hidden_states = new_handle(self(m).forward(BatchView(*batch)));
+        });
     }
     static ft_status lm_head(ft_model* m, ft_tensor hidden, ft_tensor* out, ft_error* err) {
-        return guard(err, [&] { *out = new_handle(self(m).lm_head(borrow(hidden))); });
+        return guard(err, [&] {
+            if constexpr (kLmHead) *out = new_handle(self(m).lm_head(borrow(hidden)));
+        });
     }
     static void set_training(ft_model* m, int32_t on) { self(m).set_training(on != 0); }
     static void set_checkpointing(ft_model* m, int32_t on) { self(m).set_activation_checkpointing(on != 0); }
-    static int64_t vocab_size(ft_model* m) { return self(m).vocab_size(); }
+    static int64_t vocab_size(ft_model* m) {
+        if constexpr (kLmHead) return self(m).vocab_size();
+        else return 0;
+    }
+    static ft_status encode_row(ft_model* m, const char* row_json, ft_label_policy policy, int64_t max_steps,
+                                const ft_example_sink* sink, ft_error* err) {
+        return guard(err, [&] {
+            if constexpr (kEncodeRow) self(m).encode_row(row_json, policy, max_steps, ExampleSink(sink));
+        });
+    }
     static ft_status cache_create(ft_model*, ft_kv_cache** out, ft_error* err) {
         return guard(err, [&] { *out = reinterpret_cast<ft_kv_cache*>(new KvCache()); });
     }
     static void cache_destroy(ft_model*, ft_kv_cache* c) { delete reinterpret_cast<KvCache*>(c); }
     static ft_status cache_reserve(ft_model*, ft_kv_cache* c, int64_t tokens, ft_error* err) {
         return guard(err, [&] { reinterpret_cast<KvCache*>(c)->reserve(tokens); });
+    }
+    static ft_status cache_select_rows(ft_model*, ft_kv_cache* c, ft_tensor rows, ft_error* err) {
+        return guard(err, [&] { reinterpret_cast<KvCache*>(c)->select_rows(borrow(rows)); });
     }
     static ft_status forward_cached(ft_model* m, ft_kv_cache* c, const ft_batch* batch, ft_model_output* out,
                                     ft_error* err) {
@@ -325,15 +439,21 @@ struct ModelThunks {
         else return nullptr;
     }
     static constexpr ft_model_vtable vtable{sizeof(ft_model_vtable), &create, &destroy, &named_parameters,
-                                            &site_count, &site, &set_forward, &forward, &lm_head,
-                                            &set_training, &vocab_size,
+                                            &site_count, &site, &set_forward, &forward,
+                                            kLmHead ? &lm_head : nullptr,
+                                            &set_training,
+                                            kLmHead ? &vocab_size : nullptr,
                                             kCached ? &cache_create : nullptr,
                                             kCached ? &cache_destroy : nullptr,
                                             kCached ? &forward_cached : nullptr,
                                             hf_architectures(),
                                             kHf ? &options_from_hf_config : nullptr,
                                             kCheckpointing ? &set_checkpointing : nullptr,
-                                            kGraphSafe ? &cache_reserve : nullptr};
+                                            kGraphSafe ? &cache_reserve : nullptr,
+                                            InputsOf<M>::value,
+                                            LabelAlignmentOf<M>::value,
+                                            kEncodeRow ? &encode_row : nullptr,
+                                            kCached ? &cache_select_rows : nullptr};
 };
 }  // namespace detail
 
@@ -465,7 +585,7 @@ public:
     // The same under softmax(logits / temperature). Hosts before ABI 1.4 compute it from
     // label_logits (the whole [N, V] tensor).
     at::Tensor token_logprobs(RunModel model, double temperature) const {
-        if (api_->struct_size >= offsetof(ft_host_api, run_token_logprobs_at) + sizeof(void*)) {
+        if (FT_HAS_FIELD(api_, ft_host_api, run_token_logprobs_at)) {
             ft_tensor out = nullptr;
             ft_error err{};
             check(api_->run_token_logprobs_at(run_, batch_, static_cast<int32_t>(model), temperature, &out, &err), err);
@@ -480,12 +600,25 @@ public:
     }
     // Next-token logits at each labelled position, [N, V] in row-major label order.
     at::Tensor label_logits(RunModel model = RunModel::policy) const {
-        if (api_->struct_size < offsetof(ft_host_api, run_label_logits) + sizeof(void*))
+        if (!FT_HAS_FIELD(api_, ft_host_api, run_label_logits))
             throw Error("this host (ABI 1.0) cannot give label logits", FT_ERR_UNSUPPORTED);
         ft_tensor out = nullptr;
         ft_error err{};
         check(api_->run_label_logits(run_, batch_, static_cast<int32_t>(model), &out, &err), err);
         return take(out);
+    }
+    // The model's named outputs for this batch (its forward's ModelOutputs), by name.
+    std::map<std::string, at::Tensor> model_outputs(RunModel model = RunModel::policy) const {
+        if (!FT_HAS_FIELD(api_, ft_host_api, run_model_outputs))
+            throw Error("this host (ABI before 1.6) cannot give a model's named outputs", FT_ERR_UNSUPPORTED);
+        std::map<std::string, at::Tensor> out;
+        ft_error err{};
+        check(api_->run_model_outputs(
+                  run_, batch_, static_cast<int32_t>(model),
+                  [](void* u, const char* n, ft_tensor t) { (*static_cast<std::map<std::string, at::Tensor>*>(u))[n] = borrow(t); },
+                  &out, &err),
+              err);
+        return out;
     }
     void metric(const char* name, double value) const { api_->run_metric(run_, name, value); }
     // Metric names are built at run time ("rewards/chosen"); values are detached scalars.
@@ -558,8 +691,10 @@ struct ObjectiveThunks {
 // A model class: ModelBase plus
 //   Class(const fthost::Host&, const fthost::Config&)
 //   at::Tensor forward(const fthost::BatchView&)      final hidden states [B, T, H]
-//   at::Tensor lm_head(const at::Tensor& hidden)      logits [.., V]
-//   int64_t vocab_size() const
+//     or forward(const fthost::BatchView&, const fthost::ModelOutputs&) with named outputs
+//   at::Tensor lm_head(const at::Tensor& hidden)      logits [.., V]   (optional with
+//   int64_t vocab_size() const                                          vocab_size, 1.6)
+// and optionally inputs / label_alignment / encode_row (ModelThunks above).
 #define FTHOST_MODEL(ident, Class, name, version, description, options) \
     FTHOST_DETAIL_DESC(ident, Class, FT_KIND_MODEL, name, version, description, options, ::fthost::detail::ModelThunks<Class>::vtable)
 

@@ -1,4 +1,4 @@
-#include "run/host_api.hpp"
+#include "config/host_api.hpp"
 
 #include "config/section.hpp"
 
@@ -79,6 +79,12 @@ const ft_host_api kApi = {
         return guard(err, [&] {
             if (!(temperature > 0)) throw Error("run_token_logprobs_at: temperature must be positive", FT_ERR_INVALID_ARGUMENT);
             *out = new_handle(run->token_logprobs(*batch, model, temperature));
+        });
+    },
+    [](ft_run* run, const ft_batch* batch, int32_t model, ft_tensor_visitor visit, void* user, ft_error* err) -> ft_status {
+        return guard(err, [&] {
+            if (!run->model_outputs) throw Error("this run gives no model outputs", FT_ERR_UNSUPPORTED);
+            for (auto& [name, t] : run->model_outputs(*batch, model)) visit(user, name.c_str(), reinterpret_cast<ft_tensor>(&t));
         });
     },
 };

@@ -1,6 +1,6 @@
-#include "train/chunked_logprobs.hpp"
+#include "model/chunked_logprobs.hpp"
 
-#include "train/autocast.hpp"
+#include "model/autocast.hpp"
 
 #include <fthost/plugin.hpp>
 

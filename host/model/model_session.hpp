@@ -6,6 +6,8 @@
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
 #include "io/safetensors.hpp"
+#include "model/chunked_logprobs.hpp"
+#include "registry/plugin_registry.hpp"
 
 #include <fthost/fthost.h>
 #include <nlohmann/json.hpp>
@@ -13,17 +15,11 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include "train/chunked_logprobs.hpp"
-
 #include <filesystem>
 #include <memory>
 #include <string>
 
 namespace fthost::host {
-
-// ft_batch view of a HostBatch (pointers into it: keep the HostBatch alive). The
-// effective-batch totals default to the batch's own.
-ft_batch as_ft_batch(HostBatch& b, int64_t num_items_in_batch, int64_t num_examples_in_batch = 0);
 
 nlohmann::json section_to_json(const Section& s);
 // With `plugin`, validated against its options: missing keys take their defaults (a
@@ -54,6 +50,17 @@ public:
 
     at::Tensor hidden_states(HostBatch& batch);
 
+    // What the model reads and how its labels line up (ABI 1.6; older tables: text, next).
+    const ModelTraits& traits() const { return traits_; }
+    bool reads_text() const { return (traits_.inputs & FT_INPUT_TEXT) != 0; }
+    bool has_lm_head() const { return mvt_->lm_head != nullptr; }
+    // The model's encode_row over one dataset row (FT_INPUT_FIELDS); the row's errors as
+    // exceptions naming the plugin.
+    EncodedFields encode_row(const std::string& row_json, ft_label_policy policy, int64_t max_steps);
+    // The named outputs of a forward over `batch` (ft_model_output.add_output), with
+    // gradients unless adapters_off (the reference of adapter stages).
+    std::map<std::string, at::Tensor> model_outputs(const ft_batch& batch, bool adapters_off = false);
+
     // Incremental decoding, when the model plugin offers it (ABI 1.1 forward_cached).
     bool supports_kv_cache() const;
     // A cache for one batch of rows; freed with the returned handle.
@@ -62,6 +69,10 @@ public:
     // the plugin did: its decode steps may then be captured in a CUDA graph; false when
     // it predates 1.5 or offers no fixed-size cache (the cache then grows as needed).
     bool reserve_kv_cache(ft_kv_cache* cache, int64_t tokens);
+    // Whether the plugin can reorder a prefilled cache's rows (ABI 1.6 cache_select_rows),
+    // and doing it: row i becomes old row rows[i].
+    bool can_select_kv_cache_rows() const;
+    void select_kv_cache_rows(ft_kv_cache* cache, const at::Tensor& rows);
     // Appends `batch`'s tokens to the cache; hidden states of those tokens.
     at::Tensor hidden_states_cached(ft_kv_cache* cache, HostBatch& batch);
     at::Tensor logits(const at::Tensor& hidden);
@@ -117,7 +128,13 @@ private:
     at::Device device_;
     const PluginRegistry* registry_ = nullptr;
 
-    ft_model_output forward_checked(const ft_batch& batch);
+    ModelTraits traits_;
+    // The model's forward; with `outputs`, its named outputs too. adapters_off: as the base model.
+    at::Tensor forward_checked(const ft_batch& batch, bool adapters_off = false,
+                               std::map<std::string, at::Tensor>* outputs = nullptr);
+    // The hidden states that predict each label, row-major over labels != -100 ([N, H]),
+    // and those labels ([N]), as the model's label alignment says.
+    std::pair<at::Tensor, at::Tensor> labelled_states(const at::Tensor& hidden, const at::Tensor& labels) const;
     // Loads the checkpoint's tensors into the model, remembering the dtype each was read in.
     void load_weights(const std::filesystem::path& dir);
 

@@ -1,4 +1,4 @@
-#include "run/run_dir.hpp"
+#include "io/run_dir.hpp"
 
 #include "io/atomic_file.hpp"
 

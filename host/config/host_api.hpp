@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <map>
 #include <string>
 
 // The concrete type behind the opaque ft_run handle.
@@ -14,6 +15,7 @@ struct ft_run_s {
     // `model` is FT_RUN_POLICY, FT_RUN_REFERENCE or FT_RUN_TEACHER.
     std::function<at::Tensor(const ft_batch&, int32_t model, double temperature)> token_logprobs;
     std::function<at::Tensor(const ft_batch&, int32_t model)> label_logits;
+    std::function<std::map<std::string, at::Tensor>(const ft_batch&, int32_t model)> model_outputs;
     std::function<void(const std::string&, double)> metric;
 };
 

@@ -1,7 +1,7 @@
-#include "checkpoint/verify_command.hpp"
+#include "export/verify_command.hpp"
 
 #include "io/atomic_file.hpp"
-#include "train/model_session.hpp"
+#include "model/model_session.hpp"
 
 #include <fthost/plugin.hpp>
 #include <nlohmann/json.hpp>

@@ -1,0 +1,101 @@
+#include "eval/held_out.hpp"
+
+#include "eval/grading.hpp"
+#include "eval/task_eval.hpp"
+#include "generate/generator.hpp"
+#include "model/autocast.hpp"
+
+#include <fthost/torch.hpp>
+
+#include <cmath>
+
+namespace fthost::host {
+
+// Eval batches in the objective's shape, unshuffled and unpacked.
+std::vector<HostBatch> eval_batches(const std::vector<Example>& eval, int64_t batch_size, ft_data_shape shape,
+                                    at::Device device) {
+    std::vector<HostBatch> out;
+    for (size_t i = 0; i < eval.size(); i += static_cast<size_t>(batch_size)) {
+        std::vector<const Example*> examples;
+        for (size_t j = i; j < std::min(eval.size(), i + static_cast<size_t>(batch_size)); ++j) examples.push_back(&eval[j]);
+        out.push_back(to_device(collate_shaped(examples, shape), device));
+    }
+    return out;
+}
+
+// Held-out preference accuracy: the share of pairs whose chosen completion has a
+// higher summed log-prob than the rejected one under `model`.
+double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device) {
+    at::NoGradGuard ng;
+    model.set_training(false);
+    int64_t right = 0, total = 0;
+    for (auto& b : eval_batches(eval, batch_size, FT_DATA_PAIRS, device)) {
+        ft_batch fb = as_ft_batch(b, b.num_labels);
+        const at::Tensor lp = model.token_logprobs(fb, false);
+        const at::Tensor sums = (lp * b.completion_mask.to(lp.scalar_type())).sum(-1);
+        const int64_t n = b.num_examples;
+        right += sums.narrow(0, 0, n).gt(sums.narrow(0, n, n)).sum().item<int64_t>();
+        total += n;
+    }
+    return total ? static_cast<double>(right) / static_cast<double>(total) : std::nan("");
+}
+
+namespace {
+
+// What on-policy training optimises: the graders' mean over 4 completions per held-out
+// prompt sampled as in training ([stage.generation]), from a fixed seed.
+std::map<std::string, double> sampled_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
+                                             const TextCodec& codec) {
+    constexpr int64_t kSamples = 4;
+    std::vector<const Example*> items;
+    for (const auto& ex : eval) items.push_back(&ex);
+    if (sc.eval.max_examples > 0 && static_cast<int64_t>(items.size()) > sc.eval.max_examples)
+        items.resize(sc.eval.max_examples);
+    std::vector<std::vector<int64_t>> prompts;
+    std::vector<const std::vector<Field>*> fields;
+    for (const Example* ex : items)
+        for (int64_t i = 0; i < kSamples; ++i) prompts.push_back(ex->prompt_ids), fields.push_back(&ex->fields);
+    SamplingOptions o;
+    o.max_new_tokens = sc.generation.max_new_tokens;
+    o.temperature = sc.generation.temperature;
+    o.top_k = sc.generation.top_k;
+    o.top_p = sc.generation.top_p;
+    o.seed = 20261129;
+    o.cuda_graphs = sc.cuda_graphs;
+    AutocastScope autocast(model.device(), sc.bf16);
+    const auto gens = generate(model, prompts, o, sc.eval.batch_size, codec, nullptr, fields);
+    std::vector<GradeInput> inputs;
+    for (size_t i = 0; i < gens.size(); ++i) {
+        const Example& ex = *items[i / kSamples];
+        inputs.push_back({ex.prompt_text, gens[i].text, ex.reference, ex.row_json});
+    }
+    const auto scores = grade_all(sc.graders, inputs);
+    return mean_by_grader(sc.graders, scores);
+}
+
+}  // namespace
+
+std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
+                                              const TextCodec* codec_ptr, ft_data_shape shape, at::Device device) {
+    std::map<std::string, double> scores;
+    if (eval.empty() || !codec_ptr) return scores;  // no text: the objective's eval loss is the score
+    const TextCodec& codec = *codec_ptr;
+    if (!sc.graders.empty()) {
+        if (shape == FT_DATA_FEEDBACK) {
+            // A thumbs-down row's completion is a wrong answer, not a reference: the
+            // graders score the desirable rows only.
+            std::vector<Example> desirable;
+            for (const auto& ex : eval)
+                if (ex.desirable == 1) desirable.push_back(ex);
+            if (!desirable.empty()) scores = run_task_eval(model, desirable, sc, codec).scores;
+        } else {
+            scores = run_task_eval(model, eval, sc, codec).scores;
+        }
+    }
+    if (shape == FT_DATA_PAIRS) scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device);
+    if (shape == FT_DATA_COMPLETIONS)
+        for (const auto& [k, v] : sampled_scores(model, eval, sc, codec)) scores["sampled/" + k] = v;
+    return scores;
+}
+
+}  // namespace fthost::host

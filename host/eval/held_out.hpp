@@ -1,0 +1,32 @@
+// held_out.hpp — what a stage reports about a model on its held-out examples: the
+// graders' task metrics (greedy answers), the share of preference pairs it ranks right,
+// and for on-policy stages the graders' mean over completions sampled as in training.
+#pragma once
+
+#include "config/run_config.hpp"
+#include "data/batch_stream.hpp"
+#include "data/example.hpp"
+#include "model/model_session.hpp"
+#include "tokenizer/text_codec.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fthost::host {
+
+// Eval batches in an objective's shape, unshuffled and unpacked, on `device`.
+std::vector<HostBatch> eval_batches(const std::vector<Example>& eval, int64_t batch_size, ft_data_shape shape,
+                                    at::Device device);
+
+// The graders' task metrics, plus preference_accuracy for pairs and sampled/<grader> for
+// on-policy shapes. codec: the model's text codec, or null for a model that reads no
+// text (no scores then: its objective's eval loss is the score).
+std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
+                                              const TextCodec* codec, ft_data_shape shape, at::Device device);
+
+// The share of pairs whose chosen completion has a higher summed log-prob than the
+// rejected one under `model`.
+double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device);
+
+}  // namespace fthost::host

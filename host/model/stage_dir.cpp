@@ -1,0 +1,152 @@
+// Stage directories and Hugging Face checkpoints in and out of a ModelSession: what
+// final/ holds (stage.json, weights or a PEFT adapter over a base stage), and loading
+// it back, base chain first.
+#include "model/model_session.hpp"
+
+#include "checkpoint/hf_checkpoint.hpp"
+#include "config/json_section.hpp"
+#include "io/atomic_file.hpp"
+
+#include <fthost/torch.hpp>
+
+#include <cstddef>
+
+namespace fs = std::filesystem;
+
+namespace fthost::host {
+
+nlohmann::json section_to_json(const Section& s) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : s.values) std::visit([&](const auto& x) { j[k] = x; }, v);
+    return j;
+}
+
+Section section_from_json(const nlohmann::json& j, const std::string& path, const LoadedPlugin* plugin) {
+    // Checked against the plugin's options as a config section is, so that keys the
+    // plugin gained after the directory was written take their defaults.
+    if (plugin) return validate_json_section(j, path, path, *plugin);
+    Section s;
+    s.path = path;
+    s.section_where = path;
+    for (const auto& [k, v] : j.items()) {
+        if (v.is_boolean()) s.values[k] = v.get<bool>();
+        else if (v.is_number_integer()) s.values[k] = v.get<int64_t>();
+        else if (v.is_number()) s.values[k] = v.get<double>();
+        else if (v.is_string()) s.values[k] = v.get<std::string>();
+        else if (v.is_array()) s.values[k] = v.get<std::vector<std::string>>();
+    }
+    return s;
+}
+
+// safetensors metadata transformers and PEFT expect on PyTorch files.
+static const std::map<std::string, std::string> kPtFormat = {{"format", "pt"}};
+
+void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) const {
+    nlohmann::json stage = {{"format", "fthost-stage-1"},
+                            {"model_plugin", model_.plugin},
+                            {"model_config", section_to_json(model_.config)}};
+    const bool adapter = param_handle_ && !is_full();
+    if (adapter) {
+        stage["param_plugin"] = param_.plugin;
+        stage["param_config"] = section_to_json(param_.config);
+        save_safetensors((dir / "adapter_model.safetensors").string(), trainable_parameters(), kPtFormat);
+        if (FT_HAS_FIELD(pvt_, ft_param_vtable, peft_config) && pvt_->peft_config) {
+            std::string text;
+            ft_error err{};
+            check(pvt_->peft_config(
+                      param_handle_, [](void* u, const char* j) { *static_cast<std::string*>(u) = j; }, &text, &err),
+                  err);
+            nlohmann::json cfg = nlohmann::json::parse(text);
+            if (!base_dir.empty()) cfg["base_model_name_or_path"] = fs::weakly_canonical(fs::absolute(base_dir)).string();
+            write_text_atomically(dir / "adapter_config.json", cfg.dump(2) + "\n");
+        }
+    }
+    // Base weights: the earlier stage's directory when an adapter sits on top of it,
+    // else the model's own weights (unmerged, so the adapter stays separate).
+    if (adapter && !base_dir.empty()) {
+        stage["base"] = fs::relative(fs::absolute(base_dir), fs::absolute(dir)).string();
+    } else {
+        if (base_weights_released())
+            throw Error("the '" + param_.plugin + "' parameterisation holds the base weights in another form; "
+                        "its stage needs init_from so that the base can be read from there");
+        // Trained weights stay in their training dtype; a Hugging Face base's config.json
+        // comes along, so the directory is a checkpoint transformers and vLLM read.
+        save_hf_tensors(dir, model_parameters(), kDefaultMaxShardBytes);
+        if (!hf_config_.empty()) write_text_atomically(dir / "config.json", hf_config_);
+    }
+    write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
+}
+
+void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes) const {
+    if (param_handle_) throw Error("save_model: merge the parameterisation first");
+    const nlohmann::json stage = {{"format", "fthost-stage-1"},
+                                  {"model_plugin", model_.plugin},
+                                  {"model_config", section_to_json(model_.config)}};
+    if (hf_config_.empty()) {
+        save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
+    } else {
+        TensorList tensors;
+        for (const auto& [name, t] : model_parameters()) {
+            auto it = stored_dtypes_.find(name);
+            tensors.emplace_back(name, it == stored_dtypes_.end() ? t : t.to(it->second));
+        }
+        save_hf_tensors(dir, tensors, max_shard_bytes);
+        write_text_atomically(dir / "config.json", hf_config_);
+    }
+    write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
+}
+
+void ModelSession::load_weights(const fs::path& dir) {
+    const auto tensors = load_hf_tensors(dir);  // model.safetensors, or the shards of its index
+    for (const auto& [name, t] : tensors) stored_dtypes_[name] = t.scalar_type();
+    load_parameters(tensors, model_parameters(), dir.string());
+    if (fs::exists(dir / "config.json")) hf_config_ = read_text(dir / "config.json");
+}
+
+std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
+                                                           at::Device device, bool merge_adapter) {
+    const fs::path sj = final_dir / "stage.json";
+    if (!fs::exists(sj) && is_hf_checkpoint(final_dir)) {
+        auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, registry), registry, device);
+        s->load_weights(final_dir);
+        return s;
+    }
+    if (!fs::exists(sj))
+        throw Error(final_dir.string() + " holds neither a stage (stage.json) nor a Hugging Face checkpoint "
+                    "(config.json + model.safetensors)", FT_ERR_CONFIG);
+    nlohmann::json stage;
+    try {
+        stage = nlohmann::json::parse(read_text(sj));
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(sj.string() + ": " + e.what());
+    }
+    if (stage.value("format", "") != "fthost-stage-1") throw Error(sj.string() + ": not an fthost stage directory");
+    std::unique_ptr<ModelSession> s;
+    if (stage.contains("base")) {
+        s = from_stage_dir(fs::weakly_canonical(final_dir / stage["base"].get<std::string>()), registry, device);
+    } else {
+        PluginSection m;
+        m.plugin = stage["model_plugin"].get<std::string>();
+        m.loaded = &registry.require(FT_KIND_MODEL, m.plugin);
+        m.config = section_from_json(stage["model_config"], sj.string() + " model_config", m.loaded);
+        s = std::make_unique<ModelSession>(m, registry, device);
+        s->load_weights(final_dir);
+    }
+    if (stage.contains("param_plugin")) {
+        PluginSection p;
+        p.plugin = stage["param_plugin"].get<std::string>();
+        p.loaded = &registry.require(FT_KIND_PARAM, p.plugin);
+        p.config = section_from_json(stage["param_config"], sj.string() + " param_config", p.loaded);
+        s->apply_param(p);
+        // adapter.safetensors: the name run directories used before the PEFT layout.
+        fs::path f = final_dir / "adapter_model.safetensors";
+        if (!fs::exists(f) && fs::exists(final_dir / "adapter.safetensors")) f = final_dir / "adapter.safetensors";
+        s->load_parameters(load_safetensors(f.string()), s->trainable_parameters(), f.string());
+        if (merge_adapter) s->merge_param();
+        else s->freeze();
+    }
+    return s;
+}
+
+}  // namespace fthost::host
+

@@ -1,0 +1,42 @@
+#include "model/stage_inputs.hpp"
+
+#include <fthost/plugin.hpp>
+
+namespace fthost::host {
+
+StageInputs stage_inputs(ModelSession& model, const std::filesystem::path& base_dir, const std::string& chat_template) {
+    StageInputs in;
+    if (model.reads_text()) {
+        in.codec = base_dir.empty() ? TextCodec::bytes() : TextCodec::for_model(base_dir, chat_template);
+        in.reader.codec = in.codec.get();
+    }
+    if (model.traits().inputs & FT_INPUT_FIELDS)
+        in.reader.fields = [&model](const std::string& row, ft_label_policy policy, int64_t max_steps) {
+            return model.encode_row(row, policy, max_steps);
+        };
+    return in;
+}
+
+void check_stage_inputs(const ModelSession& model, const StageInputs& inputs, const StageConfig& sc, ft_data_shape shape) {
+    const std::string who = "stage '" + sc.name + "': model '" + sc.model.plugin + "'";
+    if ((model.traits().inputs & FT_INPUT_FIELDS) && sc.data.packing)
+        throw Error(who + " reads its own fields (encode_row), which are never packed: set [stage.data] packing = false",
+                    FT_ERR_CONFIG);
+    if (!inputs.codec) {
+        if (!sc.graders.empty())
+            throw Error(who + " reads no text, so there is nothing for graders to score: remove the stage's graders",
+                        FT_ERR_CONFIG);
+        if (shape != FT_DATA_SEQUENCES)
+            throw Error(who + " reads no text; objective '" + sc.objective.plugin +
+                            "' needs prompts and completions (pairs, feedback or sampling)",
+                        FT_ERR_CONFIG);
+        return;
+    }
+    if (model.has_lm_head() && model.vocab_size() < inputs.codec->vocab_size())
+        throw Error("stage '" + sc.name + "': the model's vocab_size " + std::to_string(model.vocab_size()) +
+                        " is smaller than the tokenizer's " + std::to_string(inputs.codec->vocab_size()) + " (" +
+                        inputs.codec->describe() + ")",
+                    FT_ERR_CONFIG);
+}
+
+}  // namespace fthost::host

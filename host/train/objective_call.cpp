@@ -1,0 +1,73 @@
+#include "train/objective_call.hpp"
+
+#include "eval/held_out.hpp"
+
+namespace fthost::host {
+
+ObjectiveCall::ObjectiveCall(const PluginSection& obj, ModelSession& model) : model_(model) {
+    vt_ = static_cast<const ft_objective_vtable*>(obj.loaded->desc->vtable);
+    traits_ = objective_traits(vt_);
+    ft_error err{};
+    check(vt_->create(host_api(), &obj.config, &handle_, &err), err);
+    run_.token_logprobs = [this](const ft_batch& b, int32_t which, double temperature) -> at::Tensor {
+        switch (which) {
+            case FT_RUN_POLICY: return model_.token_logprobs(b, false, temperature);
+            case FT_RUN_REFERENCE:
+                if (!reference_) throw Error("the objective asked for reference log-probs but declares no FT_NEEDS_REFERENCE");
+                return reference_->token_logprobs(b, *current_, temperature);
+            case FT_RUN_TEACHER: {
+                if (!teacher_) throw Error("the objective asked for a teacher but declares no FT_NEEDS_TEACHER");
+                at::NoGradGuard ng;
+                return teacher_->token_logprobs(b, false, temperature);
+            }
+        }
+        throw Error("unknown model " + std::to_string(which) + " (FT_RUN_POLICY, FT_RUN_REFERENCE, FT_RUN_TEACHER)");
+    };
+    run_.label_logits = [this](const ft_batch& b, int32_t which) -> at::Tensor {
+        if (which == FT_RUN_POLICY) return model_.label_logits(b);
+        if (which == FT_RUN_REFERENCE && reference_) return reference_->label_logits(b);
+        if (which == FT_RUN_TEACHER && teacher_) {
+            at::NoGradGuard ng;
+            return teacher_->label_logits(b);
+        }
+        throw Error("no label logits for model " + std::to_string(which) +
+                    " (the objective did not declare FT_NEEDS_REFERENCE / FT_NEEDS_TEACHER for it)");
+    };
+    run_.model_outputs = [this](const ft_batch& b, int32_t which) -> std::map<std::string, at::Tensor> {
+        if (which == FT_RUN_POLICY) return model_.model_outputs(b);
+        if (which == FT_RUN_REFERENCE && reference_) return reference_->model_outputs(b);
+        if (which == FT_RUN_TEACHER && teacher_) {
+            at::NoGradGuard ng;
+            return teacher_->model_outputs(b);
+        }
+        throw Error("no model outputs for model " + std::to_string(which) +
+                    " (the objective did not declare FT_NEEDS_REFERENCE / FT_NEEDS_TEACHER for it)");
+    };
+    run_.metric = [this](const std::string& n, double v) {
+        auto& m = metrics_[in_eval_];
+        m.sum[n] += v;
+        m.count[n] += 1;
+    };
+}
+
+nlohmann::json eval_objective(ModelSession& model, ObjectiveCall& objective, const std::vector<Example>& eval,
+                              const StageConfig& sc, at::Device device) {
+    nlohmann::json out = nlohmann::json::object();
+    // On-policy objectives have no loss without sampling; their eval is the graders'.
+    if (eval.empty() || objective.traits().data_shape == FT_DATA_COMPLETIONS) return out;
+    at::NoGradGuard ng;
+    model.set_training(false);
+    objective.set_eval(true);
+    objective.drain_metrics();
+    auto batches = eval_batches(eval, sc.train.batch_size, objective.traits().data_shape, device);
+    int64_t items = 0, examples = 0;
+    for (const auto& b : batches) items += b.num_labels, examples += b.num_examples;
+    double sum = 0;
+    for (auto& b : batches) sum += objective.loss(b, std::max<int64_t>(items, 1), examples).item<double>();
+    out["loss"] = sum;
+    for (const auto& [k, v] : objective.drain_metrics()) out[k] = v;
+    objective.set_eval(false);
+    return out;
+}
+
+}  // namespace fthost::host
