@@ -58,6 +58,11 @@ void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) con
                   err);
             nlohmann::json cfg = nlohmann::json::parse(text);
             if (!base_dir.empty()) cfg["base_model_name_or_path"] = fs::weakly_canonical(fs::absolute(base_dir)).string();
+            // PEFT's task type is the model's, which a parameterisation cannot know: only a
+            // text model predicting next tokens is a CAUSAL_LM; for any other PEFT's
+            // task-less form (null) loads the adapter over the bare model.
+            const bool causal_lm = reads_text() && traits_.label_alignment == FT_LABEL_NEXT && has_lm_head();
+            if (cfg.contains("task_type") && !causal_lm) cfg["task_type"] = nullptr;
             write_text_atomically(dir / "adapter_config.json", cfg.dump(2) + "\n");
         }
     }

@@ -8,6 +8,7 @@
 // outputs. Data comes from seeds chosen here, train and eval from different ones.
 #include "data/dataset.hpp"
 #include "generate/generator.hpp"
+#include "io/atomic_file.hpp"
 #include "run_support.hpp"
 #include "model/stage_inputs.hpp"
 
@@ -214,7 +215,11 @@ TEST(InputKinds, EventModelLearnsTheNextEventThroughLabelsAndNamedOutputs) {
                                    "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"cpt\"\n" + data + train +
                                    // The objective over named outputs, continuing from the first stage.
                                    "[[stage]]\nname = \"amounts\"\ninit_from = \"codes\"\n[stage.param]\nplugin = \"full\"\n"
-                                   "[stage.objective]\nplugin = \"toy_next_event\"\n" + data + train);
+                                   "[stage.objective]\nplugin = \"toy_next_event\"\n" + data + train +
+                                   // LoRA on the event model's linear sites, exported in PEFT's layout.
+                                   "[[stage]]\nname = \"adapter\"\ninit_from = \"codes\"\n[stage.param]\nplugin = \"lora\"\n"
+                                   "r = 4\ntarget_modules = [\"all-linear\"]\n[stage.objective]\nplugin = \"cpt\"\n" + data +
+                                   "[stage.train]\nsteps = 20\nbatch_size = 16\nlr = 1e-3\n");
     ASSERT_EQ(run_toys(dir / "c.toml"), 0);
     const auto codes = summary_of(run, "codes"), amounts = summary_of(run, "amounts");
     std::cerr << "toy_events: next-code entropy " << h << ", next log-amount variance " << var << "; cpt eval loss "
@@ -225,6 +230,14 @@ TEST(InputKinds, EventModelLearnsTheNextEventThroughLabelsAndNamedOutputs) {
     EXPECT_LT(amounts["eval"]["type_nll"].get<double>(), 0.6 * h);
     EXPECT_LT(amounts["eval"]["amount_mse"].get<double>(), 0.6 * var);
     EXPECT_FALSE(fs::exists(run / "stages/codes/final/tokenizer.json"));  // no text, no tokenizer files
+    // LoRA adapts the event model's own linear sites (its loss stays where the history is
+    // used), and its PEFT config says it is no causal-LM adapter: the task type is none.
+    const auto adapter = summary_of(run, "adapter");
+    EXPECT_LT(adapter["eval"]["loss"].get<double>(), 0.6 * h);
+    const auto peft = nlohmann::json::parse(read_text(run / "stages/adapter/final/adapter_config.json"));
+    EXPECT_NE(peft["target_modules"].dump().find("fc1"), std::string::npos) << peft.dump();
+    EXPECT_TRUE(peft["task_type"].is_null()) << peft.dump();
+    EXPECT_EQ(peft["peft_type"], "LORA");
 }
 
 TEST(InputKinds, SettingsTheModelsInputsRuleOutAreRefusedWithTheirKey) {
