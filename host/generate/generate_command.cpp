@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <limits>
 #include <iostream>
 
 namespace fthost::host {
@@ -23,15 +24,26 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
     if (req.sampling.top_p <= 0 || req.sampling.top_p > 1) throw Error("--top-p must be in (0, 1]", FT_ERR_CONFIG);
     if (req.sampling.temperature < 0) throw Error("--temperature must be >= 0", FT_ERR_CONFIG);
     if (req.threads > 0) at::set_num_threads(static_cast<int>(req.threads));
+    auto model = ModelSession::from_stage_dir(req.stage_dir, registry, resolve_device(req.device));
+    const std::string who = req.stage_dir + ": model '" + model->model_section().plugin + "'";
+    if (!model->reads_text() || !model->has_lm_head())
+        throw Error(who + " reads or predicts no text: there is nothing to generate", FT_ERR_CONFIG);
+    // A model that reads fields besides the text (an image) takes them from each row.
+    const bool with_fields = (model->traits().inputs & FT_INPUT_FIELDS) != 0;
+    if (with_fields && req.input.empty())
+        throw Error(who + " reads fields besides the prompt (encode_row): give rows with --input FILE.jsonl", FT_ERR_CONFIG);
     const auto codec_ptr = TextCodec::for_model(req.stage_dir, req.chat_template);
     const TextCodec& codec = *codec_ptr;
 
     std::vector<nlohmann::json> rows;
     std::vector<std::vector<int64_t>> encoded;  // each row's prompt, encoded once
+    std::vector<std::vector<Field>> row_fields;  // and its model fields
     if (!req.input.empty()) {
         read_jsonl(req.input, false, [&](const nlohmann::json& row, int64_t) {
             if (!row.contains("prompt")) throw std::runtime_error("a generation row needs 'prompt' (text or messages)");
             encoded.push_back(render_prompt(row["prompt"], codec));  // malformed prompts fail here, at their line
+            if (with_fields)
+                row_fields.push_back(model->encode_row(row.dump(), FT_LABELS_COMPLETION, std::numeric_limits<int64_t>::max()).fields);
             rows.push_back(row);
         });
     } else {
@@ -42,13 +54,16 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
         }
     }
     std::vector<std::vector<int64_t>> prompts;
-    for (const auto& ids : encoded)
-        for (int64_t g = 0; g < req.num_generations; ++g) prompts.push_back(ids);
+    std::vector<const std::vector<Field>*> fields;
+    for (size_t i = 0; i < encoded.size(); ++i)
+        for (int64_t g = 0; g < req.num_generations; ++g) {
+            prompts.push_back(encoded[i]);
+            if (with_fields) fields.push_back(&row_fields[i]);
+        }
 
-    auto model = ModelSession::from_stage_dir(req.stage_dir, registry, resolve_device(req.device));
     const SamplingOptions& o = req.sampling;  // stop ids and vocabulary limit: the codec's
     GenerationStats stats;
-    const auto out = generate(*model, prompts, o, req.batch_size, codec, &stats);
+    const auto out = generate(*model, prompts, o, req.batch_size, codec, &stats, fields);
 
     std::string text;
     for (size_t i = 0; i < out.size(); ++i) {

@@ -78,6 +78,47 @@ check "validate: fields are never packed" 2 "events.toml:[0-9]+:[0-9]+: .*toy_ev
 sed -i 's/^packing = true$/packing = false/' "$WORK/events.toml"
 check "run: a model without text" 0 "events +\[completed\] +loss" -- env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" run "$WORK/events.toml"
 check "run: no tokenizer written for it" 1 "" -- test -e "$WORK/events_run/stages/events/final/tokenizer.json"
+check "generate: a model without text" 1 "reads or predicts no text" -- \
+  env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" generate "$WORK/events_run/stages/events/final" --prompt x
+
+# An image-conditioned model: trained, then generating from rows that carry their image.
+awk 'BEGIN { srand(3); split("top bottom left right", names, " "); for (i = 0; i < 48; i++) {
+  h = i % 4; img = ""
+  for (y = 0; y < 8; y++) {
+    row = ""
+    for (x = 0; x < 8; x++) {
+      b = (h == 0 && y < 4) || (h == 1 && y >= 4) || (h == 2 && x < 4) || (h == 3 && x >= 4)
+      row = row (x ? ", " : "") sprintf("%.2f", (b ? 0.65 : 0) + rand() * 0.35)
+    }
+    img = img (y ? ", " : "") "[" row "]"
+  }
+  print "{\"image\": [" img "], \"prompt\": \"shape:\", \"completion\": \" " names[h + 1] "\"}" } }' > "$WORK/images.jsonl"
+cat > "$WORK/images.toml" <<EOF2
+[run]
+output_dir = "$WORK/images_run"
+[[stage]]
+name = "caption"
+[stage.model]
+plugin = "toy_captioner"
+[stage.param]
+plugin = "full"
+[stage.objective]
+plugin = "sft"
+[stage.data]
+train = "$WORK/images.jsonl"
+max_seq_len = 32
+[stage.train]
+steps = 10
+batch_size = 8
+EOF2
+check "run: an image-conditioned model" 0 "caption +\[completed\]" -- env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" run "$WORK/images.toml"
+check "generate: rows with their images" 0 '"completion":.*"finish_reason":"(stop|length)"' -- env FTHOST_PLUGIN_PATH="$TOYS" \
+  "$FTHOST" generate "$WORK/images_run/stages/caption/final" --input "$WORK/images.jsonl" --max-new-tokens 4 --num-generations 2
+check "generate: an image model needs rows" 1 "reads fields besides the prompt .* --input" -- env FTHOST_PLUGIN_PATH="$TOYS" \
+  "$FTHOST" generate "$WORK/images_run/stages/caption/final" --prompt "shape:"
+printf '{"image": [[0.5]], "prompt": "shape:"}\n' > "$WORK/bad_image.jsonl"
+check "generate: a bad image at its line" 1 "bad_image.jsonl:1: .*field 'image' must be a list of 8 rows" -- env FTHOST_PLUGIN_PATH="$TOYS" \
+  "$FTHOST" generate "$WORK/images_run/stages/caption/final" --input "$WORK/bad_image.jsonl"
 
 check "validate quickstart" 0 "quickstart.toml: ok" -- "$FTHOST" validate "$SRC/configs/quickstart.toml"
 cat > "$WORK/bad.toml" <<'TOML'
