@@ -392,10 +392,11 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             if (sc.model.loaded && sc.init_from.empty()) {
                 const ModelTraits mt = model_traits(static_cast<const ft_model_vtable*>(sc.model.loaded->desc->vtable));
                 const std::string model = "model '" + sc.model.plugin + "'";
-                if ((mt.inputs & FT_INPUT_FIELDS) && sc.data.packing)
+                if ((mt.inputs & (FT_INPUT_FIELDS | FT_INPUT_SOURCE)) && sc.data.packing)
                     diag.add(ds.where_of("packing"), p + ": " + model +
-                                                         " reads its own fields (encode_row), which are never packed; "
-                                                         "set packing = false");
+                                                         ((mt.inputs & FT_INPUT_FIELDS) ? " reads its own fields (encode_row)"
+                                                                                        : " reads a source beside each row") +
+                                                         ", which are never packed; set packing = false");
                 if (!(mt.inputs & FT_INPUT_TEXT) && !sc.graders.empty())
                     diag.add(sc.where, p + ": " + model + " reads no text, so there is nothing for graders to score: "
                                                           "remove the stage's graders");

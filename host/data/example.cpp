@@ -278,7 +278,36 @@ Example fields_example(const nlohmann::json& row, const FieldEncoder& encode, ft
     return ex;
 }
 
+// A decoder-style example (prompt then completion in one row) as an encoder-decoder reads
+// it: the prompt becomes the source fields, the row the decoder's start id then the
+// completion with its labels. max_seq_len has already bounded prompt and completion together.
+void to_source_target(Example& ex, int64_t start, bool needs_labels) {
+    const size_t p = std::min(ex.prompt_ids.size(), ex.ids.size());
+    if (p == 0) throw std::runtime_error("an encoder-decoder row needs a prompt (its source): 'text' rows have none");
+    const std::vector<int64_t> source(ex.ids.begin(), ex.ids.begin() + static_cast<std::ptrdiff_t>(p));
+    const auto tail = [&](const std::vector<int64_t>& v, int64_t first) {
+        std::vector<int64_t> out{first};
+        out.insert(out.end(), v.begin() + static_cast<std::ptrdiff_t>(p), v.end());
+        return out;
+    };
+    ex.ids = tail(ex.ids, start);
+    ex.labels = tail(ex.labels, -100);
+    ex.completion_mask = tail(ex.completion_mask, 0);
+    ex.prompt_ids = {start};
+    ex.prompt_length = 1;
+    auto src = source_fields(source);
+    ex.fields.insert(ex.fields.begin(), src.begin(), src.end());
+    if (needs_labels && ex.num_labels() == 0)
+        throw std::runtime_error("row has no completion tokens left for the decoder after truncation to max_seq_len "
+                                 "(prompt and completion together; raise [stage.data] max_seq_len)");
+}
+
 }  // namespace
+
+std::vector<Field> source_fields(const std::vector<int64_t>& source) {
+    const int64_t n = static_cast<int64_t>(source.size());
+    return {{"source_ids", at::tensor(source, at::kLong), 0.0}, {"source_mask", at::ones({n}, at::kLong), 0.0}};
+}
 
 Example make_example(const nlohmann::json& row, const InputReader& reader, ft_label_policy policy, int64_t max_seq_len,
                      ft_data_shape shape) {
@@ -290,6 +319,10 @@ Example make_example(const nlohmann::json& row, const InputReader& reader, ft_la
     if (reader.fields) {
         ex.fields = reader.fields(row.dump(), policy, max_seq_len).fields;
         for (auto& p : ex.partner) p.fields = ex.fields;  // the rejected answer is to the same image
+    }
+    if (reader.decoder_start >= 0) {
+        to_source_target(ex, reader.decoder_start, shape != FT_DATA_COMPLETIONS);
+        for (auto& p : ex.partner) to_source_target(p, reader.decoder_start, true);  // the same source
     }
     return ex;
 }

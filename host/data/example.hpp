@@ -53,7 +53,14 @@ using FieldEncoder = std::function<EncodedFields(const std::string& row_json, ft
 struct InputReader {
     const TextCodec* codec = nullptr;  // null: the model reads no text
     FieldEncoder fields;               // empty: the model has no encode_row
+    // >= 0: an encoder-decoder (FT_INPUT_SOURCE): the prompt becomes the encoder's source
+    // fields and the decoder's row starts with this id.
+    int64_t decoder_start = -1;
 };
+
+// An encoder-decoder's source as the fields fthost.h's FT_INPUT_SOURCE names:
+// "source_ids" and "source_mask" (int64 [S], both padded with 0).
+std::vector<Field> source_fields(const std::vector<int64_t>& source);
 
 struct Example {
     std::vector<int64_t> ids;

@@ -42,8 +42,9 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
         read_jsonl(req.input, false, [&](const nlohmann::json& row, int64_t) {
             if (!row.contains("prompt")) throw std::runtime_error("a generation row needs 'prompt' (text or messages)");
             encoded.push_back(render_prompt(row["prompt"], codec));  // malformed prompts fail here, at their line
-            if (with_fields)
-                row_fields.push_back(model->encode_row(row.dump(), FT_LABELS_COMPLETION, std::numeric_limits<int64_t>::max()).fields);
+            row_fields.push_back(with_fields ? model->encode_row(row.dump(), FT_LABELS_COMPLETION,
+                                                                 std::numeric_limits<int64_t>::max()).fields
+                                             : std::vector<Field>{});
             rows.push_back(row);
         });
     } else {
@@ -51,14 +52,23 @@ int generate_command(const GenerateRequest& req, const PluginRegistry& registry)
             rows.push_back({{"prompt", req.chat ? nlohmann::json::array({{{"role", "user"}, {"content", p}}})
                                                 : nlohmann::json(p)}});
             encoded.push_back(render_prompt(rows.back()["prompt"], codec));
+            row_fields.emplace_back();
         }
     }
+    // An encoder-decoder reads the prompt as its source; its decoder starts from its start id.
+    const int64_t start = model->decoder_start_id();
+    if (start >= 0)
+        for (size_t i = 0; i < encoded.size(); ++i) {
+            auto src = source_fields(encoded[i]);
+            row_fields[i].insert(row_fields[i].begin(), src.begin(), src.end());
+            encoded[i] = {start};
+        }
     std::vector<std::vector<int64_t>> prompts;
     std::vector<const std::vector<Field>*> fields;
     for (size_t i = 0; i < encoded.size(); ++i)
         for (int64_t g = 0; g < req.num_generations; ++g) {
             prompts.push_back(encoded[i]);
-            if (with_fields) fields.push_back(&row_fields[i]);
+            fields.push_back(&row_fields[i]);
         }
 
     const SamplingOptions& o = req.sampling;  // stop ids and vocabulary limit: the codec's

@@ -93,6 +93,13 @@ std::map<std::string, at::Tensor> ModelSession::model_outputs(const ft_batch& ba
     return outputs;
 }
 
+int64_t ModelSession::decoder_start_id() const {
+    if (!(traits_.inputs & FT_INPUT_SOURCE) || !traits_.decoder_start_id) return -1;
+    const int64_t id = traits_.decoder_start_id(model_handle_);
+    if (id < 0) throw Error("model plugin '" + model_.plugin + "' gave decoder start id " + std::to_string(id));
+    return id;
+}
+
 bool ModelSession::supports_kv_cache() const {
     return FT_HAS_FIELD(mvt_, ft_model_vtable, forward_cached) && mvt_->cache_create && mvt_->cache_destroy &&
            mvt_->forward_cached;

@@ -54,6 +54,8 @@ public:
     const ModelTraits& traits() const { return traits_; }
     bool reads_text() const { return (traits_.inputs & FT_INPUT_TEXT) != 0; }
     bool has_lm_head() const { return mvt_->lm_head != nullptr; }
+    // An encoder-decoder's decoder start token (FT_INPUT_SOURCE); -1 for other models.
+    int64_t decoder_start_id() const;
     // The model's encode_row over one dataset row (FT_INPUT_FIELDS); the row's errors as
     // exceptions naming the plugin.
     EncodedFields encode_row(const std::string& row_json, ft_label_policy policy, int64_t max_steps);

@@ -9,6 +9,7 @@ StageInputs stage_inputs(ModelSession& model, const std::filesystem::path& base_
     if (model.reads_text()) {
         in.codec = base_dir.empty() ? TextCodec::bytes() : TextCodec::for_model(base_dir, chat_template);
         in.reader.codec = in.codec.get();
+        in.reader.decoder_start = model.decoder_start_id();  // -1 unless an encoder-decoder
     }
     if (model.traits().inputs & FT_INPUT_FIELDS)
         in.reader.fields = [&model](const std::string& row, ft_label_policy policy, int64_t max_steps) {
@@ -19,8 +20,9 @@ StageInputs stage_inputs(ModelSession& model, const std::filesystem::path& base_
 
 void check_stage_inputs(const ModelSession& model, const StageInputs& inputs, const StageConfig& sc, ft_data_shape shape) {
     const std::string who = "stage '" + sc.name + "': model '" + sc.model.plugin + "'";
-    if ((model.traits().inputs & FT_INPUT_FIELDS) && sc.data.packing)
-        throw Error(who + " reads its own fields (encode_row), which are never packed: set [stage.data] packing = false",
+    if ((model.traits().inputs & (FT_INPUT_FIELDS | FT_INPUT_SOURCE)) && sc.data.packing)
+        throw Error(who + " reads fields beside each row (its own, or an encoder's source), which are never packed: "
+                          "set [stage.data] packing = false",
                     FT_ERR_CONFIG);
     if (!inputs.codec) {
         if (!sc.graders.empty())

@@ -60,15 +60,18 @@ ModelTraits model_traits(const ft_model_vtable* vt) {
         t.label_alignment = vt->label_alignment;
         t.encode_row = vt->encode_row;
     }
+    if (FT_HAS_FIELD(vt, ft_model_vtable, decoder_start_id)) t.decoder_start_id = vt->decoder_start_id;
     return t;
 }
 
 // Why a model's table cannot be used, or "" (fields of ABI 1.6 that contradict each other).
 static std::string model_table_problem(const ft_model_vtable* vt) {
     const ModelTraits t = model_traits(vt);
-    if (t.inputs == 0 || (t.inputs & ~(FT_INPUT_TEXT | FT_INPUT_FIELDS)) != 0)
-        return "inputs = " + std::to_string(t.inputs) + " is neither FT_INPUT_TEXT nor FT_INPUT_FIELDS";
+    if ((t.inputs & (FT_INPUT_TEXT | FT_INPUT_FIELDS)) == 0 || (t.inputs & ~(FT_INPUT_TEXT | FT_INPUT_FIELDS | FT_INPUT_SOURCE)) != 0)
+        return "inputs = " + std::to_string(t.inputs) + " reads neither FT_INPUT_TEXT nor FT_INPUT_FIELDS, or has unknown flags";
     if ((t.inputs & FT_INPUT_FIELDS) && !t.encode_row) return "declares FT_INPUT_FIELDS without encode_row";
+    if ((t.inputs & FT_INPUT_SOURCE) && (!(t.inputs & FT_INPUT_TEXT) || !t.decoder_start_id))
+        return "declares FT_INPUT_SOURCE without FT_INPUT_TEXT or without decoder_start_id";
     if (t.label_alignment != FT_LABEL_NEXT && t.label_alignment != FT_LABEL_SAME)
         return "unknown label_alignment " + std::to_string(t.label_alignment);
     if (!vt->lm_head != !vt->vocab_size) return "has one of lm_head and vocab_size without the other";

@@ -63,6 +63,7 @@ struct ModelTraits {
     uint32_t inputs = FT_INPUT_TEXT;
     int32_t label_alignment = FT_LABEL_NEXT;
     ft_status (*encode_row)(ft_model*, const char*, ft_label_policy, int64_t, const ft_example_sink*, ft_error*) = nullptr;
+    int64_t (*decoder_start_id)(ft_model*) = nullptr;
 };
 ModelTraits model_traits(const ft_model_vtable* vt);
 

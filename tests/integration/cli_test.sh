@@ -116,6 +116,14 @@ check "generate: rows with their images" 0 '"completion":.*"finish_reason":"(sto
   "$FTHOST" generate "$WORK/images_run/stages/caption/final" --input "$WORK/images.jsonl" --max-new-tokens 4 --num-generations 2
 check "generate: an image model needs rows" 1 "reads fields besides the prompt .* --input" -- env FTHOST_PLUGIN_PATH="$TOYS" \
   "$FTHOST" generate "$WORK/images_run/stages/caption/final" --prompt "shape:"
+# An encoder-decoder: the prompt is its source, generation starts from its start id.
+awk 'BEGIN { srand(5); for (i = 0; i < 32; i++) { w = ""; for (k = 0; k < 4; k++) w = w substr("abcdef", 1 + int(rand() * 6), 1)
+  r = ""; for (k = 4; k > 0; k--) r = r substr(w, k, 1)
+  print "{\"prompt\": \"reverse: " w "\", \"completion\": \" " r "\"}" } }' > "$WORK/reverse.jsonl"
+sed -e "s|images_run|seq2seq_run|; s|images.jsonl|reverse.jsonl|; s|toy_captioner|toy_seq2seq|" "$WORK/images.toml" > "$WORK/seq2seq.toml"
+check "run: an encoder-decoder" 0 "caption +\[completed\]" -- env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" run "$WORK/seq2seq.toml"
+check "generate: an encoder-decoder from a prompt" 0 '"completion":.*"finish_reason":"(stop|length)".*"prompt":"reverse: abc"' -- \
+  env FTHOST_PLUGIN_PATH="$TOYS" "$FTHOST" generate "$WORK/seq2seq_run/stages/caption/final" --prompt "reverse: abc" --max-new-tokens 4
 printf '{"image": [[0.5]], "prompt": "shape:"}\n' > "$WORK/bad_image.jsonl"
 check "generate: a bad image at its line" 1 "bad_image.jsonl:1: .*field 'image' must be a list of 8 rows" -- env FTHOST_PLUGIN_PATH="$TOYS" \
   "$FTHOST" generate "$WORK/images_run/stages/caption/final" --input "$WORK/bad_image.jsonl"

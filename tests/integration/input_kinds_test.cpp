@@ -240,6 +240,91 @@ TEST(InputKinds, EventModelLearnsTheNextEventThroughLabelsAndNamedOutputs) {
     EXPECT_EQ(peft["peft_type"], "LORA");
 }
 
+// ---- source -> target text: reverse a short word (the decoder must read the encoder).
+
+std::string random_word(std::mt19937_64& rng) {
+    std::uniform_int_distribution<int> letter(0, 5), length(3, 5);
+    std::string w;
+    for (int i = length(rng); i > 0; --i) w += static_cast<char>('a' + letter(rng));
+    return w;
+}
+
+void write_reversals(const fs::path& file, int n, uint64_t seed, bool pairs = false) {
+    std::mt19937_64 rng(seed);
+    std::ofstream out(file);
+    for (int i = 0; i < n; ++i) {
+        const std::string w = random_word(rng);
+        nlohmann::json row = {{"prompt", "reverse: " + w}};
+        if (pairs) row["chosen"] = " " + std::string(w.rbegin(), w.rend()), row["rejected"] = " " + w;
+        else row["completion"] = " " + std::string(w.rbegin(), w.rend());
+        out << row.dump() << "\n";
+    }
+}
+
+TEST(InputKinds, EncoderDecoderReadsItsSourceAndSharesTheEncoderAcrossSamples) {
+    const fs::path dir = temp_dir("toy_seq2seq");
+    write_reversals(dir / "train.jsonl", 600, 606);
+    write_reversals(dir / "eval.jsonl", 60, 707);
+    write_reversals(dir / "pairs.jsonl", 64, 808, true);
+    const fs::path run = dir / "run";
+    write_file(dir / "c.toml", run_header(run) +
+                                   "[[stage]]\nname = \"sft\"\n[stage.model]\nplugin = \"toy_seq2seq\"\n"
+                                   "[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"sft\"\n"
+                                   "[stage.data]\ntrain = \"" + (dir / "train.jsonl").string() + "\"\neval = \"" +
+                                   (dir / "eval.jsonl").string() + "\"\nmax_seq_len = 32\n"
+                                   "[stage.train]\nsteps = 1000\nbatch_size = 16\nlr = 3e-3\nwarmup_steps = 20\n"
+                                   "[stage.eval]\nmax_new_tokens = 8\n[[stage.grader]]\nplugin = \"exact_match\"\n"
+                                   // DPO on pairs that share their source: policy = reference at step 0.
+                                   "[[stage]]\nname = \"dpo\"\ninit_from = \"sft\"\n[stage.param]\nplugin = \"lora\"\n"
+                                   "r = 4\ntarget_modules = [\"all-linear\"]\n[stage.objective]\nplugin = \"dpo\"\n"
+                                   "[stage.data]\ntrain = \"" + (dir / "pairs.jsonl").string() + "\"\nmax_seq_len = 32\n"
+                                   "[stage.train]\nsteps = 2\nbatch_size = 8\nlog_every = 1\n");
+    ASSERT_EQ(run_toys(dir / "c.toml"), 0);
+    const auto s = summary_of(run, "sft");
+    std::cerr << "toy_seq2seq: exact_match " << s["base_eval"]["exact_match"] << " -> " << s["eval"]["exact_match"] << "\n";
+    // Every answer is its source reversed: nothing but reading the encoder gets it right.
+    EXPECT_GE(s["eval"]["exact_match"].get<double>(), 0.8);
+    EXPECT_LE(s["base_eval"]["exact_match"].get<double>(), 0.05);
+    const auto dpo = lines_of(run, "dpo");
+    ASSERT_FALSE(dpo.empty());
+    EXPECT_NEAR(dpo[0]["loss"].get<double>(), std::log(2.0), 1e-5);
+
+    // Generation: the source in the prefill only (the encoder runs once, its keys and
+    // values cached) gives the tokens of recomputing everything each step; three samples
+    // of each prompt share one encoder pass.
+    auto model = ModelSession::from_stage_dir(run / "stages/sft/final", toys_registry(), at::Device(at::kCPU));
+    const StageInputs in = stage_inputs(*model, run / "stages/sft/final", "");
+    EXPECT_EQ(in.reader.decoder_start, 0);
+    std::vector<Example> rows;
+    for (const char* w : {"abc", "fedcb", "aabd", "cafe"})
+        rows.push_back(make_example(nlohmann::json{{"prompt", std::string("reverse: ") + w}, {"completion", " x"}}, in.reader,
+                                    FT_LABELS_COMPLETION, 32));
+    EXPECT_EQ(rows[0].prompt_ids, (std::vector<int64_t>{0}));
+    ASSERT_EQ(rows[0].fields.size(), 2u);
+    EXPECT_EQ(rows[0].fields[0].name, "source_ids");
+    std::vector<std::vector<int64_t>> prompts;
+    std::vector<const std::vector<Field>*> fields;
+    for (const auto& ex : rows)
+        for (int g = 0; g < 3; ++g) prompts.push_back(ex.prompt_ids), fields.push_back(&ex.fields);
+    SamplingOptions o;
+    o.max_new_tokens = 8;
+    const auto cached = generate(*model, prompts, o, 12, *in.codec, nullptr, fields);
+    o.use_cache = false;
+    const auto plain = generate(*model, prompts, o, 12, *in.codec, nullptr, fields);
+    for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(cached[i].tokens, plain[i].tokens) << i;
+    EXPECT_EQ(cached[0].text, " cba");
+    o.use_cache = true;
+    o.temperature = 1.5;
+    o.seed = 3;
+    GenerationStats shared, alone;
+    const auto a = generate(*model, prompts, o, 12, *in.codec, &shared, fields);
+    o.share_prefill = false;
+    const auto b = generate(*model, prompts, o, 12, *in.codec, &alone, fields);
+    EXPECT_EQ(shared.prefill_rows, 4);
+    EXPECT_EQ(alone.prefill_rows, 12);
+    for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
+}
+
 TEST(InputKinds, SettingsTheModelsInputsRuleOutAreRefusedWithTheirKey) {
     const fs::path dir = temp_dir("toy_refusals");
     write_events(dir / "train.jsonl", 4, 1);

@@ -251,6 +251,12 @@ typedef struct ft_model_output {
                               tokenizer into input_ids and labels */
 #define FT_INPUT_FIELDS 2u /* encode_row turns the row's own fields into named tensors; alone
                               (no FT_INPUT_TEXT) the model reads no text and has no tokenizer */
+#define FT_INPUT_SOURCE 4u /* with FT_INPUT_TEXT, an encoder-decoder: a row's prompt is the
+                              encoder's source, in the extras "source_ids" and "source_mask"
+                              (int64 [B, S]; mask 1 on real tokens, 0 on padding); input_ids
+                              are the decoder's: decoder_start_id, then the completion (+ EOS),
+                              labelled as for a decoder (FT_LABEL_NEXT). A generation prompt
+                              is the start id, with the source in the prefill's extras. */
 
 /* Which hidden state predicts labels[b][t] (ft_model_vtable.label_alignment). */
 #define FT_LABEL_NEXT 0 /* the state at t-1: a decoder predicting the next token (default) */
@@ -345,6 +351,9 @@ typedef struct ft_model_vtable {
        so that one prefill of a prompt — its encoder pass, its image — serves all the
        continuations sampled from it. */
     ft_status (*cache_select_rows)(ft_model* model, ft_kv_cache* cache, ft_tensor rows, ft_error* err);
+    /* Required with FT_INPUT_SOURCE, else NULL: the token the decoder starts from (T5: its
+       config.json decoder_start_token_id, the pad id). */
+    int64_t (*decoder_start_id)(ft_model* model);
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

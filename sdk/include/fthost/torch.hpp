@@ -323,7 +323,8 @@ struct GraphSafeDecode<M, std::void_t<decltype(M::graph_safe_decode)>> : std::bo
 // `static constexpr int32_t label_alignment` (defaults FT_INPUT_TEXT, FT_LABEL_NEXT),
 // `void encode_row(const std::string& row_json, ft_label_policy, int64_t max_steps,
 // const ExampleSink&)` (required with FT_INPUT_FIELDS), and no lm_head()/vocab_size()
-// for a model without an LM head.
+// for a model without an LM head; `int64_t decoder_start_id() const` (required with
+// FT_INPUT_SOURCE).
 template <class M, class = void>
 struct HasNamedOutputs : std::false_type {};
 template <class M>
@@ -345,6 +346,10 @@ struct HasEncodeRow<M, std::void_t<decltype(std::declval<M&>().encode_row(std::d
                                                                           int64_t{}, std::declval<const ExampleSink&>()))>>
     : std::true_type {};
 template <class M, class = void>
+struct HasDecoderStart : std::false_type {};
+template <class M>
+struct HasDecoderStart<M, std::void_t<decltype(std::declval<const M&>().decoder_start_id())>> : std::true_type {};
+template <class M, class = void>
 struct HasLmHead : std::false_type {};
 template <class M>
 struct HasLmHead<M, std::void_t<decltype(std::declval<M&>().lm_head(std::declval<const at::Tensor&>())),
@@ -357,6 +362,9 @@ struct ModelThunks {
     static constexpr bool kEncodeRow = HasEncodeRow<M>::value;
     static_assert(!(InputsOf<M>::value & FT_INPUT_FIELDS) || HasEncodeRow<M>::value,
                   "a model with FT_INPUT_FIELDS needs encode_row(row_json, policy, max_steps, sink)");
+    static_assert(!(InputsOf<M>::value & FT_INPUT_SOURCE) || HasDecoderStart<M>::value,
+                  "a model with FT_INPUT_SOURCE needs int64_t decoder_start_id() const");
+    static constexpr bool kDecoderStart = HasDecoderStart<M>::value;
     static constexpr bool kCached = HasForwardCached<M>::value;
     static constexpr bool kGraphSafe = kCached && GraphSafeDecode<M>::value;
     static constexpr bool kHf = HasHfConfig<M>::value;
@@ -404,6 +412,10 @@ struct ModelThunks {
     static int64_t vocab_size(ft_model* m) {
         if constexpr (kLmHead) return self(m).vocab_size();
         else return 0;
+    }
+    static int64_t decoder_start_id(ft_model* m) {
+        if constexpr (kDecoderStart) return self(m).decoder_start_id();
+        else return -1;
     }
     static ft_status encode_row(ft_model* m, const char* row_json, ft_label_policy policy, int64_t max_steps,
                                 const ft_example_sink* sink, ft_error* err) {
@@ -453,7 +465,8 @@ struct ModelThunks {
                                             InputsOf<M>::value,
                                             LabelAlignmentOf<M>::value,
                                             kEncodeRow ? &encode_row : nullptr,
-                                            kCached ? &cache_select_rows : nullptr};
+                                            kCached ? &cache_select_rows : nullptr,
+                                            kDecoderStart ? &decoder_start_id : nullptr};
 };
 }  // namespace detail
 

@@ -23,8 +23,9 @@ public:
     // "layers.<i>." and "norm.").
     ToyTransformer(int64_t hidden, int64_t heads, int64_t layers,
                    const std::function<fthost::LinearSite&(const std::string&, int64_t, int64_t)>& linear,
-                   const std::function<at::Tensor(const std::string&, at::Tensor)>& param, bool cross = false)
-        : hidden_(hidden), heads_(heads) {
+                   const std::function<at::Tensor(const std::string&, at::Tensor)>& param, bool cross = false,
+                   bool causal = true)
+        : hidden_(hidden), heads_(heads), causal_(causal) {
         for (int64_t i = 0; i < layers; ++i) {
             const std::string p = "layers." + std::to_string(i) + ".";
             Layer l;
@@ -52,22 +53,30 @@ public:
         ln_b_ = param("norm.bias", at::zeros({hidden}));
     }
 
-    // Causal attention over x [B, S, H] where `valid` [B, S] marks real positions: a
-    // position sees the valid ones up to itself (and always itself, so padding has no NaN);
-    // with cross layers, every position also attends to all of `memory` [B, M, H].
-    at::Tensor forward(at::Tensor x, const at::Tensor& valid, const at::Tensor& memory = {}) {
+    // Attention over x [B, S, H] where `valid` [B, S] marks real positions: a position sees
+    // the valid ones up to itself (all of them when not causal; always itself, so padding
+    // has no NaN); with cross layers, every position also attends to the valid positions
+    // (`memory_valid` [B, M], none given: all) of `memory` [B, M, H].
+    at::Tensor forward(at::Tensor x, const at::Tensor& valid, const at::Tensor& memory = {},
+                       const at::Tensor& memory_valid = {}) {
         const int64_t S = x.size(1);
         const at::Tensor k = at::arange(S, valid.options().dtype(at::kLong));
-        const at::Tensor causal = k.unsqueeze(0).le(k.unsqueeze(1));  // [q, k]
-        const at::Tensor allowed = (valid.unsqueeze(1) & causal.unsqueeze(0)) | at::eye(S, valid.options().dtype(at::kBool));
-        return run(x, allowed.unsqueeze(1), nullptr, memory);
+        at::Tensor allowed = valid.unsqueeze(1).expand({valid.size(0), S, S});
+        if (causal_) allowed = allowed & k.unsqueeze(0).le(k.unsqueeze(1)).unsqueeze(0);  // [q, k]
+        allowed = allowed | at::eye(S, valid.options().dtype(at::kBool));
+        return run(x, allowed.unsqueeze(1), nullptr, memory, memory_mask(memory, memory_valid));
     }
 
     // The same, appending to `cache`: the new positions see the cached valid ones. The
     // prefill passes `memory` and its keys and values go into the cache; later steps pass
     // none and read them from there.
-    at::Tensor forward_cached(at::Tensor x, const at::Tensor& valid, fthost::KvCache& cache, const at::Tensor& memory = {}) {
-        return run(x, cache.extend(valid), &cache, memory);
+    at::Tensor forward_cached(at::Tensor x, const at::Tensor& valid, fthost::KvCache& cache, const at::Tensor& memory = {},
+                              const at::Tensor& memory_valid = {}) {
+        if (memory.defined())
+            cache.set_cross_valid(memory_valid.defined() ? memory_valid
+                                                         : at::ones({memory.size(0), memory.size(1)},
+                                                                    memory.options().dtype(at::kBool)));
+        return run(x, cache.extend(valid), &cache, memory, cache.has_cross() ? cache.cross_mask() : at::Tensor());
     }
 
 private:
@@ -87,15 +96,18 @@ private:
         const Layer& l = layers_[i];
         if (!memory.defined()) return cache->cross(i);
         std::pair<at::Tensor, at::Tensor> kv{heads((*l.ck)(memory)), heads((*l.cv)(memory))};
-        if (cache) {
-            cache->set_cross(i, kv.first, kv.second);
-            // Every patch is real; an encoder-decoder's padded sources would mark theirs.
-            cache->set_cross_valid(at::ones({memory.size(0), memory.size(1)}, memory.options().dtype(at::kBool)));
-        }
+        if (cache) cache->set_cross(i, kv.first, kv.second);
         return kv;
     }
 
-    at::Tensor run(at::Tensor x, const at::Tensor& allowed, fthost::KvCache* cache, const at::Tensor& memory) {
+    // [B, 1, 1, M] bool from the memory's valid positions; undefined when all are.
+    static at::Tensor memory_mask(const at::Tensor& memory, const at::Tensor& memory_valid) {
+        if (!memory.defined() || !memory_valid.defined()) return {};
+        return memory_valid.unsqueeze(1).unsqueeze(1);
+    }
+
+    at::Tensor run(at::Tensor x, const at::Tensor& allowed, fthost::KvCache* cache, const at::Tensor& memory,
+                   const at::Tensor& cross_allowed) {
         const at::Tensor mask = at::zeros(allowed.sizes(), x.options())
                                     .masked_fill_(allowed.logical_not(), -std::numeric_limits<double>::infinity());
         const int64_t B = x.size(0), S = x.size(1);
@@ -110,7 +122,7 @@ private:
                 h = at::layer_norm(x, {hidden_}, l.lnc_w, l.lnc_b);
                 const auto [ck, cv] = cross_kv(i, memory, cache);
                 const std::optional<at::Tensor> cross_mask =
-                    cache ? std::optional<at::Tensor>(cache->cross_mask()) : std::nullopt;
+                    cross_allowed.defined() ? std::optional<at::Tensor>(cross_allowed) : std::nullopt;
                 a = at::scaled_dot_product_attention(heads((*l.cq)(h)), ck, cv, cross_mask);
                 x = x + (*l.co)(a.transpose(1, 2).reshape({B, S, hidden_}));
             }
@@ -121,6 +133,7 @@ private:
     }
 
     int64_t hidden_, heads_;
+    bool causal_;
     std::vector<Layer> layers_;
     at::Tensor ln_w_, ln_b_;
 };
