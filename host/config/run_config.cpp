@@ -397,6 +397,10 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                                                          ((mt.inputs & FT_INPUT_FIELDS) ? " reads its own fields (encode_row)"
                                                                                         : " reads a source beside each row") +
                                                          ", which are never packed; set packing = false");
+                const bool no_head = !static_cast<const ft_model_vtable*>(sc.model.loaded->desc->vtable)->lm_head;
+                if ((mt.inputs & FT_INPUT_TEXT) && no_head && !sc.graders.empty())
+                    diag.add(sc.where, p + ": " + model + " has no LM head: it generates no text for graders to score; "
+                                                          "remove the stage's graders");
                 if (!(mt.inputs & FT_INPUT_TEXT) && !sc.graders.empty())
                     diag.add(sc.where, p + ": " + model + " reads no text, so there is nothing for graders to score: "
                                                           "remove the stage's graders");

@@ -246,7 +246,7 @@ namespace {
 
 // A row of a model that reads no text: its steps, input ids and labels from encode_row.
 Example fields_example(const nlohmann::json& row, const FieldEncoder& encode, ft_label_policy policy,
-                       int64_t max_seq_len, ft_data_shape shape) {
+                       int64_t max_seq_len, ft_data_shape shape, bool labels_predict_next) {
     if (shape != FT_DATA_SEQUENCES)
         throw std::runtime_error("the model reads no text, so its rows are single sequences; this objective needs "
                                  "prompt/completion text (pairs, feedback or prompts to sample from)");
@@ -273,6 +273,7 @@ Example fields_example(const nlohmann::json& row, const FieldEncoder& encode, ft
         (f.name == "labels" ? ex.labels : ex.ids).assign(v, v + enc.steps);
         labelled = labelled || f.name == "labels";
     }
+    if (labels_predict_next) ex.labels[0] = -100;
     if (labelled && ex.num_labels() == 0) throw std::runtime_error("the model's encode_row labelled no step of this row");
     ex.row_json = row.dump();
     return ex;
@@ -313,7 +314,7 @@ Example make_example(const nlohmann::json& row, const InputReader& reader, ft_la
                      ft_data_shape shape) {
     if (!reader.codec) {
         if (!reader.fields) throw std::logic_error("an input reader needs a codec or a field encoder");
-        return fields_example(row, reader.fields, policy, max_seq_len, shape);
+        return fields_example(row, reader.fields, policy, max_seq_len, shape, reader.labels_predict_next);
     }
     Example ex = make_example(row, *reader.codec, policy, max_seq_len, shape);
     if (reader.fields) {

@@ -56,6 +56,9 @@ struct InputReader {
     // >= 0: an encoder-decoder (FT_INPUT_SOURCE): the prompt becomes the encoder's source
     // fields and the decoder's row starts with this id.
     int64_t decoder_start = -1;
+    // The model predicts labels[t] from position t-1 (FT_LABEL_NEXT): nothing predicts a
+    // row's first label, which is dropped from encode_row's labels as from text rows'.
+    bool labels_predict_next = true;
 };
 
 // An encoder-decoder's source as the fields fthost.h's FT_INPUT_SOURCE names:

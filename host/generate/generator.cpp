@@ -134,7 +134,11 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
             size_t longest = 0;
             for (const auto& r : rows) longest = std::max(longest, r.ids.size());
             const int64_t decode_steps = o.max_new_tokens - 1;
-            if (o.cuda_graphs && decode_steps >= DecodeGraph::kMinSteps && DecodeGraph::available(model) &&
+            // A prefill with fields (an image's patches, a source) may write cache positions
+            // the host cannot count; the fixed-size cache a graph needs is sized from tokens.
+            bool with_fields = false;
+            for (const auto& r : rows) with_fields = with_fields || (r.fields && !r.fields->empty());
+            if (o.cuda_graphs && !with_fields && decode_steps >= DecodeGraph::kMinSteps && DecodeGraph::available(model) &&
                 model.reserve_kv_cache(cache.get(), static_cast<int64_t>(longest) + o.max_new_tokens))
                 graph = std::make_unique<DecodeGraph>(model, cache.get(), static_cast<int64_t>(rows.size()),
                                                       decode_steps);

@@ -11,6 +11,7 @@ StageInputs stage_inputs(ModelSession& model, const std::filesystem::path& base_
         in.reader.codec = in.codec.get();
         in.reader.decoder_start = model.decoder_start_id();  // -1 unless an encoder-decoder
     }
+    in.reader.labels_predict_next = model.traits().label_alignment == FT_LABEL_NEXT;
     if (model.traits().inputs & FT_INPUT_FIELDS)
         in.reader.fields = [&model](const std::string& row, ft_label_policy policy, int64_t max_steps) {
             return model.encode_row(row, policy, max_steps);
@@ -24,6 +25,15 @@ void check_stage_inputs(const ModelSession& model, const StageInputs& inputs, co
         throw Error(who + " reads fields beside each row (its own, or an encoder's source), which are never packed: "
                           "set [stage.data] packing = false",
                     FT_ERR_CONFIG);
+    if (!model.has_lm_head()) {
+        if (!sc.graders.empty())
+            throw Error(who + " has no LM head: it generates no text for graders to score; remove the stage's graders",
+                        FT_ERR_CONFIG);
+        if (shape != FT_DATA_SEQUENCES)
+            throw Error(who + " has no LM head; objective '" + sc.objective.plugin +
+                            "' compares or samples completions, which needs one",
+                        FT_ERR_CONFIG);
+    }
     if (!inputs.codec) {
         if (!sc.graders.empty())
             throw Error(who + " reads no text, so there is nothing for graders to score: remove the stage's graders",

@@ -72,6 +72,8 @@ static std::string model_table_problem(const ft_model_vtable* vt) {
     if ((t.inputs & FT_INPUT_FIELDS) && !t.encode_row) return "declares FT_INPUT_FIELDS without encode_row";
     if ((t.inputs & FT_INPUT_SOURCE) && (!(t.inputs & FT_INPUT_TEXT) || !t.decoder_start_id))
         return "declares FT_INPUT_SOURCE without FT_INPUT_TEXT or without decoder_start_id";
+    if ((t.inputs & FT_INPUT_SOURCE) && t.label_alignment != FT_LABEL_NEXT)
+        return "declares FT_INPUT_SOURCE with FT_LABEL_SAME (decoder rows start with the start id: FT_LABEL_NEXT)";
     if (t.label_alignment != FT_LABEL_NEXT && t.label_alignment != FT_LABEL_SAME)
         return "unknown label_alignment " + std::to_string(t.label_alignment);
     if (!vt->lm_head != !vt->vocab_size) return "has one of lm_head and vocab_size without the other";

@@ -275,6 +275,7 @@ bool eval_and_check_stop(Stage& s) {
     s.dir.append_metrics(line);
     if (!ev.contains("loss")) return false;  // on-policy stages: nothing to stop early on
     const double loss = ev["loss"].get<double>();
+    if (std::isnan(loss)) return false;  // nothing to compare
     TrainerState& st = s.state;
     if (!st.has_best || loss < st.best_eval_loss) {
         st.best_eval_loss = loss;

@@ -153,9 +153,9 @@ typedef struct ft_host_api {
     void (*run_metric)(ft_run* run, const char* name, double value);
 
     /* ---- ABI 1.1 ---- */
-    /* Full next-token logits at every labelled position: [N, V] float32 (or wider), N =
-       the number of labels != -100 in row-major order; row n is the prediction made at
-       position t-1 for the label at t. New handle. */
+    /* Full logits at every labelled position: [N, V] float32 (or wider), N = the number of
+       labels != -100 in row-major order; row n is the prediction for the label at t, made
+       at the position the model's label_alignment names (t-1 for a decoder). New handle. */
     ft_status (*run_label_logits)(ft_run* run, const struct ft_batch* batch, int32_t model, ft_tensor* out,
                                   ft_error* err);
 
@@ -246,7 +246,8 @@ typedef struct ft_model_output {
 
 /* ---- model-owned inputs (ABI 1.6) ---- */
 
-/* What a model reads (ft_model_vtable.inputs, flags; 0 in an older table reads as TEXT). */
+/* What a model reads (ft_model_vtable.inputs, flags; a table from before 1.6 reads as
+   TEXT; a 1.6 table must set TEXT or FIELDS). */
 #define FT_INPUT_TEXT 1u   /* the host tokenizes the row's text (TRL's fields) with the model's
                               tokenizer into input_ids and labels */
 #define FT_INPUT_FIELDS 2u /* encode_row turns the row's own fields into named tensors; alone
@@ -260,8 +261,9 @@ typedef struct ft_model_output {
 
 /* Which hidden state predicts labels[b][t] (ft_model_vtable.label_alignment). */
 #define FT_LABEL_NEXT 0 /* the state at t-1: a decoder predicting the next token (default) */
-#define FT_LABEL_SAME 1 /* the state at t: the model aligned its labels itself (an
-                           encoder-decoder's decoder, an event model's per-step targets) */
+#define FT_LABEL_SAME 1 /* the state at t: the model aligned its labels itself (an event
+                           model's per-step targets). An encoder-decoder's decoder rows
+                           (FT_INPUT_SOURCE) are FT_LABEL_NEXT: they start with the start id. */
 
 /* Where encode_row puts one example's tensors. Every callback copies what it needs;
    nothing passed in is kept. */
