@@ -112,6 +112,26 @@ static void read(const Section& s, const char* key, T& out) {
 
 bool is_stage_path(const std::string& ref) { return ref.find('/') != std::string::npos; }
 
+std::vector<InputConflict> input_conflicts(const std::string& model_plugin, const ModelTraits& mt, bool has_lm_head,
+                                           const StageConfig& sc, ft_data_shape shape) {
+    std::vector<InputConflict> out;
+    const std::string model = "model '" + model_plugin + "'";
+    if ((mt.inputs & (FT_INPUT_FIELDS | FT_INPUT_SOURCE)) && sc.data.packing)
+        out.push_back({"packing", model +
+                                      ((mt.inputs & FT_INPUT_FIELDS) ? " reads its own fields (encode_row)"
+                                                                     : " reads a source beside each row") +
+                                      ", which are never packed; set packing = false"});
+    const bool text = (mt.inputs & FT_INPUT_TEXT) != 0;
+    if (text && has_lm_head) return out;
+    const std::string why = text ? " has no LM head" : " reads no text";
+    if (!sc.graders.empty())
+        out.push_back({"grader", model + why + ", so there is nothing for graders to score: remove the stage's graders"});
+    if (shape != FT_DATA_SEQUENCES)
+        out.push_back({"objective", model + why + "; objective '" + sc.objective.plugin +
+                                        "' compares or samples completions (pairs, feedback or sampling)"});
+    return out;
+}
+
 // ---- --set key.path=value ---------------------------------------------------------------
 
 static void apply_set(toml::table& root, const std::string& assignment, Diagnostics& diag) {
@@ -390,20 +410,13 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             // What the model reads rules out some settings (a fresh model's; one loaded from
             // init_from is checked when the stage starts).
             if (sc.model.loaded && sc.init_from.empty()) {
-                const ModelTraits mt = model_traits(static_cast<const ft_model_vtable*>(sc.model.loaded->desc->vtable));
-                const std::string model = "model '" + sc.model.plugin + "'";
-                if ((mt.inputs & (FT_INPUT_FIELDS | FT_INPUT_SOURCE)) && sc.data.packing)
-                    diag.add(ds.where_of("packing"), p + ": " + model +
-                                                         ((mt.inputs & FT_INPUT_FIELDS) ? " reads its own fields (encode_row)"
-                                                                                        : " reads a source beside each row") +
-                                                         ", which are never packed; set packing = false");
-                const bool no_head = !static_cast<const ft_model_vtable*>(sc.model.loaded->desc->vtable)->lm_head;
-                if ((mt.inputs & FT_INPUT_TEXT) && no_head && !sc.graders.empty())
-                    diag.add(sc.where, p + ": " + model + " has no LM head: it generates no text for graders to score; "
-                                                          "remove the stage's graders");
-                if (!(mt.inputs & FT_INPUT_TEXT) && !sc.graders.empty())
-                    diag.add(sc.where, p + ": " + model + " reads no text, so there is nothing for graders to score: "
-                                                          "remove the stage's graders");
+                const auto* mvt = static_cast<const ft_model_vtable*>(sc.model.loaded->desc->vtable);
+                const ft_data_shape shape =
+                    sc.objective.loaded
+                        ? objective_traits(static_cast<const ft_objective_vtable*>(sc.objective.loaded->desc->vtable)).data_shape
+                        : FT_DATA_SEQUENCES;
+                for (const auto& c : input_conflicts(sc.model.plugin, model_traits(mvt), mvt->lm_head != nullptr, sc, shape))
+                    diag.add(c.key == "packing" ? ds.where_of("packing") : sc.where, p + ": " + c.message);
             }
             // What the objective needs from the stage.
             if (sc.objective.loaded) {

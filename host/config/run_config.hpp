@@ -58,6 +58,7 @@ struct EvalConfig {
 // a stage's final/ directory on disk, e.g. "runs/quickstart/stages/finetune/final".
 bool is_stage_path(const std::string& ref);
 
+
 struct StageConfig {
     std::string name, init_from, teacher, where;
     PluginSection model, param, objective;
@@ -86,5 +87,15 @@ struct RunConfig {
 // problem is added to diag; the result is meaningful only when diag.ok().
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets,
                           const PluginRegistry& registry, Diagnostics& diag);
+
+// A stage setting that what its model reads rules out: packing rows that carry fields,
+// graders or pair/sampling objectives for a model that has no text or no LM head. `key`
+// is "packing", "grader" or "objective". The one list both `fthost validate` (a fresh
+// model) and a stage's start (a model from init_from) refuse.
+struct InputConflict {
+    std::string key, message;
+};
+std::vector<InputConflict> input_conflicts(const std::string& model_plugin, const ModelTraits& model, bool has_lm_head,
+                                           const StageConfig& sc, ft_data_shape shape);
 
 }  // namespace fthost::host

@@ -20,30 +20,9 @@ StageInputs stage_inputs(ModelSession& model, const std::filesystem::path& base_
 }
 
 void check_stage_inputs(const ModelSession& model, const StageInputs& inputs, const StageConfig& sc, ft_data_shape shape) {
-    const std::string who = "stage '" + sc.name + "': model '" + sc.model.plugin + "'";
-    if ((model.traits().inputs & (FT_INPUT_FIELDS | FT_INPUT_SOURCE)) && sc.data.packing)
-        throw Error(who + " reads fields beside each row (its own, or an encoder's source), which are never packed: "
-                          "set [stage.data] packing = false",
-                    FT_ERR_CONFIG);
-    if (!model.has_lm_head()) {
-        if (!sc.graders.empty())
-            throw Error(who + " has no LM head: it generates no text for graders to score; remove the stage's graders",
-                        FT_ERR_CONFIG);
-        if (shape != FT_DATA_SEQUENCES)
-            throw Error(who + " has no LM head; objective '" + sc.objective.plugin +
-                            "' compares or samples completions, which needs one",
-                        FT_ERR_CONFIG);
-    }
-    if (!inputs.codec) {
-        if (!sc.graders.empty())
-            throw Error(who + " reads no text, so there is nothing for graders to score: remove the stage's graders",
-                        FT_ERR_CONFIG);
-        if (shape != FT_DATA_SEQUENCES)
-            throw Error(who + " reads no text; objective '" + sc.objective.plugin +
-                            "' needs prompts and completions (pairs, feedback or sampling)",
-                        FT_ERR_CONFIG);
-        return;
-    }
+    const auto conflicts = input_conflicts(model.model_section().plugin, model.traits(), model.has_lm_head(), sc, shape);
+    if (!conflicts.empty()) throw Error("stage '" + sc.name + "': " + conflicts.front().message, FT_ERR_CONFIG);
+    if (!inputs.codec) return;
     if (model.has_lm_head() && model.vocab_size() < inputs.codec->vocab_size())
         throw Error("stage '" + sc.name + "': the model's vocab_size " + std::to_string(model.vocab_size()) +
                         " is smaller than the tokenizer's " + std::to_string(inputs.codec->vocab_size()) + " (" +

@@ -125,6 +125,33 @@ std::string run_header(const fs::path& out) {
     return "[run]\noutput_dir = \"" + out.string() + "\"\nseed = 11\nthreads = 2\n";
 }
 
+// Generation from `model`: cached equals uncached (greedy), and sampling with prompts
+// repeated (a GRPO group) prefills each distinct prompt once — `distinct` rows — with the
+// tokens of prefilling every row. Returns the greedy generations.
+std::vector<Generation> expect_cached_and_shared_generation(ModelSession& model, const TextCodec& codec,
+                                                            const std::vector<std::vector<int64_t>>& prompts,
+                                                            const std::vector<const std::vector<Field>*>& fields,
+                                                            int64_t distinct) {
+    const int64_t n = static_cast<int64_t>(prompts.size());
+    SamplingOptions o;
+    o.max_new_tokens = 8;
+    const auto cached = generate(model, prompts, o, n, codec, nullptr, fields);
+    o.use_cache = false;
+    const auto plain = generate(model, prompts, o, n, codec, nullptr, fields);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(cached[i].tokens, plain[i].tokens) << "row " << i;
+    o.use_cache = true;
+    o.temperature = 1.5;
+    o.seed = 9;
+    GenerationStats shared, alone;
+    const auto a = generate(model, prompts, o, n, codec, &shared, fields);
+    o.share_prefill = false;
+    const auto b = generate(model, prompts, o, n, codec, &alone, fields);
+    EXPECT_EQ(shared.prefill_rows, distinct);
+    EXPECT_EQ(alone.prefill_rows, n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << "row " << i;
+    return cached;
+}
+
 // Trains toy_captioner with its image as a prefix or through cross-attention, then checks
 // what it learned and how it generates.
 void train_and_check_captioner(const std::string& image_attention) {
@@ -163,35 +190,18 @@ void train_and_check_captioner(const std::string& image_attention) {
     ASSERT_EQ(rows[0].fields.size(), 1u);
     EXPECT_EQ(rows[0].fields[0].name, "pixel_values");
     EXPECT_TRUE(model->supports_kv_cache());
-    SamplingOptions o;
-    o.max_new_tokens = 8;
-    const auto cached = generate(*model, prompts, o, 4, *in.codec, nullptr, fields);
-    o.use_cache = false;
-    const auto plain = generate(*model, prompts, o, 4, *in.codec, nullptr, fields);
+    // Greedy: the answer follows the image, not the text.
+    const auto cached = expect_cached_and_shared_generation(*model, *in.codec, prompts, fields, 4);
     int right = 0;
-    for (int half = 0; half < 4; ++half) {
-        EXPECT_EQ(cached[half].tokens, plain[half].tokens) << kHalves[half];
-        right += cached[half].text == std::string(" ") + kHalves[half];
-    }
+    for (int half = 0; half < 4; ++half) right += cached[half].text == std::string(" ") + kHalves[half];
     EXPECT_GE(right, 3) << cached[0].text << "|" << cached[1].text << "|" << cached[2].text << "|" << cached[3].text;
-
-    // Three samples per image, as a GRPO group draws them: the image is prefilled once
-    // per prompt (its patches, or its cross-attention keys and values, then repeated in
-    // the cache), and the samples equal those of prefilling every row on its own.
+    // Three samples per image, as a GRPO group draws them: the image is prefilled once per
+    // prompt (its patches, or its cross-attention keys and values, repeated in the cache).
     std::vector<std::vector<int64_t>> group_prompts;
     std::vector<const std::vector<Field>*> group_fields;
     for (size_t i = 0; i < prompts.size(); ++i)
         for (int g = 0; g < 3; ++g) group_prompts.push_back(prompts[i]), group_fields.push_back(fields[i]);
-    o.use_cache = true;
-    o.temperature = 1.5;
-    o.seed = 9;
-    GenerationStats shared, alone;
-    const auto a = generate(*model, group_prompts, o, 12, *in.codec, &shared, group_fields);
-    o.share_prefill = false;
-    const auto b = generate(*model, group_prompts, o, 12, *in.codec, &alone, group_fields);
-    EXPECT_EQ(shared.prefill_rows, 4);
-    EXPECT_EQ(alone.prefill_rows, 12);
-    for (size_t i = 0; i < group_prompts.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << "row " << i;
+    expect_cached_and_shared_generation(*model, *in.codec, group_prompts, group_fields, 4);
 }
 
 TEST(InputKinds, ImageConditionedModelAnswersFromItsImage) { train_and_check_captioner("prefix"); }
@@ -306,23 +316,8 @@ TEST(InputKinds, EncoderDecoderReadsItsSourceAndSharesTheEncoderAcrossSamples) {
     std::vector<const std::vector<Field>*> fields;
     for (const auto& ex : rows)
         for (int g = 0; g < 3; ++g) prompts.push_back(ex.prompt_ids), fields.push_back(&ex.fields);
-    SamplingOptions o;
-    o.max_new_tokens = 8;
-    const auto cached = generate(*model, prompts, o, 12, *in.codec, nullptr, fields);
-    o.use_cache = false;
-    const auto plain = generate(*model, prompts, o, 12, *in.codec, nullptr, fields);
-    for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(cached[i].tokens, plain[i].tokens) << i;
+    const auto cached = expect_cached_and_shared_generation(*model, *in.codec, prompts, fields, 4);
     EXPECT_EQ(cached[0].text, " cba");
-    o.use_cache = true;
-    o.temperature = 1.5;
-    o.seed = 3;
-    GenerationStats shared, alone;
-    const auto a = generate(*model, prompts, o, 12, *in.codec, &shared, fields);
-    o.share_prefill = false;
-    const auto b = generate(*model, prompts, o, 12, *in.codec, &alone, fields);
-    EXPECT_EQ(shared.prefill_rows, 4);
-    EXPECT_EQ(alone.prefill_rows, 12);
-    for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
 }
 
 TEST(InputKinds, SettingsTheModelsInputsRuleOutAreRefusedWithTheirKey) {
