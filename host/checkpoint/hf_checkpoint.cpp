@@ -11,7 +11,18 @@ namespace fs = std::filesystem;
 
 namespace fthost::host {
 
-PluginSection hf_model_section(const fs::path& dir, const PluginRegistry& registry) {
+namespace {
+
+bool reads_hf_config(const ft_model_vtable* vt) {
+    if (!vt->hf_architectures) return false;
+    if (FT_HAS_FIELD(vt, ft_model_vtable, options_from_hf_checkpoint) && vt->options_from_hf_checkpoint) return true;
+    return FT_HAS_FIELD(vt, ft_model_vtable, options_from_hf_config) && vt->options_from_hf_config;
+}
+
+}  // namespace
+
+PluginSection hf_model_section(const fs::path& dir, const std::vector<std::string>& tensor_names,
+                               const PluginRegistry& registry) {
     const fs::path cfg_path = dir / "config.json";
     const std::string text = read_text(cfg_path);
     const nlohmann::json cfg = read_json_file(cfg_path);
@@ -26,9 +37,7 @@ PluginSection hf_model_section(const fs::path& dir, const PluginRegistry& regist
     for (const LoadedPlugin* p : registry.all()) {
         if (p->desc->kind != FT_KIND_MODEL) continue;
         const auto* vt = static_cast<const ft_model_vtable*>(p->desc->vtable);
-        if (!FT_HAS_FIELD(vt, ft_model_vtable, options_from_hf_config) || !vt->hf_architectures ||
-            !vt->options_from_hf_config)
-            continue;
+        if (!reads_hf_config(vt)) continue;
         for (const char* const* a = vt->hf_architectures; *a; ++a) {
             supported += (supported.empty() ? "" : ", ") + std::string(*a);
             if (arch == *a && !found) found = p;
@@ -41,8 +50,11 @@ PluginSection hf_model_section(const fs::path& dir, const PluginRegistry& regist
     const auto* vt = static_cast<const ft_model_vtable*>(found->desc->vtable);
     std::string options;
     ft_error err{};
-    const ft_status st = vt->options_from_hf_config(
-        text.c_str(), [](void* u, const char* j) { *static_cast<std::string*>(u) = j; }, &options, &err);
+    const auto write = [](void* u, const char* j) { *static_cast<std::string*>(u) = j; };
+    const ft_status st =
+        FT_HAS_FIELD(vt, ft_model_vtable, options_from_hf_checkpoint) && vt->options_from_hf_checkpoint
+            ? vt->options_from_hf_checkpoint(text.c_str(), nlohmann::json(tensor_names).dump().c_str(), write, &options, &err)
+            : vt->options_from_hf_config(text.c_str(), write, &options, &err);
     if (st != FT_OK) throw Error(cfg_path.string() + ": " + err.message, st);
 
     PluginSection s;

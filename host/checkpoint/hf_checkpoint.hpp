@@ -9,10 +9,14 @@
 #include "registry/plugin_registry.hpp"
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace fthost::host {
 
-// The model plugin and its validated options for the checkpoint's config.json.
-PluginSection hf_model_section(const std::filesystem::path& dir, const PluginRegistry& registry);
+// The model plugin and its validated options for the checkpoint's config.json and the
+// names of the tensors it holds (ABI 1.7 options_from_hf_checkpoint reads both).
+PluginSection hf_model_section(const std::filesystem::path& dir, const std::vector<std::string>& tensor_names,
+                               const PluginRegistry& registry);
 
 }  // namespace fthost::host

@@ -139,9 +139,17 @@ private:
     std::pair<at::Tensor, at::Tensor> labelled_states(const at::Tensor& hidden, const at::Tensor& labels) const;
     // Loads the checkpoint's tensors into the model, remembering the dtype each was read in.
     void load_weights(const std::filesystem::path& dir);
+    void load_weights(const std::filesystem::path& dir, std::map<std::string, at::Tensor> tensors);
+    // Takes the tensors the model's hf_extra_tensors names out of `tensors`: kept to be
+    // written back (carried_) or remembered as another name of a parameter (aliases_).
+    void set_aside_extra_tensors(std::map<std::string, at::Tensor>& tensors, const std::string& from);
+    // `params` and the checkpoint's extra tensors, as save writes them.
+    TensorList with_extra_tensors(TensorList params) const;
 
     std::string hf_config_;  // config.json of the Hugging Face checkpoint the weights came from ("" = none)
     std::map<std::string, at::ScalarType> stored_dtypes_;  // tensor -> dtype in the file it was read from
+    std::map<std::string, at::Tensor> carried_;           // unused tensors of the checkpoint, as read
+    std::map<std::string, std::string> aliases_;          // checkpoint name -> the parameter it copies
 };
 
 }  // namespace fthost::host

@@ -9,7 +9,9 @@
 
 #include <fthost/torch.hpp>
 
+#include <algorithm>
 #include <cstddef>
+#include <set>
 
 namespace fs = std::filesystem;
 
@@ -58,11 +60,15 @@ void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) con
                   err);
             nlohmann::json cfg = nlohmann::json::parse(text);
             if (!base_dir.empty()) cfg["base_model_name_or_path"] = fs::weakly_canonical(fs::absolute(base_dir)).string();
-            // PEFT's task type is the model's, which a parameterisation cannot know: only a
-            // text model predicting next tokens is a CAUSAL_LM; for any other PEFT's
-            // task-less form (null) loads the adapter over the bare model.
-            const bool causal_lm = reads_text() && traits_.label_alignment == FT_LABEL_NEXT && has_lm_head();
-            if (cfg.contains("task_type") && !causal_lm) cfg["task_type"] = nullptr;
+            // PEFT's task type is the model's, which a parameterisation cannot know: a text
+            // model predicting next tokens is a CAUSAL_LM, an encoder-decoder over text a
+            // SEQ_2_SEQ_LM; for any other PEFT's task-less form (null) loads the adapter
+            // over the bare model.
+            const bool lm = reads_text() && traits_.label_alignment == FT_LABEL_NEXT && has_lm_head();
+            if (cfg.contains("task_type"))
+                cfg["task_type"] = !lm ? nlohmann::json(nullptr)
+                                   : (traits_.inputs & FT_INPUT_SOURCE) ? nlohmann::json("SEQ_2_SEQ_LM")
+                                                                        : nlohmann::json("CAUSAL_LM");
             write_text_atomically(dir / "adapter_config.json", cfg.dump(2) + "\n");
         }
     }
@@ -76,7 +82,7 @@ void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) con
                         "its stage needs init_from so that the base can be read from there");
         // Trained weights stay in their training dtype; a Hugging Face base's config.json
         // comes along, so the directory is a checkpoint transformers and vLLM read.
-        save_hf_tensors(dir, model_parameters(), kDefaultMaxShardBytes);
+        save_hf_tensors(dir, with_extra_tensors(model_parameters()), kDefaultMaxShardBytes);
         if (!hf_config_.empty()) write_text_atomically(dir / "config.json", hf_config_);
     }
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
@@ -95,25 +101,64 @@ void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes) con
             auto it = stored_dtypes_.find(name);
             tensors.emplace_back(name, it == stored_dtypes_.end() ? t : t.to(it->second));
         }
-        save_hf_tensors(dir, tensors, max_shard_bytes);
+        save_hf_tensors(dir, with_extra_tensors(std::move(tensors)), max_shard_bytes);
         write_text_atomically(dir / "config.json", hf_config_);
     }
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
 
 void ModelSession::load_weights(const fs::path& dir) {
-    const auto tensors = load_hf_tensors(dir);  // model.safetensors, or the shards of its index
+    load_weights(dir, load_hf_tensors(dir));  // model.safetensors, or the shards of its index
+}
+
+void ModelSession::load_weights(const fs::path& dir, std::map<std::string, at::Tensor> tensors) {
     for (const auto& [name, t] : tensors) stored_dtypes_[name] = t.scalar_type();
+    set_aside_extra_tensors(tensors, dir.string());
     load_parameters(tensors, model_parameters(), dir.string());
     if (fs::exists(dir / "config.json")) hf_config_ = read_text(dir / "config.json");
+}
+
+void ModelSession::set_aside_extra_tensors(std::map<std::string, at::Tensor>& tensors, const std::string& from) {
+    if (!FT_HAS_FIELD(mvt_, ft_model_vtable, hf_extra_tensors) || !mvt_->hf_extra_tensors) return;
+    std::set<std::string> params;
+    for (const auto& [name, _] : model_parameters()) params.insert(name);
+    for (const char* const* e = mvt_->hf_extra_tensors; *e; ++e) {
+        const std::string entry = *e;
+        const size_t eq = entry.find('=');
+        const std::string name = entry.substr(0, eq);
+        auto it = tensors.find(name);
+        if (it == tensors.end() || params.count(name)) continue;
+        if (eq == std::string::npos) {
+            carried_[name] = it->second;
+        } else {
+            const std::string param = entry.substr(eq + 1);
+            if (!params.count(param))
+                throw Error(from + ": tensor '" + name + "' is another name of '" + param + "', which model '" +
+                            model_.plugin + "' does not have");
+            aliases_[name] = param;
+        }
+        tensors.erase(it);
+    }
+}
+
+TensorList ModelSession::with_extra_tensors(TensorList params) const {
+    for (const auto& [name, t] : carried_) params.emplace_back(name, t);
+    for (const auto& [name, param] : aliases_) {
+        const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == param; });
+        if (it != params.end()) params.emplace_back(name, it->second);
+    }
+    return params;
 }
 
 std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
                                                            at::Device device, bool merge_adapter) {
     const fs::path sj = final_dir / "stage.json";
     if (!fs::exists(sj) && is_hf_checkpoint(final_dir)) {
-        auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, registry), registry, device);
-        s->load_weights(final_dir);
+        auto tensors = load_hf_tensors(final_dir);
+        std::vector<std::string> names;
+        for (const auto& [name, _] : tensors) names.push_back(name);
+        auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, names, registry), registry, device);
+        s->load_weights(final_dir, std::move(tensors));
         return s;
     }
     if (!fs::exists(sj))

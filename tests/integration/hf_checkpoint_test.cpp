@@ -71,7 +71,7 @@ PluginSection section_of(const json& config) {
     const fs::path d = temp_dir("hf_config_only");
     fs::create_directories(d);
     write_file(d / "config.json", config.dump());
-    return host::hf_model_section(d, registry());
+    return host::hf_model_section(d, {}, registry());
 }
 
 TEST(HfCheckpoint, TransformersFourAndFiveConfigKeysReadTheSame) {

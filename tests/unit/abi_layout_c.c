@@ -39,7 +39,10 @@ FT_CHECK(offsetof(ft_model_vtable, hf_architectures) == 112 && offsetof(ft_model
 FT_CHECK(offsetof(ft_model_vtable, set_activation_checkpointing) == 128 && offsetof(ft_model_vtable, cache_reserve) == 136);
 FT_CHECK(offsetof(ft_model_vtable, inputs) == 144 && offsetof(ft_model_vtable, label_alignment) == 148);
 FT_CHECK(offsetof(ft_model_vtable, encode_row) == 152 && offsetof(ft_model_vtable, cache_select_rows) == 160);
-FT_CHECK(offsetof(ft_model_vtable, decoder_start_id) == 168 && sizeof(ft_model_vtable) == 176);
+FT_CHECK(offsetof(ft_model_vtable, decoder_start_id) == 168);
+FT_CHECK(offsetof(ft_model_vtable, options_from_hf_checkpoint) == 176 &&
+         offsetof(ft_model_vtable, hf_extra_tensors) == 184 &&
+         offsetof(ft_model_vtable, default_adapter_targets) == 192 && sizeof(ft_model_vtable) == 200);
 FT_CHECK(offsetof(ft_param_vtable, create) == 8 && offsetof(ft_param_vtable, merge) == 56 &&
          offsetof(ft_param_vtable, peft_config) == 64 && sizeof(ft_param_vtable) == 72);
 FT_CHECK(offsetof(ft_objective_vtable, label_policy) == 4 && offsetof(ft_objective_vtable, create) == 8);

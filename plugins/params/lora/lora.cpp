@@ -29,8 +29,9 @@ using fthost::option;
     option("r", FT_OPT_INT, "8", "adapter rank"),                                                                      \
         option("lora_alpha", FT_OPT_FLOAT, "8.0", "scaling numerator: s = lora_alpha / r"),                            \
         option("lora_dropout", FT_OPT_FLOAT, "0.0", "dropout on the adapter branch input"),                            \
-        option("target_modules", FT_OPT_STRING_LIST, "[\"q_proj\", \"v_proj\"]",                                      \
-               "site names or name suffixes to adapt; [\"all-linear\"] adapts every linear site"),                     \
+        option("target_modules", FT_OPT_STRING_LIST, "[]",                                                             \
+               "site names or name suffixes to adapt; [\"all-linear\"] adapts every linear site; [] the model's "  \
+               "defaults (PEFT's for its architecture: q, v for T5), else q_proj, v_proj"),                            \
         option("use_rslora", FT_OPT_BOOL, "false", "rank-stabilised scaling s = lora_alpha / sqrt(r)"),                \
         option("init_lora_weights", FT_OPT_STRING, "\"kaiming\"", "A's initialisation: kaiming or gaussian (B is always 0)")
 
@@ -77,6 +78,8 @@ public:
         dropout_ = cfg.get_float("lora_dropout");
         init_ = cfg.get_string("init_lora_weights");
         targets_ = cfg.get_string_list("target_modules");
+        if (targets_.empty()) targets_ = model.default_adapter_targets();
+        if (targets_.empty()) targets_ = {"q_proj", "v_proj"};
         dora_ = K == Kind::dora || (K == Kind::qlora && cfg.get_bool("use_dora"));
 
         for (auto& [_, p] : model.named_parameters()) p.set_requires_grad(false);
@@ -124,7 +127,6 @@ public:
         if (p < 0 || p >= 1) cfg.fail("lora_dropout", "must be in [0, 1)");
         const std::string init = cfg.get_string("init_lora_weights");
         if (init != "kaiming" && init != "gaussian") cfg.fail("init_lora_weights", "must be kaiming or gaussian");
-        if (cfg.get_string_list("target_modules").empty()) cfg.fail("target_modules", "names no site");
         if constexpr (K == Kind::qlora) {
             if (cfg.get_string("bnb_4bit_quant_type") != "nf4")
                 cfg.fail("bnb_4bit_quant_type", "only nf4 is supported (QLoRA's data type)");

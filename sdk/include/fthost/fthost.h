@@ -31,7 +31,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 6
+#define FTHOST_ABI_MINOR 7
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -356,6 +356,26 @@ typedef struct ft_model_vtable {
     /* Required with FT_INPUT_SOURCE, else NULL: the token the decoder starts from (T5: its
        config.json decoder_start_token_id, the pad id). */
     int64_t (*decoder_start_id)(ft_model* model);
+
+    /* ---- ABI 1.7: what a checkpoint's config.json does not say (all optional) ---- */
+    /* As options_from_hf_config, also given the names of the tensors the checkpoint holds
+       (`tensor_names`: a UTF-8 JSON array of strings), for a layout only the tensors tell
+       (T5: whether lm_head.weight is stored or the head is shared.weight). When set, the
+       host calls it instead of options_from_hf_config, which may then be NULL. */
+    ft_status (*options_from_hf_checkpoint)(const char* config_json, const char* tensor_names,
+                                            void (*write)(void* user, const char* json), void* user, ft_error* err);
+    /* NULL-terminated, static (borrowed for the plugin's lifetime). Tensors a checkpoint may
+       hold that are not among named_parameters: "name" — one the model does not use (T5's
+       stale decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight), kept
+       as read and written back on save; "name=parameter" — another name for one of the
+       model's parameters (T5's encoder.embed_tokens.weight=shared.weight): not loaded
+       (the parameter is), written on save from the parameter's current value. Either is
+       written back only when the checkpoint had it; any other unknown tensor is an error. */
+    const char* const* hf_extra_tensors;
+    /* NULL-terminated, static. The linear sites an adapter targets when its configuration
+       names none (PEFT's defaults for the architecture: T5 {"q", "v"}); NULL: the
+       adapter's own default. Matched as target_modules are (name or dotted suffix). */
+    const char* const* default_adapter_targets;
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

@@ -303,6 +303,105 @@ template <class M>
 struct HasHfConfig<M, std::void_t<decltype(M::hf_architectures), decltype(M::options_from_hf_config(std::string()))>>
     : std::true_type {};
 
+// ABI 1.7, all optional: `static std::string options_from_hf_checkpoint(const std::string&
+// config_json, const std::vector<std::string>& tensor_names)` together with
+// hf_architectures (instead of options_from_hf_config, when the tensors tell what the
+// config does not); `static constexpr const char* hf_extra_tensors[] = {..., nullptr}`;
+// `static constexpr const char* default_adapter_targets[] = {"q", "v", nullptr}`.
+template <class M, class = void>
+struct HasHfCheckpoint : std::false_type {};
+template <class M>
+struct HasHfCheckpoint<M, std::void_t<decltype(M::hf_architectures), decltype(M::options_from_hf_checkpoint(
+                                                                          std::string(), std::vector<std::string>()))>>
+    : std::true_type {};
+template <class M, class = void>
+struct HfExtraTensors {
+    static constexpr const char* const* value = nullptr;
+};
+template <class M>
+struct HfExtraTensors<M, std::void_t<decltype(M::hf_extra_tensors)>> {
+    static constexpr const char* const* value = M::hf_extra_tensors;
+};
+template <class M, class = void>
+struct DefaultAdapterTargets {
+    static constexpr const char* const* value = nullptr;
+};
+template <class M>
+struct DefaultAdapterTargets<M, std::void_t<decltype(M::default_adapter_targets)>> {
+    static constexpr const char* const* value = M::default_adapter_targets;
+};
+
+// The tensor names the host passes to options_from_hf_checkpoint: a JSON array of
+// strings (escapes as JSON writes them; \u escapes become UTF-8).
+inline std::vector<std::string> parse_string_array(const char* json) {
+    std::vector<std::string> out;
+    const char* p = json;
+    const auto fail = [] { throw Error("tensor names: not a JSON array of strings", FT_ERR_INVALID_ARGUMENT); };
+    const auto skip = [&] {
+        while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
+    };
+    const auto hex4 = [&] {
+        unsigned v = 0;
+        for (int i = 0; i < 4; ++i, ++p) {
+            const char c = *p;
+            v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : (fail(), 0));
+        }
+        return v;
+    };
+    const auto utf8 = [](std::string& s, unsigned c) {
+        if (c < 0x80) s += static_cast<char>(c);
+        else if (c < 0x800) s += static_cast<char>(0xC0 | (c >> 6)), s += static_cast<char>(0x80 | (c & 0x3F));
+        else if (c < 0x10000)
+            s += static_cast<char>(0xE0 | (c >> 12)), s += static_cast<char>(0x80 | ((c >> 6) & 0x3F)),
+                s += static_cast<char>(0x80 | (c & 0x3F));
+        else
+            s += static_cast<char>(0xF0 | (c >> 18)), s += static_cast<char>(0x80 | ((c >> 12) & 0x3F)),
+                s += static_cast<char>(0x80 | ((c >> 6) & 0x3F)), s += static_cast<char>(0x80 | (c & 0x3F));
+    };
+    skip();
+    if (*p++ != '[') fail();
+    skip();
+    if (*p == ']') return out;
+    for (;;) {
+        skip();
+        if (*p++ != '"') fail();
+        std::string s;
+        while (*p != '"') {
+            if (!*p) fail();
+            if (*p != '\\') {
+                s += *p++;
+                continue;
+            }
+            ++p;
+            const char e = *p++;
+            switch (e) {
+                case '"': case '\\': case '/': s += e; break;
+                case 'b': s += '\b'; break;
+                case 'f': s += '\f'; break;
+                case 'n': s += '\n'; break;
+                case 'r': s += '\r'; break;
+                case 't': s += '\t'; break;
+                case 'u': {
+                    unsigned c = hex4();
+                    if (c >= 0xD800 && c < 0xDC00 && p[0] == '\\' && p[1] == 'u') {
+                        p += 2;
+                        c = 0x10000 + ((c - 0xD800) << 10) + (hex4() - 0xDC00);
+                    }
+                    utf8(s, c);
+                    break;
+                }
+                default: fail();
+            }
+        }
+        ++p;
+        out.push_back(std::move(s));
+        skip();
+        if (*p == ']') return out;
+        if (*p++ != ',') fail();
+    }
+}
+
 template <class M, class = void>
 struct SupportsCheckpointing : std::false_type {};
 template <class M>
@@ -368,6 +467,7 @@ struct ModelThunks {
     static constexpr bool kCached = HasForwardCached<M>::value;
     static constexpr bool kGraphSafe = kCached && GraphSafeDecode<M>::value;
     static constexpr bool kHf = HasHfConfig<M>::value;
+    static constexpr bool kHfCheckpoint = HasHfCheckpoint<M>::value;
     static constexpr bool kCheckpointing = SupportsCheckpointing<M>::value;
     static M& self(ft_model* m) { return *reinterpret_cast<M*>(m); }
     static ft_status create(const ft_host_api* host, const ft_config* cfg, ft_model** out, ft_error* err) {
@@ -446,8 +546,14 @@ struct ModelThunks {
             if constexpr (kHf) write(user, M::options_from_hf_config(json).c_str());
         });
     }
+    static ft_status options_from_hf_checkpoint(const char* json, const char* names, void (*write)(void*, const char*),
+                                                void* user, ft_error* err) {
+        return guard(err, [&] {
+            if constexpr (kHfCheckpoint) write(user, M::options_from_hf_checkpoint(json, parse_string_array(names)).c_str());
+        });
+    }
     static constexpr const char* const* hf_architectures() {
-        if constexpr (kHf) return M::hf_architectures;
+        if constexpr (kHf || kHfCheckpoint) return M::hf_architectures;
         else return nullptr;
     }
     static constexpr ft_model_vtable vtable{sizeof(ft_model_vtable), &create, &destroy, &named_parameters,
@@ -466,7 +572,10 @@ struct ModelThunks {
                                             LabelAlignmentOf<M>::value,
                                             kEncodeRow ? &encode_row : nullptr,
                                             kCached ? &cache_select_rows : nullptr,
-                                            kDecoderStart ? &decoder_start_id : nullptr};
+                                            kDecoderStart ? &decoder_start_id : nullptr,
+                                            kHfCheckpoint ? &options_from_hf_checkpoint : nullptr,
+                                            HfExtraTensors<M>::value,
+                                            DefaultAdapterTargets<M>::value};
 };
 }  // namespace detail
 
@@ -501,6 +610,13 @@ public:
                   m_, [](void* u, const char* n, ft_tensor t) { static_cast<NamedTensors*>(u)->emplace_back(n, borrow(t)); },
                   &out, &err),
               err);
+        return out;
+    }
+    // The model's default_adapter_targets (ABI 1.7); empty when it names none.
+    std::vector<std::string> default_adapter_targets() const {
+        std::vector<std::string> out;
+        if (FT_HAS_FIELD(vt_, ft_model_vtable, default_adapter_targets) && vt_->default_adapter_targets)
+            for (const char* const* t = vt_->default_adapter_targets; *t; ++t) out.emplace_back(*t);
         return out;
     }
     void set_forward(uint32_t index, ft_linear_forward_fn fn, void* ctx) const {
