@@ -1,5 +1,5 @@
-// The built-in graders through the C ABI: string_check, numeric, text_similarity,
-// json_match, and program (an external executable with a timeout, a clean environment,
+// The built-in graders through the C ABI: string_check, numeric, text_similarity (its sari
+// against Hugging Face evaluate's, tests/fixtures/sari.json), json_match, and program (an external executable with a timeout, a clean environment,
 // and crashes or garbage scoring 0 instead of failing the run).
 #include "eval/grading.hpp"
 #include "test_support.hpp"
@@ -17,17 +17,23 @@ struct Graded {
     std::vector<std::string> reasons;
 };
 
-// Grades (completion, reference) pairs with a grader configured by `toml`.
-Graded grade(const std::string& name, const std::string& toml,
-             const std::vector<std::pair<std::string, std::optional<std::string>>>& items) {
+// One item as the host hands it over: prompt, completion, reference (or none), row JSON.
+struct Item {
+    std::string prompt, completion;
+    std::optional<std::string> reference;
+    std::string row_json;
+};
+
+Graded grade_items(const std::string& name, const std::string& toml, const std::vector<Item>& items) {
     PluginSection ps = plugin(FT_KIND_GRADER, name, toml);
     const auto* vt = static_cast<const ft_grader_vtable*>(ps.loaded->desc->vtable);
     ft_grader* g = nullptr;
     ft_error err{};
     check(vt->create(host_api(), &ps.config, &g, &err), err);
     std::vector<ft_grade_item> in;
-    for (const auto& [c, r] : items)
-        in.push_back({sizeof(ft_grade_item), "prompt", c.c_str(), r ? r->c_str() : nullptr, "{\"id\": 1}"});
+    for (const auto& it : items)
+        in.push_back({sizeof(ft_grade_item), it.prompt.c_str(), it.completion.c_str(),
+                      it.reference ? it.reference->c_str() : nullptr, it.row_json.c_str()});
     std::vector<ft_grade_result> out(in.size(), ft_grade_result{sizeof(ft_grade_result), -1.0, {0}});
     const ft_status s = vt->grade(g, in.data(), static_cast<uint32_t>(in.size()), out.data(), &err);
     vt->destroy(g);
@@ -35,6 +41,14 @@ Graded grade(const std::string& name, const std::string& toml,
     Graded r;
     for (const auto& o : out) r.scores.push_back(o.score), r.reasons.push_back(o.reason);
     return r;
+}
+
+// Grades (completion, reference) pairs with a grader configured by `toml`.
+Graded grade(const std::string& name, const std::string& toml,
+             const std::vector<std::pair<std::string, std::optional<std::string>>>& items) {
+    std::vector<Item> in;
+    for (const auto& [c, r] : items) in.push_back({"prompt", c, r, "{\"id\": 1}"});
+    return grade_items(name, toml, in);
 }
 
 std::string validation_error(const std::string& name, const std::string& toml) {
@@ -86,7 +100,109 @@ TEST(Graders, TextSimilarityMetrics) {
     EXPECT_EQ(grade("text_similarity", "metric = \"bleu\"", {{"zzz", "one two"}}).scores[0], 0.0);
     EXPECT_EQ(grade("text_similarity", "pass_threshold = 0.7", {{"cat sat", "cat sat down"}, {"dog", "cat"}}).scores,
               (std::vector<double>{1, 0}));
-    EXPECT_NE(validation_error("text_similarity", "metric = \"meteor\"").find("f1, bleu or rouge_l"), std::string::npos);
+    EXPECT_NE(validation_error("text_similarity", "metric = \"meteor\"").find("f1, bleu, rouge_l or sari"),
+              std::string::npos);
+    EXPECT_EQ(validation_error("text_similarity", "metric = \"sari\""), "");
+    EXPECT_NE(validation_error("text_similarity", "source_field = \"src\"").find("read only by metric = \"sari\""),
+              std::string::npos);
+    EXPECT_NE(validation_error("text_similarity", "metric = \"rouge_l\"\ninstruction_delimiter = \": \"")
+                  .find("read only by metric = \"sari\""),
+              std::string::npos);
+    EXPECT_NE(validation_error("text_similarity", "metric = \"sari\"\nsource_field = \"\"").find("must name a row field"),
+              std::string::npos);
+    EXPECT_NE(validation_error("text_similarity", "metric = \"sari\"\nreferences_field = \"\"").find("must name a row field"),
+              std::string::npos);
+}
+
+// SARI equals what Hugging Face evaluate's sari gives (tests/fixtures/make_sari_fixtures.py;
+// evaluate reports it in [0, 100], the grader in [0, 1]). Each case's source comes from the
+// row's "prompt", its references from the row's "references" list when it has several (the
+// item's reference is then a decoy the list must override) or from the item's reference.
+TEST(Graders, TextSimilaritySariMatchesEvaluate) {
+    const auto fixture = nlohmann::json::parse(std::ifstream(fs::path(source_dir()) / "tests/fixtures/sari.json"));
+    ASSERT_EQ(fixture.at("evaluate_version"), "0.4.6");
+    const auto& cases = fixture.at("cases");
+    ASSERT_GE(cases.size(), 60u);
+    std::vector<Item> items;
+    for (const auto& c : cases) {
+        const auto refs = c.at("references").get<std::vector<std::string>>();
+        nlohmann::json row{{"prompt", c.at("source")}, {"completion", refs[0]}};
+        Item it{"not the source: the row's field is read", c.at("prediction"), refs[0], ""};
+        if (refs.size() > 1 || refs[0].empty()) row["references"] = refs, it.reference = "not one of the references";
+        it.row_json = row.dump();
+        items.push_back(it);
+    }
+    const auto r = grade_items("text_similarity", "metric = \"sari\"", items);
+    for (size_t i = 0; i < cases.size(); ++i) {
+        const std::string name = cases[i].at("name");
+        EXPECT_NEAR(100 * r.scores[i], cases[i].at("sari").get<double>(), 1e-9) << name;
+        EXPECT_GE(r.scores[i], 0.0) << name;
+        EXPECT_LE(r.scores[i], 1.0) << name;
+        EXPECT_EQ(r.reasons[i].rfind("sari ", 0), 0u) << name << ": " << r.reasons[i];
+    }
+    // evaluate's own docstring example, independently of the fixture file.
+    const auto doc = grade_items("text_similarity", "metric = \"sari\"",
+                                 {{"", "About 95 you now get in .", std::nullopt,
+                                   R"({"prompt": "About 95 species are currently accepted .", "references": [
+                                       "About 95 species are currently known .", "About 95 species are now accepted .",
+                                       "95 species are now accepted ."]})"}});
+    EXPECT_NEAR(doc.scores[0], 0.26953601953601954, 1e-12);
+    EXPECT_NE(doc.reasons[0].find("3 references"), std::string::npos) << doc.reasons[0];
+}
+
+// Where sari's source and references come from: source_field (a string, or chat messages'
+// last user turn), instruction_delimiter, references_field; NaN when one is missing.
+TEST(Graders, TextSimilaritySariReadsTheRow) {
+    const auto fixture = nlohmann::json::parse(std::ifstream(fs::path(source_dir()) / "tests/fixtures/sari.json"));
+    nlohmann::json coedit;
+    for (const auto& c : fixture.at("cases"))
+        if (c.at("name") == "coedit_like") coedit = c;
+    ASSERT_FALSE(coedit.is_null());
+    const std::string src = coedit.at("source"), pred = coedit.at("prediction"), ref = coedit.at("references")[0];
+    const double want = coedit.at("sari").get<double>() / 100;
+    ASSERT_EQ(src.find(": "), std::string::npos);
+    const auto row = [](const nlohmann::json& j) { return j.dump(); };
+    const std::string cfg = "metric = \"sari\"\nsource_field = \"src\"\ninstruction_delimiter = \": \"\n";
+    const auto r = grade_items(
+        "text_similarity", cfg,
+        {{"p", pred, ref, row({{"src", "Fix grammaticality in this sentence: " + src}, {"tgt", ref}})},  // CoEdIT
+         {"p", pred, ref, row({{"src", src}})},                                                        // no instruction
+         {"p", pred, std::nullopt, row({{"src", src}})},                                               // no reference
+         {"p", pred, "", row({{"src", src}})},                                                         // empty reference
+         {"p", pred, ref, row({{"prompt", src}})},                                                     // no src field
+         {"p", pred, ref, row({{"src", 7}})},                                                          // not text
+         {"p", pred, "x", row({{"src", src}, {"references", {ref, 3}}})},                              // not strings
+         {"p", pred, ref, row({{"src", src}, {"references", nlohmann::json::array()}})}});             // empty list
+    EXPECT_NEAR(r.scores[0], want, 1e-12);
+    EXPECT_NEAR(r.scores[1], want, 1e-12);
+    EXPECT_TRUE(std::isnan(r.scores[2]));
+    EXPECT_EQ(r.reasons[2], "no reference");
+    EXPECT_TRUE(std::isnan(r.scores[3]));
+    EXPECT_TRUE(std::isnan(r.scores[4]));
+    EXPECT_NE(r.reasons[4].find("row has no 'src'"), std::string::npos) << r.reasons[4];
+    EXPECT_TRUE(std::isnan(r.scores[5]));
+    EXPECT_NE(r.reasons[5].find("neither text nor messages"), std::string::npos) << r.reasons[5];
+    EXPECT_TRUE(std::isnan(r.scores[6]));
+    EXPECT_NE(r.reasons[6].find("must be a list of strings"), std::string::npos) << r.reasons[6];
+    EXPECT_NEAR(r.scores[7], want, 1e-12);  // an empty list falls back to the reference
+    // Without the delimiter the instruction is part of the source, and the score moves.
+    const auto whole = grade_items("text_similarity", "metric = \"sari\"",
+                                   {{"p", pred, ref, row({{"prompt", "Fix grammaticality in this sentence: " + src}})}});
+    EXPECT_GT(std::abs(whole.scores[0] - want), 1e-3);
+    // Chat messages: the last user turn; rows that are not JSON fall back to the item's prompt.
+    const nlohmann::json messages = nlohmann::json::array(
+        {{{"role", "system"}, {"content", "Edit: carefully"}}, {{"role", "user"}, {"content", "Fix grammar: " + src}},
+         {{"role", "assistant"}, {"content", ref}}});
+    const auto m = grade_items("text_similarity",
+                               "metric = \"sari\"\nsource_field = \"messages\"\ninstruction_delimiter = \": \"\n",
+                               {{"p", pred, ref, row({{"messages", messages}})}});
+    EXPECT_NEAR(m.scores[0], want, 1e-12);
+    const auto fallback = grade_items("text_similarity", "metric = \"sari\"", {{src, pred, ref, "not json"}});
+    EXPECT_NEAR(fallback.scores[0], want, 1e-12);
+    // pass_threshold turns SARI into pass / fail.
+    const auto t = grade_items("text_similarity", "metric = \"sari\"\npass_threshold = 0.6",
+                               {{"p", pred, ref, row({{"prompt", src}})}, {"p", "", ref, row({{"prompt", src}})}});
+    EXPECT_EQ(t.scores, (std::vector<double>{1, 0}));
 }
 
 TEST(Graders, JsonMatchValidatesAndGivesPartialCredit) {
