@@ -1,6 +1,7 @@
 // Hugging Face tokenizer.json with a BPE model, as the `tokenizers` library runs it:
 //   1. added tokens (special ones included) are cut out of the raw text first, longest
-//      match leftmost; they become their own ids;
+//      match leftmost, with the whitespace their lstrip/rstrip take; they become their
+//      own ids (tokenizer_json.hpp);
 //   2. the rest is normalised (none, NFC — through utf8proc);
 //   3. pre-tokenised: Split by a regex (PCRE2 with Unicode properties, the pattern taken
 //      verbatim from the file) and/or ByteLevel (GPT-2's regex, bytes mapped to printable
@@ -11,14 +12,11 @@
 // Decoding maps byte-level code points back to bytes (ByteLevel decoder). Anything else
 // in the file (other models, normalisers, pre-tokenisers, decoders) is an error naming it.
 #include "tokenizer/tokenizer.hpp"
-
-#include "io/atomic_file.hpp"
+#include "tokenizer/tokenizer_json.hpp"
 
 #include <fthost/plugin.hpp>
 #include <nlohmann/json.hpp>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <utf8proc.h>
 
 #include <algorithm>
@@ -64,15 +62,7 @@ std::string utf8_lossy(const std::string& bytes) {
 
 namespace {
 
-[[noreturn]] void unsupported(const fs::path& file, const std::string& what) {
-    throw Error(file.string() + ": " + what + " is not supported", FT_ERR_UNSUPPORTED);
-}
-
-void append_utf8(std::string& s, uint32_t cp) {
-    utf8proc_uint8_t buf[4];
-    const auto n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(cp), buf);
-    s.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
-}
+using namespace tokenizer_json;
 
 // GPT-2's reversible byte -> printable code point map.
 struct ByteMap {
@@ -98,101 +88,20 @@ const ByteMap& byte_map() {
     return m;
 }
 
-// Code points of a valid UTF-8 string, with each one's byte offset.
-std::vector<std::pair<uint32_t, size_t>> code_points(const std::string& s) {
-    std::vector<std::pair<uint32_t, size_t>> out;
-    const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
-    size_t off = 0;
-    while (off < s.size()) {
-        utf8proc_int32_t cp = 0;
-        auto n = utf8proc_iterate(p + off, static_cast<utf8proc_ssize_t>(s.size() - off), &cp);
-        if (n <= 0) n = 1, cp = 0xFFFD;
-        out.emplace_back(static_cast<uint32_t>(cp), off);
-        off += static_cast<size_t>(n);
-    }
-    return out;
-}
-
-// A compiled regex; pieces of a text split "Isolated" (matches and the gaps between them).
-class Regex {
-public:
-    Regex(const std::string& pattern, const fs::path& file) {
-        int code = 0;
-        PCRE2_SIZE at = 0;
-        re_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &code,
-                            &at, nullptr);
-        if (!re_) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(code, msg, sizeof msg);
-            throw Error(file.string() + ": pre-tokenizer regex does not compile at " + std::to_string(at) + ": " +
-                            reinterpret_cast<const char*>(msg),
-                        FT_ERR_UNSUPPORTED);
-        }
-    }
-    ~Regex() { pcre2_code_free(re_); }
-    Regex(const Regex&) = delete;
-    Regex& operator=(const Regex&) = delete;
-
-    // Isolated split: every match and every non-empty gap, in order; invert keeps the
-    // gaps as the delimiters instead.
-    std::vector<std::string> split(const std::string& text) const {
-        std::vector<std::string> out;
-        pcre2_match_data* md = pcre2_match_data_create_from_pattern(re_, nullptr);
-        size_t pos = 0, gap_start = 0;
-        while (pos <= text.size()) {
-            const int rc = pcre2_match(re_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), pos, 0, md, nullptr);
-            if (rc < 0) break;
-            const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-            const size_t b = ov[0], e = ov[1];
-            if (e == b) {  // empty match: step one code point
-                pos = b + 1;
-                while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
-                continue;
-            }
-            if (b > gap_start) out.push_back(text.substr(gap_start, b - gap_start));
-            out.push_back(text.substr(b, e - b));
-            pos = gap_start = e;
-        }
-        if (gap_start < text.size()) out.push_back(text.substr(gap_start));
-        pcre2_match_data_free(md);
-        return out;
-    }
-
-private:
-    pcre2_code* re_ = nullptr;
-};
-
 const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-struct AddedToken {
-    std::string content;
-    int64_t id;
-    bool special, normalized;
-};
 
 class BpeTokenizer : public Tokenizer {
 public:
-    explicit BpeTokenizer(const fs::path& file) : file_(file) {
-        json j;
-        try {
-            j = json::parse(read_text(file));
-        } catch (const json::exception& e) {
-            throw Error(file.string() + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
-        }
+    BpeTokenizer(const fs::path& file, const json& j) : file_(file) {
         load_model(j.at("model"));
-        if (j.contains("added_tokens") && j["added_tokens"].is_array())
-            for (const auto& t : j["added_tokens"]) {
-                for (const char* k : {"lstrip", "rstrip", "single_word"})
-                    if (t.value(k, false)) unsupported(file, std::string("added token option ") + k);
-                added_.push_back({t.at("content").get<std::string>(), t.at("id").get<int64_t>(), t.value("special", false),
-                                  t.value("normalized", false)});
-                id_to_token_[added_.back().id] = added_.back().content;
-                token_to_id_[added_.back().content] = added_.back().id;
-            }
-        std::sort(added_.begin(), added_.end(), [](const auto& a, const auto& b) { return a.content.size() > b.content.size(); });
+        added_.load(j.value("added_tokens", json()), file);
+        for (const auto& a : added_.tokens()) {
+            id_to_token_[a.id] = a.content;
+            token_to_id_[a.content] = a.id;
+        }
         load_normalizer(j.value("normalizer", json()));
         load_pre_tokenizer(j.value("pre_tokenizer", json()));
-        load_post_processor(j.value("post_processor", json()));
+        post_.load(j.value("post_processor", json()), file);
         const json dec = j.value("decoder", json());
         if (!dec.is_null() && dec.value("type", "") != "ByteLevel")
             unsupported(file, "decoder type '" + dec.value("type", "") + "'");
@@ -201,14 +110,7 @@ public:
 
     std::vector<int64_t> encode(const std::string& text, bool add_special_tokens) const override {
         std::vector<int64_t> ids = encode_pieces(text, nullptr);
-        if (add_special_tokens && !template_.empty()) {
-            std::vector<int64_t> out;
-            for (const auto& part : template_)
-                if (part.is_sequence) out.insert(out.end(), ids.begin(), ids.end());
-                else out.insert(out.end(), part.ids.begin(), part.ids.end());
-            return out;
-        }
-        return ids;
+        return add_special_tokens ? post_.apply(ids) : ids;
     }
 
     std::vector<int64_t> encode_with_offsets(const std::string& text, std::vector<size_t>& starts) const override {
@@ -221,7 +123,7 @@ public:
         for (int64_t id : ids) {
             auto it = id_to_token_.find(id);
             if (it == id_to_token_.end()) throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
-            const AddedToken* added = find_added(id);
+            const AddedToken* added = added_.find(id);
             if (added && added->special && skip_special_tokens) continue;
             if (!byte_level_) {
                 bytes += it->second;
@@ -244,10 +146,6 @@ public:
     }
 
 private:
-    struct TemplatePart {
-        bool is_sequence = false;
-        std::vector<int64_t> ids;
-    };
     struct Split {
         std::unique_ptr<Regex> regex;
         bool byte_level = false, add_prefix_space = false;
@@ -258,26 +156,24 @@ private:
     // code point); when NFC rewrites a piece, its tokens all start at the piece's start.
     std::vector<int64_t> encode_pieces(const std::string& text, std::vector<size_t>* starts) const {
         std::vector<int64_t> ids;
-        size_t pos = 0;
-        for (const auto& [piece, added] : split_added(text, false)) {
-            const size_t piece_start = pos, piece_end = pos + piece.size();
-            pos = piece_end;
-            if (added) {
-                ids.push_back(added->id);
+        for (const auto& seg : added_.split(text, false)) {
+            const size_t piece_start = seg.begin, piece_end = seg.end;
+            if (seg.token) {
+                ids.push_back(seg.token->id);
                 if (starts) starts->push_back(piece_start);
                 continue;
             }
+            const std::string piece = text.substr(seg.begin, seg.end - seg.begin);
             const std::string normalized = normalize(piece);
             const bool exact = normalized == piece && byte_level_;
-            size_t sub = 0;  // offset of the sub-piece in `normalized`
-            for (const auto& [npiece, nadded] : split_added(normalized, true)) {
-                const size_t sub_start = sub;
-                sub += npiece.size();
-                if (nadded) {
-                    ids.push_back(nadded->id);
+            for (const auto& nseg : added_.split(normalized, true)) {
+                const size_t sub_start = nseg.begin;  // offset of the sub-piece in `normalized`
+                if (nseg.token) {
+                    ids.push_back(nseg.token->id);
                     if (starts) starts->push_back(exact ? piece_start + sub_start : piece_start);
                     continue;
                 }
+                const std::string npiece = normalized.substr(nseg.begin, nseg.end - nseg.begin);
                 const auto words = pre_tokenize(npiece);
                 // A ByteLevel add_prefix_space puts one byte before the text that is not in it.
                 size_t mapped = 0;
@@ -366,58 +262,6 @@ private:
         } else {
             unsupported(file_, "pre-tokenizer type '" + type + "'");
         }
-    }
-
-    void load_post_processor(const json& p) {
-        if (p.is_null()) return;
-        const std::string type = p.value("type", "");
-        if (type == "ByteLevel") return;  // offsets only
-        if (type == "Sequence") {
-            for (const auto& x : p.at("processors")) load_post_processor(x);
-            return;
-        }
-        if (type != "TemplateProcessing") unsupported(file_, "post-processor type '" + type + "'");
-        for (const auto& piece : p.at("single")) {
-            TemplatePart part;
-            if (piece.contains("Sequence")) {
-                part.is_sequence = true;
-            } else {
-                const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
-                part.ids = p.at("special_tokens").at(name).at("ids").get<std::vector<int64_t>>();
-            }
-            template_.push_back(part);
-        }
-    }
-
-    const AddedToken* find_added(int64_t id) const {
-        for (const auto& a : added_)
-            if (a.id == id) return &a;
-        return nullptr;
-    }
-
-    // Cuts added tokens (normalized ones when `normalized`) out of text, longest match
-    // first at the leftmost position.
-    std::vector<std::pair<std::string, const AddedToken*>> split_added(const std::string& text, bool normalized) const {
-        std::vector<std::pair<std::string, const AddedToken*>> out;
-        size_t start = 0, i = 0;
-        while (i < text.size()) {
-            const AddedToken* hit = nullptr;
-            for (const auto& a : added_)
-                if (a.normalized == normalized && !a.content.empty() && text.compare(i, a.content.size(), a.content) == 0) {
-                    hit = &a;  // added_ is sorted longest first
-                    break;
-                }
-            if (!hit) {
-                ++i;
-                continue;
-            }
-            if (i > start) out.emplace_back(text.substr(start, i - start), nullptr);
-            out.emplace_back(hit->content, hit);
-            i += hit->content.size();
-            start = i;
-        }
-        if (start < text.size()) out.emplace_back(text.substr(start), nullptr);
-        return out;
     }
 
     std::string normalize(const std::string& s) const {
@@ -510,9 +354,9 @@ private:
     std::unordered_map<std::string, int64_t> token_to_id_;
     std::unordered_map<int64_t, std::string> id_to_token_;
     std::map<std::pair<int64_t, int64_t>, std::pair<int, int64_t>> merges_;  // pair -> (rank, merged id)
-    std::vector<AddedToken> added_;
+    AddedVocabulary added_;
     std::vector<Split> splits_;
-    std::vector<TemplatePart> template_;
+    PostProcessor post_;
     std::string unk_;
     int64_t vocab_size_ = 0;
     bool nfc_ = false, byte_level_ = false, ignore_merges_ = false, byte_fallback_ = false;
@@ -522,8 +366,12 @@ private:
 
 }  // namespace
 
+namespace tokenizer_json {
+std::unique_ptr<Tokenizer> make_bpe(const fs::path& file, const json& j) { return std::make_unique<BpeTokenizer>(file, j); }
+}  // namespace tokenizer_json
+
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const fs::path& tokenizer_json) {
-    return std::make_unique<BpeTokenizer>(tokenizer_json);
+    return tokenizer_json::make_bpe(tokenizer_json, tokenizer_json::read(tokenizer_json));
 }
 
 }  // namespace fthost::host

@@ -16,9 +16,17 @@ namespace {
 
 // What a model directory may hold besides weights that a tokenizer needs (and that
 // transformers and vLLM read).
-const char* const kTokenizerFiles[] = {"tokenizer.json",     "tokenizer.model",         "tokenizer_config.json",
-                                       "special_tokens_map.json", "generation_config.json", "added_tokens.json",
-                                       "vocab.json",         "merges.txt",              "chat_template.jinja"};
+const char* const kTokenizerFiles[] = {"tokenizer.json",     "tokenizer.model",         "spiece.model",
+                                       "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                                       "added_tokens.json",  "vocab.json",              "merges.txt",
+                                       "chat_template.jinja"};
+
+// The tokenizer file load_tokenizer reads in `dir`, or "" when there is none.
+std::string tokenizer_file_in(const fs::path& dir) {
+    for (const char* f : {"tokenizer.json", "tokenizer.model", "spiece.model"})
+        if (fs::exists(dir / f)) return f;
+    return "";
+}
 
 json read_json_file(const fs::path& p) {
     try {
@@ -74,11 +82,11 @@ std::shared_ptr<const TextCodec> TextCodec::bytes() {
 }
 
 std::shared_ptr<const TextCodec> TextCodec::for_model(const fs::path& dir, const std::string& chat_template) {
-    if (!fs::exists(dir / "tokenizer.json") && !fs::exists(dir / "tokenizer.model")) {
+    if (tokenizer_file_in(dir).empty()) {
         if (fs::exists(dir / "config.json") && !fs::exists(dir / "stage.json"))
-            throw Error(dir.string() + " is a Hugging Face checkpoint without its tokenizer (tokenizer.json or "
-                                       "tokenizer.model, with tokenizer_config.json): copy those files from where the "
-                                       "checkpoint came from next to its weights",
+            throw Error(dir.string() + " is a Hugging Face checkpoint without its tokenizer (tokenizer.json, "
+                                       "tokenizer.model or spiece.model, with tokenizer_config.json): copy those files "
+                                       "from where the checkpoint came from next to its weights",
                         FT_ERR_CONFIG);
         if (!chat_template.empty() && chat_template_from_name(chat_template) != ChatTemplate::chatml)
             throw Error("chat_template '" + chat_template + "': the model in " + dir.string() +
@@ -88,7 +96,7 @@ std::shared_ptr<const TextCodec> TextCodec::for_model(const fs::path& dir, const
     }
     auto c = std::make_shared<TextCodec>();
     c->tokenizer_ = load_tokenizer(dir);
-    c->source_ = fs::exists(dir / "tokenizer.json") ? "tokenizer.json" : "tokenizer.model";
+    c->source_ = tokenizer_file_in(dir);
     for (const char* f : kTokenizerFiles)
         if (fs::exists(dir / f)) c->files_.push_back(dir / f);
 
@@ -96,7 +104,7 @@ std::shared_ptr<const TextCodec> TextCodec::for_model(const fs::path& dir, const
     const json config = fs::exists(config_file) ? read_json_file(config_file) : json::object();
     c->bos_ = token_string(config, "bos_token");
     c->eos_ = token_string(config, "eos_token");
-    if (c->eos_.empty() && c->source_ == "tokenizer.model") c->eos_ = "</s>";
+    if (c->eos_.empty() && c->source_ != "tokenizer.json") c->eos_ = "</s>";
     std::vector<int64_t> generation_eos = eos_ids_in(dir / "generation_config.json");
     for (int64_t id : eos_ids_in(dir / "config.json")) add_unique(generation_eos, id);
     if (auto id = c->eos_.empty() ? std::nullopt : c->tokenizer_->token_to_id(c->eos_)) c->eos_id_ = *id;

@@ -44,6 +44,9 @@ public:
     // Special tokens are skipped.
     std::string decode(const std::vector<int64_t>& ids) const { return tokenizer_->decode(ids, true); }
 
+    // A token's id by its text (a special or added token such as T5's <extra_id_0>), when
+    // the vocabulary has it.
+    std::optional<int64_t> token_to_id(const std::string& token) const { return tokenizer_->token_to_id(token); }
     int64_t eos_id() const { return eos_id_; }
     int64_t pad_id() const { return pad_id_; }
     // EOS, the template's end of turn, and generation_config.json's eos_token_id.

@@ -161,5 +161,29 @@ TEST(TextCodec, OffsetsOfEveryTokenizerFollowTheText) {
     }
 }
 
+TEST(TextCodec, T5SpieceCheckpointGivesEosPaddingAndItsFiles) {
+    // A T5 checkpoint's tokenizer files without tokenizer.json: spiece.model is read with
+    // transformers' T5Tokenizer conventions (tokenizer_test.cpp), and travels with the model.
+    const fs::path t5 = kFixtures / "tokenizers/t5", d = temp_dir("codec_t5");
+    for (const char* f : {"spiece.model", "tokenizer_config.json", "special_tokens_map.json"})
+        fs::copy_file(t5 / f, d / f, fs::copy_options::overwrite_existing);
+    const auto codec = host::TextCodec::for_model(d, "");
+    const json config = json::parse(std::ifstream(t5 / "tokenizer_config.json"));
+    std::map<std::string, int64_t> ids;
+    for (const auto& [id, t] : config["added_tokens_decoder"].items()) ids[t["content"].get<std::string>()] = std::stoll(id);
+    EXPECT_EQ(codec->eos_id(), ids.at(config["eos_token"].get<std::string>()));
+    EXPECT_EQ(codec->pad_id(), ids.at(config["pad_token"].get<std::string>()));
+    EXPECT_EQ(codec->describe().rfind("spiece.model", 0), 0u) << codec->describe();
+    const json expected = json::parse(std::ifstream(kFixtures / "tokenizers/t5_expected.json"));
+    const auto strings = expected["strings"].get<std::vector<std::string>>();
+    const size_t i = std::find(strings.begin(), strings.end(), "The <extra_id_0> walks in <extra_id_1> park") - strings.begin();
+    ASSERT_LT(i, strings.size());
+    EXPECT_EQ(codec->encode(strings[i], true), expected["cases"]["spiece"][i]["ids_special"].get<std::vector<int64_t>>());
+    const fs::path out = temp_dir("codec_t5_save");
+    codec->save(out);
+    for (const char* f : {"spiece.model", "tokenizer_config.json", "special_tokens_map.json"})
+        EXPECT_TRUE(fs::exists(out / f)) << f;
+}
+
 }  // namespace
 }  // namespace fthost::test
