@@ -1,5 +1,7 @@
 #include "data/batch_stream.hpp"
 
+#include "data/span_corruption.hpp"
+
 #include <fthost/plugin.hpp>
 
 #include <algorithm>
@@ -235,10 +237,27 @@ std::vector<std::vector<const Example*>> BatchStream::take_rows() {
 }
 
 HostBatch BatchStream::next() {
-    if (shape_ == FT_DATA_SEQUENCES || shape_ == FT_DATA_COMPLETIONS) return collate(take_rows());
-    std::vector<const Example*> examples;
-    for (const auto& row : take_rows()) examples.push_back(row.front());
-    return collate_shaped(examples, shape_);
+    const int64_t epoch = pos_.epoch;  // take_rows stops at the end of an epoch
+    auto rows = take_rows();
+    // Epoch 0's masks are the loaded examples'; later epochs mask span-corrupted rows anew.
+    std::vector<std::shared_ptr<const Example>> remasked;
+    if (epoch > 0)
+        for (auto& row : rows)
+            for (const Example*& ex : row)
+                if (ex->span) {
+                    remasked.push_back(std::make_shared<const Example>(remask_spans(*ex, epoch)));
+                    ex = remasked.back().get();
+                }
+    HostBatch b;
+    if (shape_ == FT_DATA_SEQUENCES || shape_ == FT_DATA_COMPLETIONS) {
+        b = collate(rows);
+    } else {
+        std::vector<const Example*> examples;
+        for (const auto& row : rows) examples.push_back(row.front());
+        b = collate_shaped(examples, shape_);
+    }
+    b.remasked = std::move(remasked);
+    return b;
 }
 
 }  // namespace fthost::host

@@ -3,7 +3,9 @@
 // (sequence ids, positions that restart at 0), the model's fields stacked beside them,
 // and the left-padded batches generation decodes from. Training order is a
 // deterministic shuffle from (seed, epoch), and the stream's position can be saved and
-// restored so a resumed run sees the same batches.
+// restored so a resumed run sees the same batches. Span-corrupted examples
+// ([stage.data] span_corruption) are masked anew for each epoch from (seed, row, epoch),
+// so a resumed run sees the same masks too.
 #pragma once
 
 #include "data/example.hpp"
@@ -11,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace fthost::host {
@@ -23,6 +26,9 @@ struct HostBatch {
     int64_t num_tokens = 0;    // non-padding tokens
     int64_t num_examples = 0;  // examples (pairs count once)
     std::vector<const Example*> examples;  // every row's example(s), in row order
+    // Span-corrupted examples masked for this batch's epoch (past the first), which
+    // `examples` points to: the batch keeps them alive.
+    std::vector<std::shared_ptr<const Example>> remasked;
     // Further named inputs: the examples' model fields (stacked), rollout data (FT_DATA_COMPLETIONS).
     std::vector<std::pair<std::string, at::Tensor>> extras;
     std::vector<ft_named_tensor> named_extras;  // filled by as_ft_batch (points into this batch)

@@ -5,14 +5,17 @@
 #include <fthost/plugin.hpp>
 
 #include <algorithm>
+#include <optional>
 
 namespace fthost::host {
 
 std::vector<Example> load_examples(const std::string& file, bool skip_malformed, const InputReader& reader,
-                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats, ft_data_shape shape) {
+                                   ft_label_policy policy, int64_t max_seq_len, JsonlStats* stats, ft_data_shape shape,
+                                   const SpanCorruption* span, uint64_t stream) {
     std::vector<Example> out;
-    JsonlStats s = read_jsonl(file, skip_malformed, [&](const nlohmann::json& row, int64_t) {
-        out.push_back(make_example(row, reader, policy, max_seq_len, shape));
+    JsonlStats s = read_jsonl(file, skip_malformed, [&](const nlohmann::json& row, int64_t line) {
+        if (span && SpanCorruption::applies_to(row)) out.push_back(span->example(row, line, stream, policy, max_seq_len));
+        else out.push_back(make_example(row, reader, policy, max_seq_len, shape));
     });
     if (stats) *stats = s;
     return out;
@@ -43,11 +46,17 @@ Datasets load_datasets(const DataConfig& cfg, const TextCodec& codec, ft_label_p
 Datasets load_datasets(const DataConfig& cfg, const InputReader& codec, ft_label_policy policy, uint64_t seed,
                        ft_data_shape shape, int64_t batch_size) {
     Datasets d;
-    auto all = load_examples(cfg.train_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.train_stats, shape);
+    std::optional<SpanCorruption> span;
+    if (cfg.span_corruption)
+        span.emplace(SpanCorruptionConfig{cfg.noise_density, cfg.mean_noise_span_length}, codec, seed, shape,
+                     cfg.span_corruption_where);
+    const SpanCorruption* sp = span ? &*span : nullptr;
+    auto all = load_examples(cfg.train_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.train_stats, shape, sp, 0);
     if (shape == FT_DATA_FEEDBACK) add_mismatched_rows(all, std::max<int64_t>(batch_size, 1), cfg.max_seq_len);
     if (!cfg.eval_file.empty()) {
         d.train = std::move(all);
-        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.eval_stats, shape);
+        d.eval = load_examples(cfg.eval_file, cfg.skip_malformed, codec, policy, cfg.max_seq_len, &d.eval_stats, shape,
+                               sp, 1);
         if (shape == FT_DATA_FEEDBACK) add_mismatched_rows(d.eval, std::max<int64_t>(batch_size, 1), cfg.max_seq_len);
     } else if (cfg.eval_fraction > 0) {
         const auto order = epoch_order(static_cast<int64_t>(all.size()), seed ^ 0xE7A1u, 0, true);

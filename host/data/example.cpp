@@ -284,7 +284,9 @@ Example fields_example(const nlohmann::json& row, const FieldEncoder& encode, ft
 // completion with its labels. max_seq_len has already bounded prompt and completion together.
 void to_source_target(Example& ex, int64_t start, bool needs_labels) {
     const size_t p = std::min(ex.prompt_ids.size(), ex.ids.size());
-    if (p == 0) throw std::runtime_error("an encoder-decoder row needs a prompt (its source): 'text' rows have none");
+    if (p == 0)
+        throw std::runtime_error("an encoder-decoder row needs a prompt (its source): 'text' rows have none "
+                                 "(set [stage.data] span_corruption = true to pre-train on them with T5's objective)");
     const std::vector<int64_t> source(ex.ids.begin(), ex.ids.begin() + static_cast<std::ptrdiff_t>(p));
     const auto tail = [&](const std::vector<int64_t>& v, int64_t first) {
         std::vector<int64_t> out{first};

@@ -27,10 +27,13 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace fthost::host {
+
+struct SpanRow;  // data/span_corruption.hpp
 
 // One tensor a model's encode_row made of a row (fthost.h's ft_example_sink.add): a batch
 // stacks the examples' tensors along a new dim 0, padding every dim with `pad`.
@@ -81,6 +84,9 @@ struct Example {
     std::string row_json;
     // The model's own tensors of this row (FT_INPUT_FIELDS); a partner row shares them.
     std::vector<Field> fields;
+    // A span-corrupted 'text' row ([stage.data] span_corruption): what masks it again in
+    // later epochs (remask_spans); null for every other row.
+    std::shared_ptr<const SpanRow> span;
     int64_t num_labels() const;
 };
 
