@@ -3,6 +3,7 @@
 #include "io/hf_files.hpp"
 #include "config/host_api.hpp"
 #include "tokenizer/chat_template.hpp"
+#include "tokenizer/text_codec.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -35,6 +36,9 @@ static const ft_option kStageOptions[] = {
            "start from an earlier stage's final model, or a final/ directory path (contains '/')"),
     option("teacher", FT_OPT_STRING, "\"\"",
            "the frozen teacher for distillation: an earlier stage, or a final/ directory path"),
+    option("tokenizer", FT_OPT_STRING, "\"\"",
+           "a directory with a tokenizer (tokenizer.json, or tokenizer.model / spiece.model, with tokenizer_config.json) "
+           "for a model built from [stage.model]; empty: fthost's byte-level tokenizer"),
 };
 
 static const ft_option kDataOptions[] = {
@@ -48,6 +52,11 @@ static const ft_option kDataOptions[] = {
     option("chat_template", FT_OPT_STRING, "\"\"",
            "how 'messages' rows become text: chatml, llama3, mistral or plain (\"\": the one the starting "
            "checkpoint's tokenizer_config.json holds; chatml for fthost's byte-level models)"),
+    option("span_corruption", FT_OPT_BOOL, "false",
+           "encoder-decoders: each 'text' row becomes T5's span-corruption pair (random spans -> sentinels "
+           "<extra_id_N> in the source, the spans in the target), masked anew each epoch"),
+    option("noise_density", FT_OPT_FLOAT, "0.15", "span_corruption: the share of a text's tokens masked, in (0, 1)"),
+    option("mean_noise_span_length", FT_OPT_FLOAT, "3.0", "span_corruption: the mean masked span, in tokens (>= 1)"),
 };
 
 static const ft_option kTrainOptions[] = {
@@ -82,6 +91,8 @@ static const ft_option kEvalOptions[] = {
     option("batch_size", FT_OPT_INT, "64", "prompts generated at once"),
     option("max_examples", FT_OPT_INT, "0", "cap on eval examples scored by graders (0 = all)"),
     option("base", FT_OPT_BOOL, "true", "also score the model the stage starts from"),
+    option("group_by", FT_OPT_STRING, "\"\"",
+           "a row field (a string): graders' means are also reported per value, as \"<field>:<value>/<grader>\""),
 };
 
 static const ft_option kGenerationOptions[] = {
@@ -121,6 +132,9 @@ std::vector<InputConflict> input_conflicts(const std::string& model_plugin, cons
                                       ((mt.inputs & FT_INPUT_FIELDS) ? " reads its own fields (encode_row)"
                                                                      : " reads a source beside each row") +
                                       ", which are never packed; set packing = false"});
+    if (sc.data.span_corruption && (!(mt.inputs & FT_INPUT_SOURCE) || !(mt.inputs & FT_INPUT_TEXT)))
+        out.push_back({"span_corruption", "[stage.data] span_corruption = true needs an encoder-decoder that reads text "
+                                          "(FT_INPUT_SOURCE): " + model + " is not one; set span_corruption = false"});
     const bool text = (mt.inputs & FT_INPUT_TEXT) != 0;
     if (text && has_lm_head) return out;
     const std::string why = text ? " has no LM head" : " reads no text";
@@ -282,6 +296,17 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ss, "name", sc.name);
                 read(ss, "init_from", sc.init_from);
                 read(ss, "teacher", sc.teacher);
+                read(ss, "tokenizer", sc.tokenizer);
+                if (!sc.tokenizer.empty()) {
+                    const std::filesystem::path t(sc.tokenizer);
+                    if (!sc.init_from.empty())
+                        diag.add(ss.where_of("tokenizer"), "tokenizer: a stage with init_from reads the tokenizer saved "
+                                                           "with that model; remove tokenizer");
+                    else if (!std::filesystem::exists(t / "tokenizer.json") && !std::filesystem::exists(t / "tokenizer.model") &&
+                             !std::filesystem::exists(t / "spiece.model"))
+                        diag.add(ss.where_of("tokenizer"), "tokenizer '" + sc.tokenizer +
+                                                               "' has no tokenizer.json, tokenizer.model or spiece.model");
+                }
                 for (const char* key : {"init_from", "teacher"}) {
                     const std::string& ref = std::string(key) == "init_from" ? sc.init_from : sc.teacher;
                     if (ref.empty()) continue;
@@ -293,10 +318,11 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                                                            "first) or a Hugging Face checkpoint directory");
                         else if (!std::filesystem::exists(std::filesystem::path(ref) / "stage.json") &&
                                  !std::filesystem::exists(std::filesystem::path(ref) / "tokenizer.json") &&
-                                 !std::filesystem::exists(std::filesystem::path(ref) / "tokenizer.model"))
+                                 !std::filesystem::exists(std::filesystem::path(ref) / "tokenizer.model") &&
+                                 !std::filesystem::exists(std::filesystem::path(ref) / "spiece.model"))
                             diag.add(ss.where_of(key), std::string(key) + " '" + ref +
                                                            "' is a Hugging Face checkpoint without its tokenizer "
-                                                           "(tokenizer.json or tokenizer.model, with "
+                                                           "(tokenizer.json, tokenizer.model or spiece.model, with "
                                                            "tokenizer_config.json): copy those files next to its weights");
                     } else if (!seen.count(ref)) {
                         diag.add(ss.where_of(key), std::string(key) + " '" + ref +
@@ -344,9 +370,14 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ds, "skip_malformed", sc.data.skip_malformed);
                 read(ds, "shuffle", sc.data.shuffle);
                 read(ds, "chat_template", sc.data.chat_template);
+                read(ds, "span_corruption", sc.data.span_corruption);
+                read(ds, "noise_density", sc.data.noise_density);
+                read(ds, "mean_noise_span_length", sc.data.mean_noise_span_length);
+                sc.data.span_corruption_where = ds.where_of("span_corruption");
                 if (!sc.data.chat_template.empty()) {
                     try {
-                        if (chat_template_from_name(sc.data.chat_template) != ChatTemplate::chatml && sc.init_from.empty())
+                        if (chat_template_from_name(sc.data.chat_template) != ChatTemplate::chatml && sc.init_from.empty() &&
+                            sc.tokenizer.empty())
                             throw Error("chat_template '" + sc.data.chat_template + "': this stage builds a fresh "
                                         "model with fthost's byte-level tokenizer (no init_from), whose only "
                                         "template is chatml");
@@ -357,6 +388,32 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 if (sc.data.eval_fraction < 0 || sc.data.eval_fraction >= 1)
                     diag.add(ds.where_of("eval_fraction"), "eval_fraction must be in [0, 1)");
                 if (sc.data.max_seq_len < 2) diag.add(ds.where_of("max_seq_len"), "max_seq_len must be at least 2");
+                if (!(sc.data.noise_density > 0 && sc.data.noise_density < 1))
+                    diag.add(ds.where_of("noise_density"), "noise_density must be in (0, 1)");
+                if (!(sc.data.mean_noise_span_length >= 1))
+                    diag.add(ds.where_of("mean_noise_span_length"), "mean_noise_span_length must be at least 1");
+                if (!sc.data.span_corruption)
+                    for (const char* k : {"noise_density", "mean_noise_span_length"})
+                        if (dt && dt->contains(k))
+                            diag.add(ds.where_of(k), std::string(k) + " is a span_corruption setting; set span_corruption = true "
+                                                                    "or remove it");
+                // A tokenizer directory known now (the stage's tokenizer, or init_from's) must have
+                // the sentinels; another stage's model, and the byte tokenizer, are checked when
+                // the stage starts.
+                const std::string tokenizer_dir = !sc.tokenizer.empty()         ? sc.tokenizer
+                                                  : is_stage_path(sc.init_from) ? sc.init_from
+                                                                                : std::string();
+                if (sc.data.span_corruption && !tokenizer_dir.empty()) {
+                    try {
+                        const auto codec = TextCodec::for_model(tokenizer_dir, sc.data.chat_template);
+                        if (!codec->token_to_id("<extra_id_0>"))
+                            diag.add(ds.where_of("span_corruption"),
+                                     "span_corruption: the tokenizer in '" + tokenizer_dir + "' (" + codec->describe() +
+                                         ") has no sentinel tokens <extra_id_0>, <extra_id_1>, ... (T5's extra_ids)");
+                    } catch (const std::exception&) {
+                        // reported with init_from / tokenizer, or when the stage starts
+                    }
+                }
             }
             Section ts = check((*st)["train"].as_table(), file, p + " train", kTrainOptions, diag);
             {
@@ -416,7 +473,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                         ? objective_traits(static_cast<const ft_objective_vtable*>(sc.objective.loaded->desc->vtable)).data_shape
                         : FT_DATA_SEQUENCES;
                 for (const auto& c : input_conflicts(sc.model.plugin, model_traits(mvt), mvt->lm_head != nullptr, sc, shape))
-                    diag.add(c.key == "packing" ? ds.where_of("packing") : sc.where, p + ": " + c.message);
+                    diag.add(c.key == "packing" || c.key == "span_corruption" ? ds.where_of(c.key) : sc.where,
+                             p + ": " + c.message);
             }
             // What the objective needs from the stage.
             if (sc.objective.loaded) {
@@ -427,6 +485,10 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                     diag.add(sc.where, p + ": " + obj + " needs a teacher: set `teacher = \"<stage or final/ dir>\"`");
                 if (!(ot.needs & FT_NEEDS_TEACHER) && !sc.teacher.empty())
                     diag.add(ss.where_of("teacher"), p + ": " + obj + " does not use a teacher; remove `teacher`");
+                if (ot.data_shape != FT_DATA_SEQUENCES && sc.data.span_corruption)
+                    diag.add(ds.where_of("span_corruption"),
+                             p + ": " + obj + " trains on pairs, feedback or sampled completions; span_corruption makes "
+                                              "single source/target sequences (use cpt or sft)");
                 if (ot.data_shape != FT_DATA_SEQUENCES && sc.data.packing)
                     diag.add(ds.where_of("packing"), p + ": " + obj +
                                                          " trains on pairs / feedback rows, which are not packed; "
@@ -456,6 +518,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(es, "batch_size", sc.eval.batch_size);
                 read(es, "max_examples", sc.eval.max_examples);
                 read(es, "base", sc.eval.base);
+                read(es, "group_by", sc.eval.group_by);
             }
             sc.cuda_graphs = rc.cuda_graphs;
             sc.bf16 = rc.precision == "bf16";

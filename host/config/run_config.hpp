@@ -34,6 +34,10 @@ struct DataConfig {
     bool skip_malformed = false;
     bool shuffle = true;
     std::string chat_template;  // "" = the starting model's own
+    // T5's span corruption of 'text' rows for an encoder-decoder (data/span_corruption.hpp).
+    bool span_corruption = false;
+    double noise_density = 0.15, mean_noise_span_length = 3.0;
+    std::string span_corruption_where;  // the key's file:line:column, for errors when the stage starts
 };
 
 struct TrainConfig {
@@ -52,6 +56,7 @@ struct TrainConfig {
 struct EvalConfig {
     int64_t max_new_tokens = 32, batch_size = 64, max_examples = 0;
     bool base = true;  // also score the stage's starting model
+    std::string group_by;  // a row field: graders' means per value of it too ("" = none)
 };
 
 // init_from and teacher name an earlier stage of the run, or (when they contain a '/')
@@ -61,6 +66,7 @@ bool is_stage_path(const std::string& ref);
 
 struct StageConfig {
     std::string name, init_from, teacher, where;
+    std::string tokenizer;  // a fresh model's tokenizer directory ("" = the byte tokenizer)
     PluginSection model, param, objective;
     std::vector<PluginSection> graders;
     DataConfig data;

@@ -6,6 +6,8 @@
 
 #include <fthost/plugin.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 
 namespace fthost::host {
@@ -35,7 +37,27 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     const auto scores = grade_all(stage.graders, inputs);
     result.scores = mean_by_grader(stage.graders, scores);
     result.examples = static_cast<int64_t>(items.size());
+    if (!stage.eval.group_by.empty())
+        for (const auto& [k, v] : means_by_group(stage, items, scores)) result.scores[k] = v;
     return result;
+}
+
+std::map<std::string, double> means_by_group(const StageConfig& stage, const std::vector<const Example*>& items,
+                                             const std::vector<std::vector<double>>& scores) {
+    const std::string& field = stage.eval.group_by;
+    std::map<std::string, std::vector<size_t>> groups;  // value -> item indices
+    for (size_t i = 0; i < items.size(); ++i) {
+        const auto row = nlohmann::json::parse(items[i]->row_json, nullptr, false);
+        if (row.is_object() && row.contains(field) && row[field].is_string()) groups[row[field].get<std::string>()].push_back(i);
+    }
+    std::map<std::string, double> out;
+    for (const auto& [value, members] : groups) {
+        std::vector<std::vector<double>> part(scores.size());
+        for (size_t g = 0; g < scores.size(); ++g)
+            for (size_t i : members) part[g].push_back(scores[g][i]);
+        for (const auto& [grader, mean] : mean_by_grader(stage.graders, part)) out[field + ":" + value + "/" + grader] = mean;
+    }
+    return out;
 }
 
 }  // namespace fthost::host

@@ -16,6 +16,11 @@ struct TaskEvalResult {
     int64_t examples = 0;
 };
 
+// [stage.eval] group_by: each grader's mean over the items whose row has each value of
+// that field, keyed "<field>:<value>/<grader>" (rows without it count only overall).
+std::map<std::string, double> means_by_group(const StageConfig& stage, const std::vector<const Example*>& items,
+                                             const std::vector<std::vector<double>>& scores);
+
 TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& eval, const StageConfig& stage,
                              const TextCodec& codec);
 

@@ -74,7 +74,9 @@ std::unique_ptr<ModelSession> starting_model(Stage& s, const PluginRegistry& reg
     // A text model's vocabulary is its tokenizer's unless the config sets it.
     const bool text = model_traits(static_cast<const ft_model_vtable*>(m.loaded->desc->vtable)).inputs & FT_INPUT_TEXT;
     if (text && m.config.has("vocab_size") && m.config.where_of("vocab_size").find("(default)") != std::string::npos)
-        m.config.values["vocab_size"] = int64_t{TextCodec::bytes()->vocab_size()};
+        m.config.values["vocab_size"] = int64_t{
+            sc.tokenizer.empty() ? TextCodec::bytes()->vocab_size()
+                                 : TextCodec::for_model(sc.tokenizer, sc.data.chat_template)->vocab_size()};
     return std::make_unique<ModelSession>(m, registry, s.device);
 }
 
@@ -99,7 +101,8 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
     s.model = starting_model(s, registry);
     // Rows -> inputs as the model reads them: text with the tokenizer that came with the
     // starting model (else the byte tokenizer), its own fields through encode_row.
-    s.inputs = stage_inputs(*s.model, s.base_dir, sc.data.chat_template);
+    // A fresh model reads text with the stage's tokenizer; a continued one with its own.
+    s.inputs = stage_inputs(*s.model, s.base_dir.empty() ? fs::path(sc.tokenizer) : s.base_dir, sc.data.chat_template);
     s.objective = std::make_unique<ObjectiveCall>(sc.objective, *s.model);
     s.objective->set_bf16(s.rc.precision == "bf16");
     s.shape = s.objective->traits().data_shape;
@@ -164,8 +167,13 @@ void start_or_resume(Stage& s, const StageOptions& opts) {
     }
     fs::remove_all(s.dir.checkpoints_dir(s.sc.name));
     s.dir.drop_metrics_of(s.sc.name);
-    if (s.sc.eval.base)
+    if (s.sc.eval.base) {
+        // The starting model's held-out loss too, so a stage without graders (pre-training)
+        // reports where it started.
+        const nlohmann::json ev = eval_objective(*s.model, *s.objective, s.data.eval, s.sc, s.device);
+        if (ev.contains("loss")) s.state.base_eval["loss"] = ev["loss"];
         for (const auto& [k, v] : s.scores(*s.model)) s.state.base_eval[k] = v;
+    }
 }
 
 std::string format_duration(double s) {

@@ -217,6 +217,7 @@ check "merge of a non-stage" 1 "not a stage directory" -- "$FTHOST" merge "$WORK
 HF="$SRC/tests/fixtures/hf"
 check "verify passes" 0 "max abs diff .*: PASS" -- "$FTHOST" verify "$HF/qwen2_bias" --reference "$HF/qwen2_bias.logits.json"
 check "verify fails" 1 ": FAIL" -- "$FTHOST" verify "$HF/llama_gqa_tied" --reference "$HF/qwen2_bias.logits.json"
+check "verify an encoder-decoder" 0 "max abs diff .*: PASS" -- "$FTHOST" verify "$HF/t5_v11_resaved_v5" --reference "$HF/t5_v11_resaved_v5.logits.json"
 check "verify needs a checkpoint" 1 "neither a stage" -- "$FTHOST" verify "$WORK" --reference "$HF/qwen2_bias.logits.json"
 check "generate needs a checkpoint's tokenizer" 1 "without its tokenizer" -- \
   "$FTHOST" generate "$HF/qwen2_bias" --prompt "hi"
