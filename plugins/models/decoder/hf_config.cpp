@@ -1,31 +1,13 @@
 #include "hf_config.hpp"
 
-#include <fthost/plugin.hpp>
-
-#include <nlohmann/json.hpp>
+#include <fthost/hf_config.hpp>
 
 using nlohmann::json;
-
-namespace {
-
-[[noreturn]] void unsupported(const std::string& key, const std::string& why) {
-    throw fthost::Error("config.json: " + key + ": " + why, FT_ERR_UNSUPPORTED);
-}
-
-const json* find(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it == j.end() || it->is_null() ? nullptr : &*it;
-}
-
-}  // namespace
+using fthost::hf::find;
+using fthost::hf::unsupported;
 
 std::string decoder_options_from_hf_config(const std::string& config_json) {
-    json c;
-    try {
-        c = json::parse(config_json);
-    } catch (const json::exception& e) {
-        throw fthost::Error(std::string("config.json is not JSON: ") + e.what(), FT_ERR_INVALID_ARGUMENT);
-    }
+    const json c = fthost::hf::parse_config(config_json);
     std::string arch;
     if (const json* a = find(c, "architectures"); a && a->is_array() && !a->empty()) arch = (*a)[0].get<std::string>();
     json o = json::object();

@@ -1,23 +1,14 @@
 #include "hf_config.hpp"
 
-#include <fthost/plugin.hpp>
-
-#include <nlohmann/json.hpp>
+#include <fthost/hf_config.hpp>
 
 #include <algorithm>
 
 using nlohmann::json;
+using fthost::hf::find;
+using fthost::hf::unsupported;
 
 namespace {
-
-[[noreturn]] void unsupported(const std::string& key, const std::string& why) {
-    throw fthost::Error("config.json: " + key + ": " + why, FT_ERR_UNSUPPORTED);
-}
-
-const json* find(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it == j.end() || it->is_null() ? nullptr : &*it;
-}
 
 int64_t integer(const json& c, const char* key, int64_t fallback) {
     const json* v = find(c, key);
@@ -51,12 +42,7 @@ std::string feed_forward(const json& c) {
 }  // namespace
 
 std::string t5_options_from_hf_checkpoint(const std::string& config_json, const std::vector<std::string>& names) {
-    json c;
-    try {
-        c = json::parse(config_json);
-    } catch (const json::exception& e) {
-        throw fthost::Error(std::string("config.json is not JSON: ") + e.what(), FT_ERR_INVALID_ARGUMENT);
-    }
+    const json c = fthost::hf::parse_config(config_json);
     json o = json::object();
     for (const char* k : {"vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads"}) {
         const json* v = find(c, k);
