@@ -4,6 +4,7 @@
 #include "generate/generate_command.hpp"
 #include "registry/plugin_registry.hpp"
 #include "run/run_driver.hpp"
+#include "train/stop_signal.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -65,6 +66,7 @@ int cmd_run(const std::vector<std::string>& args) {
     if (!parse(args, desc, pos, vm, "usage: fthost run CONFIG [--set key=value]... [--resume RUN_DIR]")) return 0;
     auto reg = load_registry();
     RunRequest req{config, sets, resume, {}};
+    install_stop_signals();  // SIGINT/SIGTERM: finish the step, checkpoint, "interrupted"
     return run_command(req, reg);
 }
 

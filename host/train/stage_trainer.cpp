@@ -2,6 +2,7 @@
 // the stage trains with, start_or_resume puts it at its first step, train_loop runs the
 // optimisation, finish_stage evaluates and writes final/.
 #include "train/stage_trainer.hpp"
+#include "train/stop_signal.hpp"
 
 #include "data/batch_stream.hpp"
 #include "data/dataset.hpp"
@@ -19,6 +20,7 @@
 #include <fthost/torch.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -164,6 +166,8 @@ void start_or_resume(Stage& s, const StageOptions& opts) {
             if (!opts.quiet) std::cerr << "fthost: stage '" << s.sc.name << "' resumes from " << ckpt->string() << "\n";
             return;
         }
+        std::cerr << "fthost: stage '" << s.sc.name << "' has no checkpoint to resume from: it starts again from step 1"
+                  << (s.sc.train.checkpoint_every > 0 ? "" : " ([stage.train] checkpoint_every = 0 writes none)") << "\n";
     }
     fs::remove_all(s.dir.checkpoints_dir(s.sc.name));
     s.dir.drop_metrics_of(s.sc.name);
@@ -294,7 +298,14 @@ bool eval_and_check_stop(Stage& s) {
     return ++st.evals_without_improvement >= s.sc.train.early_stopping_patience && s.sc.train.early_stopping_patience > 0;
 }
 
-// Runs steps until the last, an early stop, or opts.stop_after_steps (tests of resume);
+void write_checkpoint(Stage& s) {
+    s.state.metrics_size = s.dir.metrics_size();
+    s.state.seconds = s.seconds();
+    save_checkpoint(s.dir.checkpoints_dir(s.sc.name), s.state, s.trainable, *s.optimizer, s.sc.train.keep_checkpoints);
+}
+
+// Runs steps until the last, an early stop, a stop request (a signal), or
+// opts.stop_after_steps (tests of resume);
 // returns "completed", "early_stopped" or "interrupted".
 std::string train_loop(Stage& s, const StageOptions& opts) {
     const TrainConfig& tc = s.sc.train;
@@ -306,7 +317,8 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
     int64_t window_steps = 0;
     auto window_start = Clock::now();
     std::string status = "completed";
-    while (s.state.step < s.total_steps) {
+    if (stop_requested() && s.state.step < s.total_steps) status = "interrupted";  // before its first step
+    while (status != "interrupted" && s.state.step < s.total_steps) {
         StepBatches step = source.next();
         const double lr = scheduled_lr(s.state.step, s.total_steps, tc.warmup_steps, tc.lr, tc.min_lr_ratio);
         const auto [loss, grad_norm] = optimizer_step(s, step, lr, &window_tokens);
@@ -332,12 +344,11 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
         const bool stop = tc.eval_every > 0 && s.state.step % tc.eval_every == 0 && !last && !s.data.eval.empty() &&
                           eval_and_check_stop(s);
         if (stop) status = "early_stopped";
-        if (tc.checkpoint_every > 0 && s.state.step % tc.checkpoint_every == 0 && !last) {
-            s.state.metrics_size = s.dir.metrics_size();
-            s.state.seconds = s.seconds();
-            save_checkpoint(s.dir.checkpoints_dir(s.sc.name), s.state, s.trainable, *s.optimizer, tc.keep_checkpoints);
-        }
-        if (opts.stop_after_steps > 0 && s.state.step >= opts.stop_after_steps && !last) {
+        const bool interrupt = !last && (stop_requested() || (opts.stop_after_steps > 0 && s.state.step >= opts.stop_after_steps));
+        // A stop request (SIGINT, SIGTERM) always leaves a checkpoint of this step.
+        if (!last && ((tc.checkpoint_every > 0 && s.state.step % tc.checkpoint_every == 0) || stop_requested()))
+            write_checkpoint(s);
+        if (interrupt) {
             status = "interrupted";
             break;
         }
@@ -404,7 +415,12 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     peaks.cuda_index = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;
     if (peaks.cuda_index >= 0) reset_cuda_peak(peaks.cuda_index);
     const std::string status = train_loop(s, opts);
-    if (status == "interrupted") return {{"name", s.sc.name}, {"status", status}, {"steps", s.state.step}};
+    if (status == "interrupted") {
+        nlohmann::json r = {{"name", s.sc.name}, {"status", status}, {"steps", s.state.step}};
+        if (stop_requested()) r["signal"] = stop_signal() == SIGINT ? "SIGINT" : stop_signal() == SIGTERM ? "SIGTERM" : "signal";
+        if (auto ckpt = latest_checkpoint(s.dir.checkpoints_dir(s.sc.name))) r["checkpoint"] = ckpt->string();
+        return r;
+    }
     peaks.train_rss = peak_rss_bytes();
     // The loop's device peak, before the final eval and save add theirs.
     if (peaks.cuda_index >= 0) peaks.train_cuda = cuda_peak_bytes(peaks.cuda_index);

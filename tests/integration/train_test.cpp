@@ -3,6 +3,9 @@
 // directory holds what DESIGN.md §6 promises.
 #include "integration/run_support.hpp"
 #include "io/atomic_file.hpp"
+#include "train/stop_signal.hpp"
+
+#include <csignal>
 
 #include <ATen/Parallel.h>
 
@@ -133,6 +136,27 @@ TEST(Training, ResumeReproducesTheUninterruptedLossesExactly) {
     auto stage = nlohmann::json::parse(read_text(dir / "b/stages/finetune/final/stage.json"));
     EXPECT_EQ(stage["base"], "../../pretrain/final");
     EXPECT_TRUE(fs::exists(dir / "b/stages/finetune/final/adapter_model.safetensors"));
+}
+
+// A stop request (what SIGINT/SIGTERM set; tests/integration/cli_test.sh sends the real
+// signals mid-stage) that arrives before a stage starts: the run is "interrupted" with no
+// stage begun, exits 128 + 15, and --resume says the stage starts from step 1.
+TEST(Training, AStopRequestInterruptsTheRunAndResumeFinishesIt) {
+    const fs::path dir = temp_dir("stop_request");
+    write_file(dir / "c.toml", two_stage_config(dir / "run", 3, 0));
+    request_stop(SIGTERM);
+    const int rc = run(dir / "c.toml");
+    clear_stop_request();
+    EXPECT_EQ(rc, 128 + SIGTERM);
+    const auto stopped = nlohmann::json::parse(read_text(dir / "run/summary.json"));
+    EXPECT_EQ(stopped["status"], "interrupted");
+    EXPECT_TRUE(stopped["stages"].empty());
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(run(dir / "c.toml", (dir / "run").string()), 0);
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("stage 'pretrain' has no checkpoint to resume from: it starts again from step 1"), std::string::npos)
+        << err;
+    EXPECT_EQ(nlohmann::json::parse(read_text(dir / "run/summary.json"))["status"], "completed");
 }
 
 TEST(Training, ResumeRefusesADifferentConfig) {
