@@ -2,27 +2,27 @@
 // to its stdin as JSON, {"items": [{"prompt", "completion", "reference", "row"}, ...]},
 // and it prints {"scores": [...]} (or a bare array) with one number or null per item.
 // Scores are clamped to [0, 1]; null means not applicable (NaN). The program runs in
-// its own process group with a clean environment (PATH, LANG and the configured `env`
-// entries only — no inherited secrets), under an address-space limit (memory_mb) and a
-// CPU-time limit, and is killed with its children when timeout_s passes. A crash, a
+// the sandbox of sandbox.hpp: a clean environment (PATH, LANG and the configured `env`
+// entries only), no inherited descriptors, its own user and network namespaces where
+// the kernel allows (a warning names each guarantee it could not get), address-space,
+// CPU-time and process limits, an output cap, and a wall clock after which it and every
+// descendant are killed — all descendants are killed when the batch ends anyway. A crash, a
 // non-zero exit, a timeout or unreadable output scores every item of the batch 0 with
 // the reason, and is counted in a warning — the run never fails because a grader did.
 #include <fthost/plugin.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include "sandbox.hpp"
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <mutex>
-#include <poll.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 namespace {
 
@@ -34,6 +34,10 @@ const ft_option kOptions[] = {
     option("timeout_s", FT_OPT_FLOAT, "30.0", "wall-clock limit per batch; the program is killed after it"),
     option("memory_mb", FT_OPT_INT, "2048", "address-space limit of the program (MiB)"),
     option("env", FT_OPT_STRING_LIST, "[]", "KEY=VALUE entries added to the program's otherwise clean environment"),
+    option("cpu_s", FT_OPT_INT, "0", "CPU-time limit of the program (s); 0 = ceil(timeout_s) + 1"),
+    option("max_output_mb", FT_OPT_INT, "64", "the most the program may print (MiB); more fails the batch"),
+    option("max_processes", FT_OPT_INT, "256",
+           "process limit of the program's tree (RLIMIT_NPROC in its own user namespace; not enforced for root); 0 = none"),
 };
 
 struct Outcome {
@@ -41,78 +45,40 @@ struct Outcome {
     std::string out, why;
 };
 
-// Runs argv with `input` on stdin; collects stdout until exit or the deadline.
-Outcome run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& input,
-                    double timeout_s, int64_t memory_mb) {
-    int in[2], out[2];
-    if (pipe(in) != 0 || pipe(out) != 0) return {false, "", std::string("pipe: ") + std::strerror(errno)};
-    const pid_t pid = fork();
-    if (pid < 0) return {false, "", std::string("fork: ") + std::strerror(errno)};
-    if (pid == 0) {  // child: own process group, limits, clean environment
-        setpgid(0, 0);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        const int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 2);
-        for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
-        const rlim_t bytes = static_cast<rlim_t>(memory_mb) * 1024 * 1024;
-        rlimit as{bytes, bytes};
-        setrlimit(RLIMIT_AS, &as);
-        const rlim_t cpu = static_cast<rlim_t>(std::ceil(timeout_s)) + 1;
-        rlimit c{cpu, cpu};
-        setrlimit(RLIMIT_CPU, &c);
-        std::vector<std::string> envs = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"};
-        envs.insert(envs.end(), env.begin(), env.end());
-        std::vector<char*> args, envp;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        for (const auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
-        args.push_back(nullptr);
-        envp.push_back(nullptr);
-        if (argv[0].find('/') != std::string::npos) execve(argv[0].c_str(), args.data(), envp.data());
-        else execvpe(argv[0].c_str(), args.data(), envp.data());
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    close(in[0]);
-    close(out[1]);
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    signal(SIGPIPE, SIG_IGN);  // a program that exits without reading its input
+// The guarantees a batch did not get, each warned about once per process.
+void warn_missing(const fthost::Host& host, uint32_t isolation, int64_t max_processes) {
+    using namespace fthost_program;
+    static std::atomic<bool> warned_net{false}, warned_root{false}, warned_nproc{false};
+    if (!(isolation & kNetworkIsolated) && !warned_net.exchange(true))
+        host.log(FT_LOG_WARN, "program",
+                 "grader sandbox: no network namespace could be created (unshare of CLONE_NEWUSER|CLONE_NEWNET and of "
+                 "CLONE_NEWNET refused): grader programs HAVE network access on this machine");
+    // As root outside a user namespace the program keeps CAP_SYS_PTRACE over fthost.
+    if (!(isolation & kUserNamespace) && geteuid() == 0 && !warned_root.exchange(true))
+        host.log(FT_LOG_WARN, "program",
+                 "grader sandbox: no user namespace could be created: grader programs run as real root and CAN read "
+                 "fthost's /proc/<pid>/environ and memory");
+    if (max_processes > 0 && !(isolation & kProcessLimit) && !warned_nproc.exchange(true))
+        host.log(FT_LOG_WARN, "program",
+                 std::string("grader sandbox: max_processes is not enforced (") +
+                     (geteuid() == 0 ? "the kernel does not apply RLIMIT_NPROC to root" : "no user namespace") + ")");
+}
+
+// Runs argv in the sandbox (sandbox.hpp) and turns what happened into an outcome.
+Outcome run_program(const fthost::Host& host, const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                    const std::string& input, const fthost_program::Limits& lim) {
+    std::vector<std::string> envs = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"};
+    envs.insert(envs.end(), env.begin(), env.end());
+    const fthost_program::Result r = fthost_program::run_sandboxed(argv, envs, input, lim);
+    if (r.started) warn_missing(host, r.isolation, lim.max_processes);
     Outcome o;
-    size_t written = 0;
-    bool in_open = true, out_open = true, timed_out = false;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    if (input.empty()) close(in[1]), in_open = false;
-    while (out_open) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) {
-            timed_out = true;
-            break;
-        }
-        pollfd fds[2];
-        nfds_t n = 0;
-        fds[n++] = {out[0], POLLIN, 0};
-        if (in_open) fds[n++] = {in[1], POLLOUT, 0};
-        if (poll(fds, n, static_cast<int>(std::min<int64_t>(left.count(), 100))) < 0 && errno != EINTR) break;
-        if (fds[0].revents & (POLLIN | POLLHUP)) {
-            char buf[65536];
-            const ssize_t got = read(out[0], buf, sizeof buf);
-            if (got > 0) o.out.append(buf, static_cast<size_t>(got));
-            else if (got == 0 || errno != EAGAIN) out_open = false;
-            if (o.out.size() > (64u << 20)) break;  // runaway output
-        }
-        if (in_open && n > 1 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            const ssize_t put = write(in[1], input.data() + written, input.size() - written);
-            if (put > 0) written += static_cast<size_t>(put);
-            if (put < 0 && errno != EAGAIN) written = input.size();
-            if (written >= input.size()) close(in[1]), in_open = false;
-        }
-    }
-    if (in_open) close(in[1]);
-    close(out[0]);
-    if (timed_out || out_open) kill(-pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (timed_out) o.why = "timed out after " + std::to_string(timeout_s) + " s";
+    o.out = r.out;
+    const int status = r.status;
+    if (!r.error.empty()) o.why = "could not be run: " + r.error;
+    else if (r.output_capped) o.why = "printed more than " + std::to_string(lim.max_output_bytes) + " bytes";
+    else if (r.timed_out) o.why = "timed out after " + std::to_string(lim.timeout_s) + " s";
+    else if (!r.exited) o.why = "could not be run: its supervisor died";
+    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) o.why = "exceeded its CPU-time limit";
     else if (WIFSIGNALED(status)) o.why = "killed by signal " + std::to_string(WTERMSIG(status));
     else if (WEXITSTATUS(status) == 127) o.why = "could not start '" + argv[0] + "'";
     else if (WEXITSTATUS(status) != 0) o.why = "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -126,14 +92,18 @@ public:
         : host_(host),
           argv_(cfg.get_string_list("command")),
           env_(cfg.get_string_list("env")),
-          timeout_(cfg.get_float("timeout_s")),
-          memory_mb_(cfg.get_int("memory_mb")) {}
+          limits_{cfg.get_float("timeout_s"), cfg.get_int("memory_mb"), cfg.get_int("cpu_s"),
+                  cfg.get_int("max_output_mb") * (int64_t(1) << 20), cfg.get_int("max_processes")} {}
 
     static void validate(const fthost::Config& cfg) {
         const auto cmd = cfg.get_string_list("command");
         if (cmd.empty() || cmd[0].empty()) cfg.fail("command", "must name a program");
         if (cfg.get_float("timeout_s") <= 0) cfg.fail("timeout_s", "must be > 0");
         if (cfg.get_int("memory_mb") < 16) cfg.fail("memory_mb", "must be at least 16");
+        if (cfg.get_int("cpu_s") < 0) cfg.fail("cpu_s", "must be >= 0");
+        if (cfg.get_int("max_output_mb") < 1 || cfg.get_int("max_output_mb") > 4096)
+            cfg.fail("max_output_mb", "must be in [1, 4096]");
+        if (cfg.get_int("max_processes") < 0) cfg.fail("max_processes", "must be >= 0");
         for (const auto& e : cfg.get_string_list("env"))
             if (e.find('=') == std::string::npos || e.front() == '=') cfg.fail("env", "entries are KEY=VALUE, got \"" + e + "\"");
     }
@@ -154,8 +124,7 @@ public:
                                       {"reference", items[i].reference ? json(items[i].reference) : json()},
                                       {"row", row}});
         }
-        const Outcome o = run_program(argv_, env_, input.dump(-1, ' ', false, json::error_handler_t::replace), timeout_,
-                                      memory_mb_);
+        const Outcome o = run_program(host_, argv_, env_, input.dump(-1, ' ', false, json::error_handler_t::replace), limits_);
         std::string why = o.why;
         std::vector<double> scores;
         if (o.ok) {
@@ -193,8 +162,7 @@ public:
 private:
     fthost::Host host_;
     std::vector<std::string> argv_, env_;
-    double timeout_;
-    int64_t memory_mb_;
+    fthost_program::Limits limits_;
     std::mutex mu_;
     int64_t failures_ = 0;
 };
