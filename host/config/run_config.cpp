@@ -1,16 +1,22 @@
 #include "config/run_config.hpp"
 
 #include "io/hf_files.hpp"
+#include "io/safetensors.hpp"
+#include "io/utf8.hpp"
 #include "config/host_api.hpp"
 #include "tokenizer/chat_template.hpp"
 #include "tokenizer/text_codec.hpp"
 
 #include <fthost/plugin.hpp>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 namespace fthost::host {
 
@@ -74,7 +80,8 @@ static const ft_option kTrainOptions[] = {
     option("adam_eps", FT_OPT_FLOAT, "1e-8", "AdamW epsilon"),
     option("log_every", FT_OPT_INT, "10", "steps between metrics.jsonl lines"),
     option("eval_every", FT_OPT_INT, "0", "steps between eval-loss evaluations (0 = only at the end)"),
-    option("checkpoint_every", FT_OPT_INT, "0", "steps between resumable checkpoints (0 = none)"),
+    option("checkpoint_every", FT_OPT_INT, "200",
+           "steps between resumable checkpoints (0 = none; SIGINT/SIGTERM always write one)"),
     option("keep_checkpoints", FT_OPT_INT, "2", "newest checkpoints kept"),
     option("early_stopping_patience", FT_OPT_INT, "0", "stop after this many evals without a better eval loss (0 = off)"),
     option("precompute_ref_log_probs", FT_OPT_BOOL, "false",
@@ -273,6 +280,10 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
         read(rs, "device", rc.device);
         read(rs, "precision", rc.precision);
         read(rs, "cuda_graphs", rc.cuda_graphs);
+        if (rs.has("seed") && rs.get_int("seed") < 0) diag.add(rs.where_of("seed"), "seed must be at least 0");
+        if (rc.threads < 0)
+            diag.add(rs.where_of("threads"), "threads must be at least 0 (0 = LibTorch's default), not " +
+                                                 std::to_string(rc.threads));
         if (rc.precision != "fp32" && rc.precision != "bf16")
             diag.add(rs.where_of("precision"), "precision must be fp32 or bf16, not '" + rc.precision + "'");
         if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
@@ -296,6 +307,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ss, "name", sc.name);
                 read(ss, "init_from", sc.init_from);
                 read(ss, "teacher", sc.teacher);
+                sc.init_from_where = ss.where_of("init_from");
+                sc.teacher_where = ss.where_of("teacher");
                 read(ss, "tokenizer", sc.tokenizer);
                 if (!sc.tokenizer.empty()) {
                     const std::filesystem::path t(sc.tokenizer);
@@ -364,6 +377,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             {
                 read(ds, "train", sc.data.train_file);
                 read(ds, "eval", sc.data.eval_file);
+                sc.data.train_where = ds.where_of("train");
+                sc.data.eval_where = ds.where_of("eval");
                 read(ds, "eval_fraction", sc.data.eval_fraction);
                 read(ds, "max_seq_len", sc.data.max_seq_len);
                 read(ds, "packing", sc.data.packing);
@@ -445,6 +460,16 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 if (t.min_lr_ratio < 0 || t.min_lr_ratio > 1) diag.add(ts.where_of("min_lr_ratio"), "min_lr_ratio must be in [0, 1]");
                 if (t.log_every < 1) diag.add(ts.where_of("log_every"), "log_every must be at least 1");
                 if (t.keep_checkpoints < 1) diag.add(ts.where_of("keep_checkpoints"), "keep_checkpoints must be at least 1");
+                for (const auto& [key, v] : {std::pair<const char*, int64_t>{"steps", t.steps}, {"epochs", t.epochs},
+                                             {"warmup_steps", t.warmup_steps}, {"eval_every", t.eval_every},
+                                             {"checkpoint_every", t.checkpoint_every},
+                                             {"early_stopping_patience", t.early_stopping_patience}})
+                    if (v < 0) diag.add(ts.where_of(key), std::string(key) + " must be at least 0, not " + std::to_string(v));
+                if (!(t.weight_decay >= 0)) diag.add(ts.where_of("weight_decay"), "weight_decay must be at least 0");
+                if (!(t.max_grad_norm >= 0)) diag.add(ts.where_of("max_grad_norm"), "max_grad_norm must be at least 0 (0 = off)");
+                if (!(t.beta1 >= 0 && t.beta1 < 1)) diag.add(ts.where_of("adam_beta1"), "adam_beta1 must be in [0, 1)");
+                if (!(t.beta2 >= 0 && t.beta2 < 1)) diag.add(ts.where_of("adam_beta2"), "adam_beta2 must be in [0, 1)");
+                if (!(t.eps > 0)) diag.add(ts.where_of("adam_eps"), "adam_eps must be positive");
                 if (t.early_stopping_patience > 0 && t.eval_every <= 0)
                     diag.add(ts.where_of("early_stopping_patience"), "early stopping needs eval_every > 0");
             }
@@ -463,6 +488,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 if (g.temperature <= 0) diag.add(gs.where_of("temperature"), "temperature must be > 0 for sampling");
                 if (g.top_p <= 0 || g.top_p > 1) diag.add(gs.where_of("top_p"), "top_p must be in (0, 1]");
                 if (g.num_iterations < 1) diag.add(gs.where_of("num_iterations"), "num_iterations must be at least 1");
+                if (g.top_k < 0) diag.add(gs.where_of("top_k"), "top_k must be at least 0 (0 = off)");
             }
             // What the model reads rules out some settings (a fresh model's; one loaded from
             // init_from is checked when the stage starts).
@@ -519,6 +545,9 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(es, "max_examples", sc.eval.max_examples);
                 read(es, "base", sc.eval.base);
                 read(es, "group_by", sc.eval.group_by);
+                if (sc.eval.max_new_tokens < 1) diag.add(es.where_of("max_new_tokens"), "max_new_tokens must be at least 1");
+                if (sc.eval.batch_size < 1) diag.add(es.where_of("batch_size"), "batch_size must be at least 1");
+                if (sc.eval.max_examples < 0) diag.add(es.where_of("max_examples"), "max_examples must be at least 0 (0 = all)");
             }
             sc.cuda_graphs = rc.cuda_graphs;
             sc.bf16 = rc.precision == "bf16";
@@ -547,6 +576,85 @@ RunConfig load_run_config(const std::string& file, const std::vector<std::string
     }
     for (const auto& s : sets) apply_set(root, s, diag);
     return build(root, file, reg, diag);
+}
+
+// ---- what `fthost validate` opens -----------------------------------------------------
+
+namespace {
+
+// The first non-blank line of a JSONL file parses as a JSON object, or an error "file:line: why".
+std::string first_row_problem(const std::string& file) {
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) return file + ": no such file";
+    if (std::filesystem::is_directory(file, ec)) return file + ": is a directory, not a JSONL file";
+    std::ifstream in(file);
+    if (!in) return file + ": cannot open data file (" + std::strerror(errno) + ")";
+    std::string line;
+    for (int64_t n = 1; std::getline(in, line); ++n) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        try {
+            if (!nlohmann::json::parse(line).is_object()) return file + ":" + std::to_string(n) + ": a line must be a JSON object";
+        } catch (const nlohmann::json::exception& e) {
+            return file + ":" + std::to_string(n) + ": malformed JSON (" + utf8_lossy(e.what()) + ")";
+        }
+        return "";
+    }
+    if (in.bad()) return file + ": cannot read data file";
+    return file + ": has no rows";
+}
+
+// A final/ or Hugging Face directory's JSON files parse and its weights' headers read.
+void check_model_dir(const std::filesystem::path& dir, const std::string& where, const std::string& key,
+                     Diagnostics& diag) {
+    for (const char* name : {"stage.json", "config.json", "model.safetensors.index.json", "adapter_config.json"}) {
+        const auto f = dir / name;
+        if (!std::filesystem::exists(f)) continue;
+        try {
+            read_json_file(f);
+        } catch (const std::exception& e) {
+            diag.add(where, key + ": " + utf8_lossy(e.what()));
+        }
+    }
+    std::error_code ec;
+    std::vector<std::filesystem::path> weights;
+    for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec))
+        if (it->path().extension() == ".safetensors") weights.push_back(it->path());
+    if (ec) diag.add(where, key + ": cannot list " + dir.string() + " (" + ec.message() + ")");
+    std::sort(weights.begin(), weights.end());
+    for (const auto& w : weights) {
+        try {
+            check_safetensors_header(w.string());
+        } catch (const std::exception& e) {
+            diag.add(where, key + ": " + utf8_lossy(e.what()));
+        }
+    }
+}
+
+}  // namespace
+
+void check_inputs(const RunConfig& rc, Diagnostics& diag) {
+    std::set<std::string> seen;  // a file or directory used by several stages is reported once
+    for (const auto& sc : rc.stages) {
+        for (const auto& [file, where, key] : {std::tuple{sc.data.train_file, sc.data.train_where, "train"},
+                                               std::tuple{sc.data.eval_file, sc.data.eval_where, "eval"}}) {
+            if (file.empty() || !seen.insert(file).second) continue;
+            if (sc.data.skip_malformed) {
+                // Malformed rows are skipped by request: only that the file opens is checked.
+                std::ifstream in(file);
+                if (!in) diag.add(where, std::string("data ") + key + " '" + file + "' cannot be read");
+                continue;
+            }
+            const std::string problem = first_row_problem(file);
+            if (!problem.empty()) diag.add(where, std::string("data ") + key + ": " + problem);
+        }
+        for (const auto& [ref, where, key] : {std::tuple{sc.init_from, sc.init_from_where, "init_from"},
+                                              std::tuple{sc.teacher, sc.teacher_where, "teacher"}}) {
+            // A missing directory is reported by load_run_config; an earlier stage's model does not exist yet.
+            if (!is_stage_path(ref) || !std::filesystem::is_directory(ref) || !seen.insert(ref).second) continue;
+            check_model_dir(ref, where, key, diag);
+        }
+    }
 }
 
 }  // namespace fthost::host

@@ -38,6 +38,7 @@ struct DataConfig {
     bool span_corruption = false;
     double noise_density = 0.15, mean_noise_span_length = 3.0;
     std::string span_corruption_where;  // the key's file:line:column, for errors when the stage starts
+    std::string train_where, eval_where;  // the keys' file:line:column (check_inputs)
 };
 
 struct TrainConfig {
@@ -46,7 +47,7 @@ struct TrainConfig {
     double lr = 1e-4, min_lr_ratio = 0.0, weight_decay = 0.0;
     int64_t warmup_steps = 0;
     double max_grad_norm = 1.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-    int64_t log_every = 10, eval_every = 0, checkpoint_every = 0, keep_checkpoints = 2;
+    int64_t log_every = 10, eval_every = 0, checkpoint_every = 200, keep_checkpoints = 2;
     int64_t early_stopping_patience = 0;
     bool precompute_ref_log_probs = false;
     bool disable_dropout = true;
@@ -66,6 +67,7 @@ bool is_stage_path(const std::string& ref);
 
 struct StageConfig {
     std::string name, init_from, teacher, where;
+    std::string init_from_where, teacher_where;  // the keys' file:line:column (check_inputs)
     std::string tokenizer;  // a fresh model's tokenizer directory ("" = the byte tokenizer)
     PluginSection model, param, objective;
     std::vector<PluginSection> graders;
@@ -93,6 +95,15 @@ struct RunConfig {
 // problem is added to diag; the result is meaningful only when diag.ok().
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets,
                           const PluginRegistry& registry, Diagnostics& diag);
+
+// What `fthost validate` (and run and eval, before they start) opens beyond the config,
+// cheaply: each data file exists, is readable and its first row parses as a JSON object
+// (an error names file:line; with skip_malformed only that it opens); each init_from /
+// teacher directory's stage.json, config.json, adapter_config.json and
+// model.safetensors.index.json parse and every *.safetensors header in it reads
+// (check_safetensors_header, no weights are read). Problems go to diag at the key's
+// file:line:column.
+void check_inputs(const RunConfig& rc, Diagnostics& diag);
 
 // A stage setting that what its model reads rules out: packing rows that carry fields,
 // graders or pair/sampling objectives for a model that has no text or no LM head. `key`

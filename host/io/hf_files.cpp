@@ -1,6 +1,7 @@
 #include "io/hf_files.hpp"
 
 #include "io/atomic_file.hpp"
+#include "io/utf8.hpp"
 
 #include <fthost/plugin.hpp>
 #include <nlohmann/json.hpp>
@@ -16,7 +17,7 @@ nlohmann::json read_json_file(const fs::path& p) {
     try {
         return nlohmann::json::parse(read_text(p));
     } catch (const nlohmann::json::exception& e) {
-        throw Error(p.string() + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
+        throw Error(p.string() + ": not valid JSON (" + utf8_lossy(e.what()) + ")", FT_ERR_INVALID_ARGUMENT);
     }
 }
 

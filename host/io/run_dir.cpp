@@ -1,6 +1,7 @@
 #include "io/run_dir.hpp"
 
 #include "io/atomic_file.hpp"
+#include "io/utf8.hpp"
 
 #include <fthost/plugin.hpp>
 
@@ -12,7 +13,7 @@ namespace fthost::host {
 
 void RunDir::append_metrics(const nlohmann::json& line) {
     if (!metrics_.is_open()) metrics_.open(root_ / "metrics.jsonl", std::ios::app);
-    metrics_ << line.dump() << "\n";
+    metrics_ << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     metrics_.flush();
 }
 
@@ -44,12 +45,14 @@ nlohmann::json RunDir::read_json(const std::string& name) const {
     try {
         return nlohmann::json::parse(read_text(root_ / name));
     } catch (const nlohmann::json::exception& e) {
-        throw Error((root_ / name).string() + ": " + e.what());
+        throw Error((root_ / name).string() + ": " + utf8_lossy(e.what()));
     }
 }
 
 void RunDir::write_json(const std::string& name, const nlohmann::json& j) const {
-    write_text_atomically(root_ / name, j.dump(2) + "\n");
+    // Strings with invalid UTF-8 (an error quoting a data row's bytes) become U+FFFD
+    // instead of making dump throw and hiding what was being recorded.
+    write_text_atomically(root_ / name, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace fthost::host

@@ -20,7 +20,8 @@ public:
     std::filesystem::path final_dir(const std::string& stage) const { return stage_dir(stage) / "final"; }
     std::filesystem::path checkpoints_dir(const std::string& stage) const { return stage_dir(stage) / "checkpoints"; }
 
-    // Appends one line to metrics.jsonl and flushes it.
+    // Appends one line to metrics.jsonl and flushes it. Here and in write_json, strings
+    // that are not valid UTF-8 are written with U+FFFD for their invalid bytes.
     void append_metrics(const nlohmann::json& line);
     // Size of metrics.jsonl in bytes (stored in checkpoints), and truncation back to it.
     uint64_t metrics_size() const;

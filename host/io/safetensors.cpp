@@ -1,6 +1,7 @@
 #include "io/safetensors.hpp"
 
 #include "io/atomic_file.hpp"
+#include "io/utf8.hpp"
 
 #include <fthost/plugin.hpp>
 #include <nlohmann/json.hpp>
@@ -8,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include <fcntl.h>
@@ -97,29 +100,34 @@ private:
 
 }  // namespace
 
-std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-    auto file = std::make_shared<Mapping>(path);
-    const uint64_t file_size = file->size();
+namespace {
+
+struct Entry {
+    std::string name;
+    const DType* dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;
+};
+
+// The tensors a header describes, every one checked against the data_size bytes after it.
+std::vector<Entry> parse_header(const std::string& path, const char* text, uint64_t n, uint64_t data_size,
+                                std::map<std::string, std::string>* metadata) {
     auto bad = [&](const std::string& why) { return Error(path + ": malformed safetensors file: " + why); };
-    if (file_size < 8) throw bad("shorter than its 8-byte header length");
-    uint64_t n = 0;
-    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(file->data()[i])) << (8 * i);
-    if (n > file_size - 8 || n > (100ull << 20)) throw bad("header length " + std::to_string(n) + " exceeds the file");
     nlohmann::json header;
     try {
-        header = nlohmann::json::parse(file->data() + 8, file->data() + 8 + n);
+        header = nlohmann::json::parse(text, text + n);
     } catch (const std::exception& e) {
-        throw bad(std::string("header is not JSON (") + e.what() + ")");
+        throw bad(std::string("header is not JSON (") + utf8_lossy(e.what()) + ")");
     }
     if (!header.is_object()) throw bad("header is not a JSON object");
-    const uint64_t data_size = file_size - 8 - n;
-    char* data = file->data() + 8 + n;
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    std::map<std::string, at::Tensor> out;
+    std::vector<Entry> out;
     for (auto& [name, info] : header.items()) {
         if (name == "__metadata__") {
             if (metadata && info.is_object())
-                for (auto& [k, v] : info.items()) (*metadata)[k] = v.is_string() ? v.get<std::string>() : v.dump();
+                for (auto& [k, v] : info.items())
+                    (*metadata)[k] = v.is_string() ? v.get<std::string>()
+                                                   : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             continue;
         }
         if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
@@ -147,21 +155,61 @@ std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std:
         const uint64_t elem = c10::elementSize(d->type);
         if (e - b != numel * elem) throw bad("tensor '" + name + "' shape does not match its byte range");
         ranges.emplace_back(b, e);
-        const auto opts = at::TensorOptions().dtype(d->type);
-        char* p = data + b;
-        if (reinterpret_cast<uintptr_t>(p) % elem == 0) {
-            // Zero-copy: the tensor is the mapped bytes, and holds the mapping alive.
-            out.emplace(name, at::from_blob(p, shape, [file](void*) {}, opts));
-        } else {  // misaligned for its dtype: copy out
-            at::Tensor t = at::empty(shape, opts);
-            std::memcpy(t.data_ptr(), p, e - b);
-            out.emplace(name, t);
-        }
+        out.push_back({name, d, std::move(shape), b, e});
     }
     std::sort(ranges.begin(), ranges.end());
     for (size_t i = 1; i < ranges.size(); ++i)
         if (ranges[i].first < ranges[i - 1].second) throw bad("tensor byte ranges overlap");
     return out;
+}
+
+// The header's length from the first 8 bytes, checked against the file's size.
+uint64_t header_length(const std::string& path, const unsigned char* first8, uint64_t file_size) {
+    auto bad = [&](const std::string& why) { return Error(path + ": malformed safetensors file: " + why); };
+    if (file_size < 8) throw bad("shorter than its 8-byte header length");
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(first8[i]) << (8 * i);
+    if (n > file_size - 8 || n > (100ull << 20)) throw bad("header length " + std::to_string(n) + " exceeds the file");
+    return n;
+}
+
+}  // namespace
+
+std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+    auto file = std::make_shared<Mapping>(path);
+    const uint64_t file_size = file->size();
+    const uint64_t n = header_length(path, reinterpret_cast<const unsigned char*>(file->data()), file_size);
+    const uint64_t data_size = file_size - 8 - n;
+    char* data = file->data() + 8 + n;
+    std::map<std::string, at::Tensor> out;
+    for (const Entry& t : parse_header(path, file->data() + 8, n, data_size, metadata)) {
+        const auto opts = at::TensorOptions().dtype(t.dtype->type);
+        const uint64_t elem = c10::elementSize(t.dtype->type);
+        char* p = data + t.begin;
+        if (reinterpret_cast<uintptr_t>(p) % elem == 0) {
+            // Zero-copy: the tensor is the mapped bytes, and holds the mapping alive.
+            out.emplace(t.name, at::from_blob(p, t.shape, [file](void*) {}, opts));
+        } else {  // misaligned for its dtype: copy out
+            at::Tensor x = at::empty(t.shape, opts);
+            std::memcpy(x.data_ptr(), p, t.end - t.begin);
+            out.emplace(t.name, x);
+        }
+    }
+    return out;
+}
+
+size_t check_safetensors_header(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+    std::error_code ec;
+    const uint64_t file_size = std::filesystem::file_size(path, ec);
+    if (ec) throw Error(path + ": cannot stat (" + ec.message() + ")");
+    unsigned char first8[8] = {};
+    in.read(reinterpret_cast<char*>(first8), 8);
+    const uint64_t n = header_length(path, first8, in ? file_size : std::min<uint64_t>(file_size, 7));
+    std::string header(n, '\0');
+    if (!in.read(header.data(), static_cast<std::streamsize>(n))) throw Error(path + ": cannot read its safetensors header");
+    return parse_header(path, header.data(), n, file_size - 8 - n, nullptr).size();
 }
 
 }  // namespace fthost::host

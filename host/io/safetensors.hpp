@@ -27,4 +27,9 @@ void save_safetensors(const std::string& path, const TensorList& tensors,
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path,
                                                    std::map<std::string, std::string>* metadata = nullptr);
 
+// Reads only the header and checks it as load_safetensors does (JSON, dtypes, shapes,
+// byte ranges inside the file and not overlapping); returns the number of tensors.
+// What `fthost validate` does to a checkpoint's weights without reading them.
+size_t check_safetensors_header(const std::string& path);
+
 }  // namespace fthost::host

@@ -4,6 +4,8 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
@@ -102,12 +104,46 @@ void PluginRegistry::refuse(const std::string& file, const std::string& reason) 
     if (print_refusals) std::cerr << "fthost: refused plugin " << file << ": " << reason << "\n";
 }
 
+void PluginRegistry::warn(const std::string& message) {
+    for (const auto& w : warnings_)
+        if (w == message) return;  // once
+    warnings_.push_back(message);
+    if (print_refusals) std::cerr << "fthost: warning: " << message << "\n";
+}
+
+namespace {
+
+// Why the dynamic loader refuses `path` (a missing dependency, a wrong ELF class, an
+// undefined symbol): Boost.DLL's error code says only "Bad file descriptor", so ask the
+// loader itself with a second dlopen of the same file and read dlerror().
+std::string loader_reason(const fs::path& path, const std::string& fallback) {
+    ::dlerror();
+    const std::string file = path.string();
+    void* h = ::dlopen((file.find('/') == std::string::npos ? "./" + file : file).c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (h) {
+        ::dlclose(h);
+        return fallback;
+    }
+    const char* why = ::dlerror();
+    return why ? why : fallback;
+}
+
+}  // namespace
+
 void PluginRegistry::load_directory(const fs::path& dir) {
     std::error_code ec;
-    if (!fs::is_directory(dir, ec)) return;
+    if (!fs::is_directory(dir, ec)) {
+        // The build's own folder is absent in an installed fthost: nothing to say. Any other
+        // folder (FTHOST_PLUGIN_PATH's) was asked for by the user.
+        if (dir != fs::path(FTHOST_BUILD_PLUGIN_DIR))
+            warn("plugin folder " + dir.string() + (fs::exists(dir, ec) ? " is not a directory" : " does not exist") +
+                 " (check FTHOST_PLUGIN_PATH); no plugins loaded from it");
+        return;
+    }
     std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(dir, ec))
-        if (entry.path().extension() == ".so") files.push_back(entry.path());
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+        if (it->path().extension() == ".so") files.push_back(it->path());
+    if (ec) warn("plugin folder " + dir.string() + " cannot be read (" + ec.message() + ")");
     std::sort(files.begin(), files.end());
     for (const auto& f : files) load_file(f);
 }
@@ -121,7 +157,7 @@ int PluginRegistry::load_file(const fs::path& path) {
     boost::dll::fs::error_code ec;
     lib->load(boost::dll::fs::path(path), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
     if (ec) {
-        refuse(file, "not a loadable shared library (" + ec.message() + ")");
+        refuse(file, "not a loadable shared library (" + loader_reason(path, ec.message()) + ")");
         return 0;
     }
     if (!lib->has(FTHOST_ENTRY_SYMBOL)) {

@@ -33,12 +33,16 @@ public:
     const LoadedPlugin& require(ft_kind kind, const std::string& name) const;
     std::vector<const LoadedPlugin*> all() const;
     const std::vector<std::string>& refusals() const { return refusals_; }
+    // Plugin folders that were skipped (missing, not a directory, unreadable), each once.
+    const std::vector<std::string>& warnings() const { return warnings_; }
 
-    // When true (the default) each refusal is also printed to stderr as it happens.
+    // When true (the default) each refusal and warning is also printed to stderr as it happens.
     bool print_refusals = true;
 
 private:
     void refuse(const std::string& file, const std::string& reason);
+    void warn(const std::string& message);
+    std::vector<std::string> warnings_;
     std::map<std::pair<ft_kind, std::string>, LoadedPlugin> plugins_;
     std::vector<std::string> refusals_;
 };

@@ -1,4 +1,5 @@
 #include "run/run_driver.hpp"
+#include "train/stop_signal.hpp"
 
 #include "data/dataset.hpp"
 #include "eval/held_out.hpp"
@@ -6,6 +7,7 @@
 #include "io/atomic_file.hpp"
 #include "io/sha256.hpp"
 #include "io/run_dir.hpp"
+#include "io/utf8.hpp"
 #include "model/device.hpp"
 #include "model/model_session.hpp"
 #include "model/stage_inputs.hpp"
@@ -90,6 +92,20 @@ void record(nlohmann::json& summary, const nlohmann::json& stage) {
     summary["stages"] = stages;
 }
 
+// Marks a stage and the run failed in summary.json, the error as valid UTF-8. Never
+// throws: when even that write fails (disk full) it says so, and the caller rethrows the
+// stage's own error, which is the one the user needs to see.
+void record_failure(const RunDir& dir, nlohmann::json& summary, const std::string& stage, const std::string& error) {
+    try {
+        record(summary, {{"name", stage}, {"status", "failed"}, {"error", utf8_lossy(error)}});
+        summary["status"] = "failed";
+        dir.write_json("summary.json", summary);
+    } catch (const std::exception& e) {
+        std::cerr << "fthost: could not record the failure in " << (dir.root() / "summary.json").string() << ": "
+                  << utf8_lossy(e.what()) << "\n";
+    }
+}
+
 void print_summary(const nlohmann::json& summary) {
     std::cout << "\nstage results (held-out eval):\n";
     for (const auto& s : summary["stages"]) {
@@ -114,6 +130,7 @@ std::optional<RunConfig> load_valid_config(const std::string& file, const std::v
                                            const PluginRegistry& registry) {
     Diagnostics diag;
     RunConfig rc = load_run_config(file, sets, registry, diag);
+    check_inputs(rc, diag);  // data files and checkpoints open, reported with the config's errors
     if (!diag.ok()) {
         for (const auto& e : diag.errors) std::cerr << "error: " << e << "\n";
         std::cerr << diag.errors.size() << " error(s) in " << file << "\n";
@@ -140,6 +157,9 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
                             " was started with; resume with the same config and --set values",
                         FT_ERR_CONFIG);
         summary = dir.read_json("summary.json");
+        // Running again: a "failed" or "interrupted" left by the last attempt no longer holds.
+        summary["status"] = "running";
+        dir.write_json("summary.json", summary);
     } else {
         if (fs::exists(dir.root()) && !fs::is_empty(dir.root()))
             throw Error("run directory " + dir.root().string() +
@@ -159,6 +179,13 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
         for (const auto& s : summary["stages"])
             if (s["name"] == sc.name && (s["status"] == "completed" || s["status"] == "early_stopped")) done = true;
         if (done) continue;
+        if (stop_requested()) {  // signalled while the previous stage finished
+            summary["status"] = "interrupted";
+            dir.write_json("summary.json", summary);
+            std::cerr << "fthost: interrupted before stage '" << sc.name << "'; continue with: fthost run " << req.config
+                      << " --resume " << dir.root().string() << "\n";
+            return 128 + stop_signal();
+        }
         if (!req.stage_options.quiet) std::cerr << "fthost: stage '" << sc.name << "' (" << sc.objective.plugin << " + "
                                                 << sc.param.plugin << ")\n";
         StageOptions so = req.stage_options;
@@ -169,16 +196,19 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
         } catch (const std::exception& e) {
             // Leave the directory saying what happened: the stage failed, its last
             // checkpoint (if any) is intact, and --resume can continue once fixed.
-            record(summary, {{"name", sc.name}, {"status", "failed"}, {"error", e.what()}});
-            summary["status"] = "failed";
-            dir.write_json("summary.json", summary);
+            record_failure(dir, summary, sc.name, e.what());
             throw;
         }
         record(summary, result);
         if (result["status"] == "interrupted") {
             summary["status"] = "interrupted";
             dir.write_json("summary.json", summary);
-            return 3;
+            if (!stop_requested()) return 3;  // a test's stop_after_steps
+            std::cerr << "fthost: stage '" << sc.name << "' interrupted at step " << result["steps"] << " ("
+                      << result.value("signal", "signal") << ")"
+                      << (result.contains("checkpoint") ? "; checkpoint " + result["checkpoint"].get<std::string>() : "")
+                      << "; continue with: fthost run " << req.config << " --resume " << dir.root().string() << "\n";
+            return 128 + stop_signal();  // the shell's convention: 130 for SIGINT, 143 for SIGTERM
         }
         dir.write_json("summary.json", summary);
     }

@@ -6,6 +6,8 @@
 // models (byte_tokenizer.hpp).
 #pragma once
 
+#include "io/utf8.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -42,8 +44,6 @@ std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::filesystem::path& token
 // says so (sentencepiece_tokenizer.cpp).
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_file);
 
-// Bytes -> valid UTF-8: each maximal invalid sequence becomes U+FFFD (as Rust's
-// String::from_utf8_lossy, which `tokenizers` uses).
-std::string utf8_lossy(const std::string& bytes);
+// utf8_lossy (bytes -> valid UTF-8) lives in io/utf8.hpp, included above.
 
 }  // namespace fthost::host

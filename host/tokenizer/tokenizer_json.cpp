@@ -21,17 +21,25 @@ json read(const fs::path& file) {
     try {
         return json::parse(read_text(file));
     } catch (const json::exception& e) {
-        throw Error(file.string() + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
+        throw Error(file.string() + ": not valid JSON (" + utf8_lossy(e.what()) + ")", FT_ERR_INVALID_ARGUMENT);
     }
 }
 
 std::unique_ptr<Tokenizer> load(const fs::path& file) {
     const json j = read(file);
     if (!j.contains("model") || !j["model"].is_object()) throw Error(file.string() + ": no \"model\"", FT_ERR_INVALID_ARGUMENT);
-    const std::string type = j["model"].value("type", "BPE");
-    if (type == "BPE") return make_bpe(file, j);
-    if (type == "Unigram") return make_unigram(file, j);
-    unsupported(file, "model type '" + type + "'");
+    const json type_j = j["model"].value("type", json("BPE"));
+    if (!type_j.is_string()) throw Error(file.string() + ": model.type must be a string", FT_ERR_INVALID_ARGUMENT);
+    const std::string type = type_j.get<std::string>();
+    try {
+        if (type == "BPE") return make_bpe(file, j);
+        if (type == "Unigram") return make_unigram(file, j);
+    } catch (const json::exception& e) {
+        // A key of the wrong type or missing deeper in: name the file, not only the JSON library.
+        throw Error(file.string() + ": unexpected tokenizer.json structure (" + utf8_lossy(e.what()) + ")",
+                    FT_ERR_INVALID_ARGUMENT);
+    }
+    unsupported(file, "model type '" + utf8_lossy(type) + "'");
 }
 
 void unsupported(const fs::path& file, const std::string& what) {

@@ -148,12 +148,24 @@ train = "t.jsonl"
 [stage.train]
 steps = 1
 TOML
-check "validate reports every error" 2 "3 error\(s\)" -- "$FTHOST" validate "$WORK/bad.toml"
+# 4: the three above and the missing data file t.jsonl
+check "validate reports every error" 2 "4 error\(s\)" -- "$FTHOST" validate "$WORK/bad.toml"
 check "validate names line:col" 2 "bad.toml:3:1: unknown key 'sead'" -- "$FTHOST" validate "$WORK/bad.toml"
 check "validate wrong type" 2 "bad.toml:9:1: key 'hidden_size' .* must be an integer" -- "$FTHOST" validate "$WORK/bad.toml"
 check "validate unknown plugin" 2 "bad.toml:13:10: no objective plugin named 'sfft'" -- "$FTHOST" validate "$WORK/bad.toml"
 check "validate --set" 0 ": ok" -- "$FTHOST" validate "$SRC/configs/quickstart.toml" --set stage.finetune.param.r=4
 check "run bad config" 2 "error\(s\)" -- "$FTHOST" run "$WORK/bad.toml"
+# validate opens what it can check cheaply, and range-checks host options.
+sed -e 's/^sead = 1$/threads = -3/' -e 's/^hidden_size = "big"$/hidden_size = 32/' -e 's/"sfft"/"sft"/' \
+  "$WORK/bad.toml" > "$WORK/inputs.toml"
+check "validate: threads range" 2 "inputs.toml:3:1: threads must be at least 0" -- "$FTHOST" validate "$WORK/inputs.toml"
+check "validate: a missing data file" 2 "inputs.toml:15:1: data train: t.jsonl: no such file" -- "$FTHOST" validate "$WORK/inputs.toml"
+printf '{"text": "a"\n' > "$WORK/broken.jsonl"
+sed -i "s|^train = \"t.jsonl\"$|train = \"$WORK/broken.jsonl\"|" "$WORK/inputs.toml"
+check "validate: a bad first row" 2 "broken.jsonl:1: malformed JSON" -- "$FTHOST" validate "$WORK/inputs.toml"
+check "run: a bad first row, no run directory" 2 "broken.jsonl:1:" -- "$FTHOST" run "$WORK/inputs.toml"
+check "a missing FTHOST_PLUGIN_PATH folder is named" 0 "warning: plugin folder $WORK/nope does not exist" -- \
+  env FTHOST_PLUGIN_PATH="$WORK/nope" "$FTHOST" plugins
 
 # A tiny real run, then eval of its stage, then a refused second run into the same dir.
 cat > "$WORK/tiny.toml" <<TOML
@@ -188,6 +200,30 @@ check "eval tiny" 0 '"exact_match": ' -- "$FTHOST" eval "$WORK/tiny.toml" --stag
 check "eval unknown stage" 1 "no stage named 'nope'" -- "$FTHOST" eval "$WORK/tiny.toml" --stage nope
 check "run refuses existing dir" 1 "already exists and is not empty: pass --resume" -- "$FTHOST" run "$WORK/tiny.toml"
 check "resume finished run" 0 "run directory" -- "$FTHOST" run "$WORK/tiny.toml" --resume "$WORK/run"
+
+# SIGTERM mid-run: the step finishes, a checkpoint is written (checkpoint_every = 0 here),
+# summary.json says "interrupted", the exit code is 128 + 15, and --resume finishes the
+# stage from that checkpoint. (A second signal's immediate exit: Signals.* in fthost_tests.)
+sed -e "s|$WORK/run\"|$WORK/sig_run\"|" -e 's/^steps = 2$/steps = 1500\ncheckpoint_every = 0\nlog_every = 1/' \
+  "$WORK/tiny.toml" > "$WORK/sig.toml"
+"$FTHOST" run "$WORK/sig.toml" > "$WORK/sig.out" 2>&1 &
+pid=$!
+for _ in $(seq 300); do  # until 3 steps are logged (30 s at most)
+  [ "$(grep -c '"step"' "$WORK/sig_run/metrics.jsonl" 2>/dev/null)" -ge 3 ] 2>/dev/null && break
+  sleep 0.1
+done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+step=$(ls "$WORK/sig_run/stages/sft/checkpoints" 2>/dev/null | sed 's/step-//' | sort -n | tail -1)
+if [ "$rc" -eq 143 ] && [ -n "$step" ] && grep -q '"status": "interrupted"' "$WORK/sig_run/summary.json" &&
+   grep -q "continue with: fthost run" "$WORK/sig.out"; then
+  pass=$((pass + 1))
+else
+  echo "FAIL SIGTERM: exit $rc, checkpoint '$step'"; tail -5 "$WORK/sig.out"; failures=$((failures + 1))
+fi
+check "resume after SIGTERM" 0 "resumes from .*step-$step" -- "$FTHOST" run "$WORK/sig.toml" --resume "$WORK/sig_run"
+check "resumed run completed" 0 '"status": "completed"' -- cat "$WORK/sig_run/summary.json"
 
 # generate from the trained stage: a prompt on the command line, and a JSONL file.
 check "generate --help" 0 "usage: fthost generate" -- "$FTHOST" generate --help

@@ -1,5 +1,6 @@
 // Every config error path: each is reported with file:line:column, and all of a file's
 // errors are reported together.
+#include "io/utf8.hpp"
 #include "test_support.hpp"
 
 namespace fthost::test {
@@ -169,6 +170,78 @@ TEST(Config, PluginValidatesItsOwnValues) {
         EXPECT_NE(std::string(e.what()).find("<test>:1:1: r: must be at least 1"), std::string::npos) << e.what();
     }
     EXPECT_THROW(tiny_model()->apply_param(plugin(FT_KIND_PARAM, "lora", "target_modules = [\"nothing\"]")), Error);
+}
+
+TEST(Config, HostOptionsAreRangeChecked) {
+    expect_one_error(errors_of(replace(kValid, "output_dir = \"out\"", "output_dir = \"out\"\nthreads = -3")), "c.toml:3:1",
+                     "threads must be at least 0");
+    expect_one_error(errors_of(replace(kValid, "output_dir = \"out\"", "output_dir = \"out\"\nseed = -1")), "c.toml:3:1",
+                     "seed must be at least 0");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\ncheckpoint_every = -5")), "c.toml:18:1",
+                     "checkpoint_every must be at least 0");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = -3\nepochs = 1")), "c.toml:17:1",
+                     "steps must be at least 0");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\nadam_beta2 = 1.0")), "c.toml:18:1",
+                     "adam_beta2 must be in [0, 1)");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\nwarmup_steps = -1")), "c.toml:18:1",
+                     "warmup_steps must be at least 0");
+    expect_one_error(errors_of(replace(kValid, "steps = 3", "steps = 3\n[stage.eval]\nbatch_size = 0")), "c.toml:19:1",
+                     "batch_size must be at least 1");
+}
+
+// What validate opens beyond the config (check_inputs): data files and checkpoints.
+std::vector<std::string> input_errors(const std::string& text) {
+    auto dir = temp_dir("config_inputs_toml");
+    write_file(dir / "c.toml", text);
+    Diagnostics diag;
+    const RunConfig rc = load_run_config((dir / "c.toml").string(), {}, registry(), diag);
+    Diagnostics inputs;
+    check_inputs(rc, inputs);
+    return inputs.errors;
+}
+
+TEST(Config, ValidateOpensDataFiles) {
+    const fs::path d = temp_dir("config_inputs");
+    write_file(d / "good.jsonl", "\n{\"text\": \"a\"}\nnot json\n");
+    write_file(d / "bad.jsonl", "\n{\"text\": \"a\"\n");
+    write_file(d / "utf8.jsonl", "{\"text\": \"\xC3\x28\"}\n");
+    write_file(d / "array.jsonl", "[1, 2]\n");
+    const auto with = [&](const std::string& file) { return replace(kValid, "train = \"t.jsonl\"", "train = \"" + file + "\""); };
+    const auto both = [&](const std::string& file) { return replace(with(file), "train = \"t.jsonl\"", "train = \"" + file + "\""); };
+    // Blank lines are skipped and only the first row is read.
+    EXPECT_TRUE(input_errors(both((d / "good.jsonl").string())).empty());
+    // Stage two's t.jsonl is missing: named at its key.
+    expect_one_error(input_errors(with((d / "good.jsonl").string())), "c.toml:29:1", "t.jsonl: no such file");
+    expect_one_error(input_errors(both((d / "bad.jsonl").string())), "c.toml:15:1", "bad.jsonl:2: malformed JSON");
+    expect_one_error(input_errors(both((d / "array.jsonl").string())), "c.toml:15:1", "array.jsonl:1: a line must be a JSON object");
+    const auto utf8 = input_errors(both((d / "utf8.jsonl").string()));
+    expect_one_error(utf8, "c.toml:15:1", "utf8.jsonl:1: malformed JSON");
+    EXPECT_EQ(host::utf8_lossy(utf8.at(0)), utf8.at(0));
+    expect_one_error(input_errors(both(d.string())), "c.toml:15:1", "is a directory");
+    if (::geteuid() != 0) {  // root reads everything
+        write_file(d / "locked.jsonl", "{\"text\": \"a\"}\n");
+        fs::permissions(d / "locked.jsonl", fs::perms::none);
+        expect_one_error(input_errors(both((d / "locked.jsonl").string())), "c.toml:15:1", "cannot open data file");
+    }
+}
+
+TEST(Config, ValidateOpensCheckpoints) {
+    const fs::path d = temp_dir("config_ckpt");
+    const fs::path ck = d / "ckpt";
+    fs::create_directories(ck);
+    write_file(ck / "config.json", "{\"model_type\": \"llama\", \xFF");
+    write_file(ck / "model.safetensors", std::string("\x10\0\0\0\0\0\0\0{\"a\": 1}        ", 24));
+    write_file(d / "t.jsonl", "{\"text\": \"a\"}\n");
+    const std::string text = "[run]\noutput_dir = \"out\"\n[[stage]]\nname = \"s\"\ninit_from = \"" + ck.string() +
+                             "\"\n[stage.param]\nplugin = \"full\"\n[stage.objective]\nplugin = \"sft\"\n[stage.data]\n"
+                             "train = \"" + (d / "t.jsonl").string() + "\"\n[stage.train]\nsteps = 1\n";
+    const auto errors = input_errors(text);
+    ASSERT_EQ(errors.size(), 2u) << (errors.empty() ? "" : errors[0]);
+    EXPECT_NE(errors[0].find("c.toml:5:1: init_from: " + (ck / "config.json").string() + ": not valid JSON"), std::string::npos)
+        << errors[0];
+    EXPECT_EQ(host::utf8_lossy(errors[0]), errors[0]);
+    EXPECT_NE(errors[1].find("model.safetensors: malformed safetensors file: tensor 'a' needs dtype"), std::string::npos)
+        << errors[1];
 }
 
 }  // namespace

@@ -47,6 +47,38 @@ TEST(Registry, RefusesBrokenPluginsOneLineEachAndGoesOn) {
     EXPECT_NE(reg.find(FT_KIND_GRADER, "exact_match")->file.find("libfthost_exact_match.so"), std::string::npos);
 }
 
+// The loader's own reason, not Boost.DLL's "Bad file descriptor" for every failure.
+TEST(Registry, RefusalSaysWhyTheLoaderRefused) {
+    PluginRegistry reg;
+    reg.print_refusals = false;
+    reg.load_file(fs::path(broken_plugin_dir()) / "libnot_a_library.so");
+    ASSERT_EQ(reg.refusals().size(), 1u);
+    const std::string& line = reg.refusals()[0];
+    EXPECT_EQ(line.find("Bad file descriptor"), std::string::npos) << line;
+    EXPECT_TRUE(line.find("file too short") != std::string::npos || line.find("invalid ELF header") != std::string::npos)
+        << line;
+    const fs::path dir = temp_dir("registry_missing_dep");
+    reg.load_file(dir / "libabsent.so");
+    ASSERT_EQ(reg.refusals().size(), 2u);
+    EXPECT_NE(reg.refusals()[1].find("No such file or directory"), std::string::npos) << reg.refusals()[1];
+}
+
+TEST(Registry, MissingPluginFolderIsWarnedOnceByName) {
+    PluginRegistry reg;
+    reg.print_refusals = false;
+    reg.load_directory("/nonexistent/fthost-plugins");
+    reg.load_directory("/nonexistent/fthost-plugins");
+    ASSERT_EQ(reg.warnings().size(), 1u);
+    EXPECT_NE(reg.warnings()[0].find("plugin folder /nonexistent/fthost-plugins does not exist"), std::string::npos)
+        << reg.warnings()[0];
+    EXPECT_TRUE(reg.refusals().empty());
+    // The build's own folder loads without a warning.
+    PluginRegistry ok;
+    ok.print_refusals = false;
+    ok.load_directory(plugin_dir());
+    EXPECT_TRUE(ok.warnings().empty());
+}
+
 TEST(Registry, RequireNamesWhatExists) {
     try {
         registry().require(FT_KIND_MODEL, "whisper");

@@ -77,6 +77,34 @@ TEST(Tokenizer, MissingOrUnsupportedFilesAreNamed) {
     }
 }
 
+// A tokenizer.json that lacks a key, or is garbage, is an error naming the file (and the
+// key), in valid UTF-8 — not the JSON library's bare message.
+TEST(Tokenizer, MissingMergesAndGarbageNameTheFileAndKey) {
+    const fs::path d = temp_dir("tok_garbage");
+    const std::string file = (d / "tokenizer.json").string();
+    auto message = [&](const std::string& text) {
+        write_file(d / "tokenizer.json", text);
+        try {
+            host::load_tokenizer(d);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        ADD_FAILURE() << "loaded " << text;
+        return std::string();
+    };
+    std::string m = message(R"({"model": {"type": "BPE", "vocab": {"a": 0}}})");
+    EXPECT_NE(m.find(file + ": model.merges is missing"), std::string::npos) << m;
+    m = message(R"({"model": {"type": "BPE", "merges": []}})");
+    EXPECT_NE(m.find(file + ": model.vocab is missing"), std::string::npos) << m;
+    m = message(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": 7}})");
+    EXPECT_NE(m.find(file + ": model.merges must be a list"), std::string::npos) << m;
+    m = message(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})");
+    EXPECT_NE(m.find(file + ": unexpected tokenizer.json structure"), std::string::npos) << m;
+    m = message("{\"model\": {\"type\": \"BPE\xC3\x28\"");
+    EXPECT_NE(m.find(file + ": not valid JSON"), std::string::npos) << m;
+    EXPECT_EQ(host::utf8_lossy(m), m);
+}
+
 const fs::path kTokenizers = fs::path(source_dir()) / "tests/fixtures/tokenizers";
 
 const json& t5_expected() {
