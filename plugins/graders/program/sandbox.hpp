@@ -146,6 +146,23 @@ inline long parse_long(const char* s, const char* end) {
     return v;
 }
 
+// Calls f(name, length) for each all-digit entry of the open directory `fd` (process ids
+// under /proc, descriptors under /proc/self/fd), with getdents64: no allocation, so it is
+// safe between fork and exec.
+template <class F>
+inline void for_each_numbered_entry(int fd, F&& f) {
+    alignas(8) char dents[8192];
+    for (;;) {
+        const long got = syscall(SYS_getdents64, fd, dents, sizeof dents);
+        if (got <= 0) return;
+        for (long off = 0; off < got;) {
+            const auto* d = reinterpret_cast<const linux_dirent64*>(dents + off);
+            off += d->d_reclen;
+            if (all_digits(d->d_name)) f(d->d_name, strnlen(d->d_name, 20));
+        }
+    }
+}
+
 // SIGKILLs every direct child of this process; returns how many it signalled.
 // /proc/self/task/<pid>/children where the kernel has it, else a scan of /proc for PPid.
 inline int kill_children() {
@@ -175,34 +192,23 @@ inline int kill_children() {
     }
     fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return 0;
-    alignas(8) char dents[8192];
-    for (;;) {
-        const long got = syscall(SYS_getdents64, fd, dents, sizeof dents);
-        if (got <= 0) break;
-        for (long off = 0; off < got;) {
-            const auto* d = reinterpret_cast<const linux_dirent64*>(dents + off);
-            off += d->d_reclen;
-            if (!all_digits(d->d_name)) continue;
-            char stat_path[64] = "/proc/";
-            size_t k = 6;
-            const size_t len = strnlen(d->d_name, 20);
-            std::memcpy(stat_path + k, d->d_name, len);
-            std::memcpy(stat_path + k + len, "/stat", 6);
-            const int sfd = open(stat_path, O_RDONLY | O_CLOEXEC);
-            if (sfd < 0) continue;
-            char st[512];
-            const ssize_t sn = read(sfd, st, sizeof st - 1);
-            close(sfd);
-            if (sn <= 0) continue;
-            // "pid (comm) S ppid ...": the comm may hold ')' — take the last one.
-            const char* close_paren = nullptr;
-            for (ssize_t i = 0; i < sn; ++i)
-                if (st[i] == ')') close_paren = st + i;
-            if (!close_paren || close_paren + 4 >= st + sn) continue;
-            const long ppid = parse_long(close_paren + 4, st + sn);
-            if (ppid == self) kill(static_cast<pid_t>(parse_long(d->d_name, d->d_name + len)), SIGKILL), ++count;
-        }
-    }
+    for_each_numbered_entry(fd, [&](const char* name, size_t len) {
+        char stat_path[64] = "/proc/";
+        std::memcpy(stat_path + 6, name, len);
+        std::memcpy(stat_path + 6 + len, "/stat", 6);
+        const int sfd = open(stat_path, O_RDONLY | O_CLOEXEC);
+        if (sfd < 0) return;
+        char st[512];
+        const ssize_t sn = read(sfd, st, sizeof st - 1);
+        close(sfd);
+        if (sn <= 0) return;
+        // "pid (comm) S ppid ...": the comm may hold ')' — take the last one.
+        const char* close_paren = nullptr;
+        for (ssize_t i = 0; i < sn; ++i)
+            if (st[i] == ')') close_paren = st + i;
+        if (!close_paren || close_paren + 4 >= st + sn) return;
+        if (parse_long(close_paren + 4, st + sn) == self) kill(static_cast<pid_t>(parse_long(name, name + len)), SIGKILL), ++count;
+    });
     close(fd);
     return count;
 }
@@ -229,18 +235,10 @@ inline void close_from(int lowest) {
         for (long i = lowest; i < std::min(top, 1L << 20); ++i) close(static_cast<int>(i));
         return;
     }
-    alignas(8) char dents[4096];
-    for (;;) {
-        const long got = syscall(SYS_getdents64, fd, dents, sizeof dents);
-        if (got <= 0) break;
-        for (long off = 0; off < got;) {
-            const auto* d = reinterpret_cast<const linux_dirent64*>(dents + off);
-            off += d->d_reclen;
-            if (!all_digits(d->d_name)) continue;
-            const int n = static_cast<int>(parse_long(d->d_name, d->d_name + strnlen(d->d_name, 20)));
-            if (n >= lowest && n != fd) close(n);
-        }
-    }
+    for_each_numbered_entry(fd, [&](const char* name, size_t len) {
+        const int n = static_cast<int>(parse_long(name, name + len));
+        if (n >= lowest && n != fd) close(n);
+    });
     close(fd);
 }
 
