@@ -11,17 +11,9 @@
 # the process, mean train loss of the last 25 steps, held-out loss, and fthost's speed-up.
 # Usage: bash bench/peer.sh [BUILD_DIR]    (results go in docs/PERFORMANCE.md)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-CACHE="${FTHOST_CACHE:-$HOME/.cache/fthost}"
-VENV="$CACHE/peer-venv"
 THREADS=2
 
-[ -d "$CACHE/torch-2.11.0" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
-site "$CACHE/torch-2.11.0" > "$(site "$VENV")/fthost-torch.pth"
-"$VENV/bin/python" -c 'import trl, peft, transformers' 2>/dev/null ||
-  "$VENV/bin/pip" install -q "transformers==5.24.0" "peft==0.21.2" "trl==0.28.0" "datasets"
-PY="$VENV/bin/python"
+PY="$(peer_python)"
 
 bench_header
 echo "peer: $("$PY" -c 'import torch, transformers, peft, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, trl {trl.__version__}")')"

@@ -22,21 +22,13 @@
 # STEPS (default 100) sets the steps of every run.
 # Usage: bash bench/t5_peer.sh [BUILD_DIR]    (results go in docs/PERFORMANCE.md)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-CACHE="${FTHOST_CACHE:-$HOME/.cache/fthost}"
-VENV="$CACHE/peer-venv"
 THREADS=2
 STEPS="${STEPS:-100}"
 BATCH=32
 MAX_LEN=96
 WD=0.01
 
-[ -d "$CACHE/torch-2.11.0" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-site() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
-site "$CACHE/torch-2.11.0" > "$(site "$VENV")/fthost-torch.pth"
-"$VENV/bin/python" -c 'import trl, peft, transformers' 2>/dev/null ||
-  "$VENV/bin/pip" install -q "transformers==5.24.0" "peft==0.21.2" "trl==0.28.0" "datasets"
-PY="$VENV/bin/python"
+PY="$(peer_python)"
 [ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time) for fthost's peak RSS" >&2; exit 1; }
 
 bench_header
