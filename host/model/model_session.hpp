@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace fthost::host {
@@ -108,8 +109,11 @@ public:
     // (stage.json + model.safetensors): what `fthost merge` leaves after merge_param().
     // A model that came from a Hugging Face checkpoint is written in its layout too:
     // its config.json, each tensor in the dtype it was read in, sharded above
-    // max_shard_bytes — so vLLM or transformers load the directory as it is.
-    void save_model(const std::filesystem::path& dir, uint64_t max_shard_bytes = kDefaultMaxShardBytes) const;
+    // max_shard_bytes — so vLLM or transformers load the directory as it is. With
+    // `dtype`, every floating-point tensor is written in it instead, straight from the
+    // in-memory weights (`fthost merge --dtype fp32`), and config.json says so.
+    void save_model(const std::filesystem::path& dir, uint64_t max_shard_bytes = kDefaultMaxShardBytes,
+                    std::optional<at::ScalarType> dtype = std::nullopt) const;
     // True when a parameterisation released base weights it holds in another form
     // (qlora's NF4): the model's own tensors can then not be saved as they are.
     bool base_weights_released() const;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -19,7 +20,8 @@ namespace fthost::host {
 
 nlohmann::json section_to_json(const Section& s) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& [k, v] : s.values) std::visit([&](const auto& x) { j[k] = x; }, v);
+    // (a lambda capturing a structured binding is C++20; clang 14 refuses it in C++17)
+    for (const auto& kv : s.values) std::visit([&](const auto& x) { j[kv.first] = x; }, kv.second);
     return j;
 }
 
@@ -88,21 +90,47 @@ void ModelSession::save_final(const fs::path& dir, const fs::path& base_dir) con
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
 
-void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes) const {
+// config.json with its dtype keys (transformers 5's `dtype`, 4's `torch_dtype`, in
+// sub-configs too) naming `dtype`: loaders that follow it (dtype "auto") would otherwise
+// narrow the tensors again.
+static std::string config_with_dtype(const std::string& text, at::ScalarType dtype) {
+    const std::map<at::ScalarType, std::string> names = {
+        {at::kFloat, "float32"}, {at::kBFloat16, "bfloat16"}, {at::kHalf, "float16"}};
+    if (!names.count(dtype)) throw Error(std::string("save_model: no config.json name for ") + c10::toString(dtype));
+    nlohmann::ordered_json cfg = nlohmann::ordered_json::parse(text);
+    const std::function<void(nlohmann::ordered_json&)> rename = [&](nlohmann::ordered_json& j) {
+        for (auto& [key, v] : j.items()) {
+            if ((key == "dtype" || key == "torch_dtype") && v.is_string()) v = names.at(dtype);
+            else if (v.is_object()) rename(v);
+        }
+    };
+    rename(cfg);
+    return cfg.dump(2) + "\n";
+}
+
+void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes,
+                              std::optional<at::ScalarType> dtype) const {
     if (param_handle_) throw Error("save_model: merge the parameterisation first");
     const nlohmann::json stage = {{"format", "fthost-stage-1"},
                                   {"model_plugin", model_.plugin},
                                   {"model_config", section_to_json(model_.config)}};
+    // Cast from the in-memory weights, never from a stored-dtype copy (fp32 stays exact).
+    const auto in_dtype = [&](TensorList ts) {
+        if (dtype)
+            for (auto& [_, t] : ts)
+                if (t.is_floating_point()) t = t.to(*dtype);
+        return ts;
+    };
     if (hf_config_.empty()) {
-        save_safetensors((dir / "model.safetensors").string(), model_parameters(), kPtFormat);
+        save_safetensors((dir / "model.safetensors").string(), in_dtype(model_parameters()), kPtFormat);
     } else {
         TensorList tensors;
         for (const auto& [name, t] : model_parameters()) {
             auto it = stored_dtypes_.find(name);
-            tensors.emplace_back(name, it == stored_dtypes_.end() ? t : t.to(it->second));
+            tensors.emplace_back(name, dtype || it == stored_dtypes_.end() ? t : t.to(it->second));
         }
-        save_hf_tensors(dir, with_extra_tensors(std::move(tensors)), max_shard_bytes);
-        write_text_atomically(dir / "config.json", hf_config_);
+        save_hf_tensors(dir, in_dtype(with_extra_tensors(std::move(tensors))), max_shard_bytes);
+        write_text_atomically(dir / "config.json", dtype ? config_with_dtype(hf_config_, *dtype) : hf_config_);
     }
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
@@ -144,7 +172,8 @@ void ModelSession::set_aside_extra_tensors(std::map<std::string, at::Tensor>& te
 TensorList ModelSession::with_extra_tensors(TensorList params) const {
     for (const auto& [name, t] : carried_) params.emplace_back(name, t);
     for (const auto& [name, param] : aliases_) {
-        const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == param; });
+        const std::string& target = param;  // (clang 14: a lambda cannot capture a structured binding in C++17)
+        const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == target; });
         if (it != params.end()) params.emplace_back(name, it->second);
     }
     return params;

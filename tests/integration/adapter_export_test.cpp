@@ -4,11 +4,13 @@
 //    tests/fixtures/peft_export/ (make_peft_export_fixtures.py) on the same model shape;
 //  * `fthost merge` writes a model whose logits equal the unmerged stage's within 1e-5
 //    (fp32) for lora, dora and qlora (whose base is the dequantised NF4 weight);
+//  * over a bf16 checkpoint it writes bf16 tensors, and with --dtype fp32 the float32 fold;
 //  * a qlora stage without a saved base is refused before it trains.
 #include "integration/run_support.hpp"
 #include "test_support.hpp"
 
 #include "export/merge_command.hpp"
+#include "io/hf_files.hpp"
 #include "io/safetensors.hpp"
 
 #include <fstream>
@@ -112,6 +114,71 @@ TEST(AdapterExport, MergedModelHasTheUnmergedLogits) {
         base->set_training(false);
         EXPECT_GT(max_abs_diff(base->logits(base->hidden_states(b)), m), 1e-3) << name;
     }
+}
+
+// A LoRA stage over the bf16 Llama checkpoint, its B matrices moved off 0 so that the
+// merge changes the weights (no training needed: only the fold is under test).
+fs::path lora_stage_over_bf16_checkpoint() {
+    const fs::path base = fs::path(source_dir()) / "tests/fixtures/hf/llama_gqa_llama3";
+    const fs::path stage = temp_dir("merge_dtype_stage");
+    fs::remove_all(stage);
+    fs::create_directories(stage);
+    auto m = ModelSession::from_stage_dir(base, registry(), at::kCPU);
+    m->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\nlora_alpha = 8.0\n"));
+    at::manual_seed(3);
+    at::NoGradGuard ng;
+    for (auto& [name, t] : m->trainable_parameters())
+        if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.05);
+    m->save_final(stage, base);
+    return stage;
+}
+
+// `fthost merge` writes each tensor in the dtype the base stored it in (bf16 here: the
+// float32 fold rounded once), and `--dtype fp32` the float32 fold itself, W + s·BA, with
+// config.json's dtype saying float32.
+TEST(AdapterExport, MergeKeepsTheBasesDtypeOrWritesFp32) {
+    const fs::path base = fs::path(source_dir()) / "tests/fixtures/hf/llama_gqa_llama3";
+    const fs::path stage = lora_stage_over_bf16_checkpoint();
+    const fs::path as_base = temp_dir("merged_as_base"), as_fp32 = temp_dir("merged_as_fp32");
+    for (const auto& d : {as_base, as_fp32}) fs::remove_all(d);
+    ASSERT_EQ(host::merge_command({stage.string(), as_base.string(), "cpu"}, registry()), 0);
+    ASSERT_EQ(host::merge_command({stage.string(), as_fp32.string(), "cpu", "fp32"}, registry()), 0);
+
+    const auto stored = host::load_hf_tensors(base);
+    const auto adapter = host::load_safetensors((stage / "adapter_model.safetensors").string());
+    const auto written_base = host::load_hf_tensors(as_base), written_fp32 = host::load_hf_tensors(as_fp32);
+    // The fold as the host computes it, in memory.
+    auto merged = ModelSession::from_stage_dir(stage, registry(), at::kCPU);
+    ASSERT_EQ(written_base.size(), stored.size());
+    ASSERT_EQ(written_fp32.size(), stored.size());
+    int folded = 0;
+    for (const auto& [name, w] : merged->model_parameters()) {
+        ASSERT_EQ(w.scalar_type(), at::kFloat) << name;
+        ASSERT_EQ(stored.at(name).scalar_type(), at::kBFloat16) << name;
+        EXPECT_EQ(written_base.at(name).scalar_type(), at::kBFloat16) << name;
+        EXPECT_TRUE(at::equal(written_base.at(name), w.to(at::kBFloat16))) << name;
+        EXPECT_EQ(written_fp32.at(name).scalar_type(), at::kFloat) << name;
+        EXPECT_TRUE(at::equal(written_fp32.at(name), w)) << name;
+        // Adapted sites: W (bf16, widened) + (lora_alpha / r) · B A, computed here from the files.
+        const std::string site = name.substr(0, name.size() - std::string(".weight").size());
+        const auto a = adapter.find("base_model.model." + site + ".lora_A.weight");
+        if (a == adapter.end()) continue;
+        ++folded;
+        const at::Tensor& b = adapter.at("base_model.model." + site + ".lora_B.weight");
+        const at::Tensor want = stored.at(name).to(at::kFloat) + 2.0 * at::matmul(b, a->second);
+        EXPECT_LE(max_abs_diff(written_fp32.at(name), want), 1e-6) << name;
+        // fp32 keeps what bf16 rounds away.
+        EXPECT_GT(max_abs_diff(written_fp32.at(name), written_base.at(name).to(at::kFloat)), 0.0) << name;
+    }
+    EXPECT_GT(folded, 0);
+    const json cfg_base = read_json(as_base / "config.json"), cfg_fp32 = read_json(as_fp32 / "config.json");
+    EXPECT_EQ(cfg_base, read_json(base / "config.json"));
+    EXPECT_EQ(cfg_fp32["dtype"], "float32");
+    json rest = cfg_fp32;
+    rest["dtype"] = "bfloat16";
+    EXPECT_EQ(rest, cfg_base);  // nothing else in config.json changes
+    EXPECT_THROW(host::merge_command({stage.string(), temp_dir("merged_bad").string(), "cpu", "fp16"}, registry()),
+                 Error);
 }
 
 TEST(AdapterExport, MergeRejectsWhatIsNotAStageDirectory) {

@@ -7,7 +7,8 @@
 //   ℓ_t = log softmax(z_t / τ)[y_t] with τ the sampling temperature;
 //   ρ_t = exp(ℓ_t − ℓ_t^old) per token, or one ratio per sequence (GSPO:
 //         importance_sampling_level "sequence"); ℓ^old = sg(ℓ) when the batch is fresh;
-//   loss_t = −min(ρ A, clip(ρ, 1−ε, 1+ε_high) A) + β (e^{ref−ℓ} − (ref−ℓ) − 1);
+//   loss_t = −min(ρ A, clip(ρ, 1−ε, 1+ε_high) A) + β (e^{ref−ℓ} − (ref−ℓ) − 1), where
+//         delta > 0 caps ρ in the first term (two-sided clipping) and in the clip metrics;
 // aggregated as loss_type grpo (mean of per-sequence means), bnpo (token mean of the
 // micro-batch), dr_grpo (Σ / (rows · max_new_tokens)) or dapo (Σ / tokens of the
 // generation batch; TRL's default). `rft` is the same objective under the name managed
@@ -71,7 +72,8 @@ public:
         if (sequence_level_) log_w = ((log_w * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)).unsqueeze(-1);
         at::Tensor coef_1 = at::exp(log_w);
         const at::Tensor coef_2 = at::clamp(coef_1, 1 - eps_low_, 1 + eps_high_);
-        const at::Tensor ratio = coef_1;  // before delta, for the clip metrics
+        // The clip metrics read coef_1 after this cap, as TRL's do: with delta ≤ 1 + ε_high
+        // no token counts as high-clipped.
         if (delta_ > 0) coef_1 = at::clamp_max(coef_1, delta_);
         at::Tensor per_token = -at::min(coef_1 * adv, coef_2 * adv);
         at::Tensor kl;
@@ -100,7 +102,7 @@ public:
                                                               : std::max(1.0, mask.sum().item<double>());
             loss = (per_token * mask).sum() / items;
         }
-        report(run, mask, ratio, adv, kl);
+        report(run, mask, coef_1, adv, kl);
         return loss;
     }
 
@@ -122,7 +124,8 @@ private:
         return a.index_select(0, batch.extra("row_index").to(at::kLong).to(a.device()));
     }
 
-    // TRL's names: clip_ratio/{low,high,region}_mean, kl, advantages/*.
+    // TRL's names: clip_ratio/{low,high,region}_mean (of the ratio after the delta cap), kl,
+    // advantages/*.
     void report(const fthost::Run& run, const at::Tensor& mask, const at::Tensor& ratio, const at::Tensor& adv,
                 const at::Tensor& kl) const {
         at::NoGradGuard ng;
