@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <iomanip>
+#include <csignal>
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -67,6 +68,9 @@ int cmd_run(const std::vector<std::string>& args) {
     auto reg = load_registry();
     RunRequest req{config, sets, resume, {}};
     install_stop_signals();  // SIGINT/SIGTERM: finish the step, checkpoint, "interrupted"
+    // A file-size limit (ulimit -f) makes write(2) fail with EFBIG, reported naming the
+    // file like a full disk, instead of killing the process mid-checkpoint.
+    std::signal(SIGXFSZ, SIG_IGN);
     return run_command(req, reg);
 }
 
@@ -167,11 +171,14 @@ int cmd_merge(const std::vector<std::string>& args) {
     MergeRequest req;
     desc.add_options()("stage_dir", po::value(&req.stage_dir)->required(), "a stage's final/ directory")(
         "out", po::value(&req.out)->required(), "directory to write the merged model to (replaced)")(
+        "dtype", po::value(&req.dtype)->default_value("base"),
+        "base (each tensor in the dtype the base stored it in: bf16 stays bf16) or fp32 (the float32 merge)")(
         "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto");
     po::positional_options_description pos;
     pos.add("stage_dir", 1);
     po::variables_map vm;
-    if (!parse(args, desc, pos, vm, "usage: fthost merge RUN_DIR/stages/NAME/final --out DIR")) return 0;
+    if (!parse(args, desc, pos, vm, "usage: fthost merge RUN_DIR/stages/NAME/final --out DIR [--dtype base|fp32]"))
+        return 0;
     auto reg = load_registry();
     return merge_command(req, reg);
 }

@@ -91,6 +91,9 @@ static const ft_option kTrainOptions[] = {
     option("activation_checkpointing", FT_OPT_BOOL, "false",
            "keep only each model block's input in forward passes and recompute the block in backward: "
            "less memory for one more forward"),
+    option("on_nonfinite", FT_OPT_STRING, "\"stop\"",
+           "a NaN/Inf loss or gradient norm: stop (naming the step and micro-batch) or skip the step (no update)"),
+    option("max_nonfinite_skips", FT_OPT_INT, "10", "on_nonfinite = \"skip\": the stage stops after more skipped steps"),
 };
 
 static const ft_option kEvalOptions[] = {
@@ -230,7 +233,7 @@ static PluginSection plugin_section(const toml::table* t, ft_kind kind, const st
     // their sub-graders under `graders`.
     const bool combines = kind == FT_KIND_GRADER && (d->flags & FT_PLUGIN_COMBINES_GRADERS);
     std::set<std::string> host_keys = {"plugin"};
-    if (kind == FT_KIND_GRADER) host_keys.insert("weight");
+    if (kind == FT_KIND_GRADER) host_keys.insert({"weight", "on_error", "max_failure_fraction"});
     if (combines) host_keys.insert("graders");
     ps.config = validate_section(t, file, path, d->options, d->option_count, diag, host_keys);
     if (combines) {
@@ -249,6 +252,16 @@ static PluginSection plugin_section(const toml::table* t, ft_kind kind, const st
     if (kind == FT_KIND_GRADER && t->contains("weight")) {
         if (auto w = (*t)["weight"].value<double>()) ps.weight = *w;
         else diag.add(where_of(file, *t->get("weight")), "[" + path + "] weight must be a number");
+    }
+    if (kind == FT_KIND_GRADER && t->contains("on_error")) {
+        auto v = (*t)["on_error"].value<std::string>();
+        if (v && (*v == "skip" || *v == "zero" || *v == "fail")) ps.on_error = *v;
+        else diag.add(where_of(file, *t->get("on_error")), "[" + path + "] on_error must be \"skip\", \"zero\" or \"fail\"");
+    }
+    if (kind == FT_KIND_GRADER && t->contains("max_failure_fraction")) {
+        auto v = (*t)["max_failure_fraction"].value<double>();
+        if (v && *v >= 0 && *v <= 1) ps.max_failure_fraction = *v;
+        else diag.add(where_of(file, *t->get("max_failure_fraction")), "[" + path + "] max_failure_fraction must be a number in [0, 1]");
     }
     // Values the types allow may still be out of range: the plugin checks them itself.
     if (diag.errors.size() == errors_before && d->validate) {
@@ -453,6 +466,10 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 read(ts, "precompute_ref_log_probs", t.precompute_ref_log_probs);
                 read(ts, "disable_dropout", t.disable_dropout);
                 read(ts, "activation_checkpointing", t.activation_checkpointing);
+                read(ts, "on_nonfinite", t.on_nonfinite);
+                read(ts, "max_nonfinite_skips", t.max_nonfinite_skips);
+                if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip")
+                    diag.add(ts.where_of("on_nonfinite"), "on_nonfinite must be \"stop\" or \"skip\", not \"" + t.on_nonfinite + "\"");
                 if (ts.has("steps") && ts.has("epochs") && t.steps <= 0 && t.epochs <= 0) diag.add(ts.section_where, p + " train: set steps or epochs (> 0)");
                 if (t.batch_size < 1) diag.add(ts.where_of("batch_size"), "batch_size must be at least 1");
                 if (t.grad_accum < 1) diag.add(ts.where_of("grad_accum"), "grad_accum must be at least 1");
@@ -463,7 +480,8 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
                 for (const auto& [key, v] : {std::pair<const char*, int64_t>{"steps", t.steps}, {"epochs", t.epochs},
                                              {"warmup_steps", t.warmup_steps}, {"eval_every", t.eval_every},
                                              {"checkpoint_every", t.checkpoint_every},
-                                             {"early_stopping_patience", t.early_stopping_patience}})
+                                             {"early_stopping_patience", t.early_stopping_patience},
+                                             {"max_nonfinite_skips", t.max_nonfinite_skips}})
                     if (v < 0) diag.add(ts.where_of(key), std::string(key) + " must be at least 0, not " + std::to_string(v));
                 if (!(t.weight_decay >= 0)) diag.add(ts.where_of("weight_decay"), "weight_decay must be at least 0");
                 if (!(t.max_grad_norm >= 0)) diag.add(ts.where_of("max_grad_norm"), "max_grad_norm must be at least 0 (0 = off)");

@@ -15,6 +15,12 @@ struct PluginSection {
     const LoadedPlugin* loaded = nullptr;
     Section config;                // its validated options
     double weight = 1.0;           // graders: the reward weight (the host's `weight` key)
+    // Graders: what a failed grading call (crash, timeout, error) means for its items —
+    // "skip" (no score: left out of means, rewards and training), "zero" (scored 0) or
+    // "fail" (the stage stops) — and the share of a stage's rewards that may be lost
+    // before it stops (the host's `on_error` and `max_failure_fraction` keys).
+    std::string on_error = "skip";
+    double max_failure_fraction = 0.1;
     // Graders flagged FT_PLUGIN_COMBINES_GRADERS: their sub-graders, by name.
     std::vector<std::pair<std::string, PluginSection>> children;
 };
@@ -52,6 +58,8 @@ struct TrainConfig {
     bool precompute_ref_log_probs = false;
     bool disable_dropout = true;
     bool activation_checkpointing = false;
+    std::string on_nonfinite = "stop";  // or "skip": a step whose loss or gradient norm is NaN/Inf
+    int64_t max_nonfinite_skips = 10;
 };
 
 struct EvalConfig {

@@ -69,8 +69,11 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
         const Example& ex = *items[i / kSamples];
         inputs.push_back({ex.prompt_text, gens[i].text, ex.reference, ex.row_json});
     }
-    const auto scores = grade_all(sc.graders, inputs);
-    return mean_by_grader(sc.graders, scores);
+    const Grades grades = grade_all(sc.graders, inputs);
+    warn_failures(sc.graders, grades, "the sampled held-out eval of stage '" + sc.name + "'");
+    auto out = mean_by_grader(sc.graders, grades.scores);
+    for (const auto& [k, v] : failure_counts(sc.graders, grades)) out[k] = v;
+    return out;
 }
 
 }  // namespace

@@ -34,11 +34,13 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     std::vector<GradeInput> inputs;
     for (size_t i = 0; i < items.size(); ++i)
         inputs.push_back({items[i]->prompt_text, completions[i], items[i]->reference, items[i]->row_json});
-    const auto scores = grade_all(stage.graders, inputs);
-    result.scores = mean_by_grader(stage.graders, scores);
+    const Grades grades = grade_all(stage.graders, inputs);
+    warn_failures(stage.graders, grades, "the held-out eval of stage '" + stage.name + "'");
+    result.scores = mean_by_grader(stage.graders, grades.scores);
+    for (const auto& [k, v] : failure_counts(stage.graders, grades)) result.scores[k] = v;
     result.examples = static_cast<int64_t>(items.size());
     if (!stage.eval.group_by.empty())
-        for (const auto& [k, v] : means_by_group(stage, items, scores)) result.scores[k] = v;
+        for (const auto& [k, v] : means_by_group(stage, items, grades.scores)) result.scores[k] = v;
     return result;
 }
 

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 namespace fthost::host {
@@ -15,13 +14,18 @@ namespace fthost::host {
 class RunDir {
 public:
     explicit RunDir(std::filesystem::path root) : root_(std::move(root)) {}
+    ~RunDir();
+    RunDir(const RunDir&) = delete;
+    RunDir& operator=(const RunDir&) = delete;
     const std::filesystem::path& root() const { return root_; }
     std::filesystem::path stage_dir(const std::string& stage) const { return root_ / "stages" / stage; }
     std::filesystem::path final_dir(const std::string& stage) const { return stage_dir(stage) / "final"; }
     std::filesystem::path checkpoints_dir(const std::string& stage) const { return stage_dir(stage) / "checkpoints"; }
 
-    // Appends one line to metrics.jsonl and flushes it. Here and in write_json, strings
-    // that are not valid UTF-8 are written with U+FFFD for their invalid bytes.
+    // Appends one line to metrics.jsonl with one write(2), so a reader never sees half a
+    // line; a failed write (disk full) is cut back off and throws naming the file. Here
+    // and in write_json, strings that are not valid UTF-8 are written with U+FFFD for
+    // their invalid bytes.
     void append_metrics(const nlohmann::json& line);
     // Size of metrics.jsonl in bytes (stored in checkpoints), and truncation back to it.
     uint64_t metrics_size() const;
@@ -33,8 +37,10 @@ public:
     void write_json(const std::string& name, const nlohmann::json& j) const;
 
 private:
+    void close_metrics();
+
     std::filesystem::path root_;
-    std::ofstream metrics_;
+    int metrics_fd_ = -1;  // metrics.jsonl, open for appending once the first line is written
 };
 
 }  // namespace fthost::host

@@ -101,9 +101,35 @@ void record_failure(const RunDir& dir, nlohmann::json& summary, const std::strin
         summary["status"] = "failed";
         dir.write_json("summary.json", summary);
     } catch (const std::exception& e) {
-        std::cerr << "fthost: could not record the failure in " << (dir.root() / "summary.json").string() << ": "
-                  << utf8_lossy(e.what()) << "\n";
+        // Out of space: the summary's own blocks, freed by truncating it, hold the record.
+        try {
+            overwrite_text_in_place(dir.root() / "summary.json",
+                                    summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+        } catch (const std::exception&) {
+            std::cerr << "fthost: could not record the failure in " << (dir.root() / "summary.json").string() << ": "
+                      << utf8_lossy(e.what()) << "\n";
+        }
     }
+}
+
+// A new run directory with config.toml, manifest.json and summary.json, made whole in a
+// temporary sibling and renamed into place: a full disk or a read-only folder leaves
+// nothing behind that would block the next attempt.
+void create_run_directory(const fs::path& root, const RunConfig& rc, const nlohmann::json& manifest,
+                          const nlohmann::json& summary) {
+    try {
+        if (root.has_parent_path()) fs::create_directories(root.parent_path());
+    } catch (const fs::filesystem_error& e) {
+        throw Error("cannot create the run directory " + root.string() + ": " + e.code().message() + " (" +
+                        e.path1().string() + "); choose another [run] output_dir in " + rc.file,
+                    FT_ERR_CONFIG);
+    }
+    write_directory_atomically(root, [&](const fs::path& tmp) {
+        write_text_atomically(tmp / "config.toml", rc.resolved_toml);
+        const RunDir staged(tmp);
+        staged.write_json("manifest.json", manifest);
+        staged.write_json("summary.json", summary);
+    });
 }
 
 void print_summary(const nlohmann::json& summary) {
@@ -166,11 +192,8 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
                             " already exists and is not empty: pass --resume " + dir.root().string() +
                             " to continue it, or choose another [run] output_dir",
                         FT_ERR_CONFIG);
-        fs::create_directories(dir.root());
-        write_text_atomically(dir.root() / "config.toml", rc.resolved_toml);
-        dir.write_json("manifest.json", make_manifest(rc, device));
         summary = {{"run", rc.name}, {"status", "running"}, {"stages", nlohmann::json::array()}};
-        dir.write_json("summary.json", summary);
+        create_run_directory(dir.root(), rc, make_manifest(rc, device), summary);
     }
 
     for (size_t i = 0; i < rc.stages.size(); ++i) {

@@ -22,7 +22,10 @@ nlohmann::json TrainerState::to_json() const {
             {"metrics_size", metrics_size},
             {"tokens", tokens},
             {"seconds", seconds},
-            {"base_eval", base_eval}};
+            {"base_eval", base_eval},
+            {"nonfinite_skips", nonfinite_skips},
+            {"no_reward_steps", no_reward_steps},
+            {"grader_failures", grader_failures}};
 }
 
 TrainerState TrainerState::from_json(const nlohmann::json& j) {
@@ -37,6 +40,10 @@ TrainerState TrainerState::from_json(const nlohmann::json& j) {
     s.tokens = j.at("tokens");
     s.seconds = j.at("seconds");
     s.base_eval = j.at("base_eval");
+    // Absent from checkpoints written before they were counted.
+    s.nonfinite_skips = j.value("nonfinite_skips", int64_t{0});
+    s.no_reward_steps = j.value("no_reward_steps", int64_t{0});
+    s.grader_failures = j.value("grader_failures", nlohmann::json::object());
     return s;
 }
 
@@ -53,9 +60,19 @@ static std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path
     return out;
 }
 
+void remove_partial_checkpoints(const fs::path& checkpoints_dir) {
+    std::error_code ec;
+    if (!fs::is_directory(checkpoints_dir, ec)) return;
+    for (const auto& e : fs::directory_iterator(checkpoints_dir)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind(".tmp-", 0) == 0 || n.rfind(".old-", 0) == 0) fs::remove_all(e.path(), ec);
+    }
+}
+
 void save_checkpoint(const fs::path& checkpoints_dir, const TrainerState& state, const TensorList& trainable,
                      const AdamW& optimizer, int64_t keep) {
     fs::create_directories(checkpoints_dir);
+    remove_partial_checkpoints(checkpoints_dir);
     const fs::path dir = checkpoints_dir / ("step-" + std::to_string(state.step));
     write_directory_atomically(dir, [&](const fs::path& tmp) {
         save_safetensors((tmp / "trainable.safetensors").string(), trainable);

@@ -23,6 +23,9 @@ struct TrainerState {
     int64_t tokens = 0;
     double seconds = 0;
     nlohmann::json base_eval;  // task metrics of the starting model, measured once
+    int64_t nonfinite_skips = 0;     // steps skipped for a NaN/Inf loss or gradient (on_nonfinite = "skip")
+    int64_t no_reward_steps = 0;     // on-policy steps without an update: every group lost a reward
+    nlohmann::json grader_failures = nlohmann::json::object();  // train/reward_ledger.hpp
 
     nlohmann::json to_json() const;
     static TrainerState from_json(const nlohmann::json& j);
@@ -30,6 +33,11 @@ struct TrainerState {
 
 void save_checkpoint(const std::filesystem::path& checkpoints_dir, const TrainerState& state,
                      const TensorList& trainable, const AdamW& optimizer, int64_t keep);
+
+// Removes what an interrupted save left (".tmp-step-N", ".old-step-N"): a checkpoint
+// written off schedule (a stop request) is never written again to replace it. Only one
+// process writes a run's checkpoints, so nothing partial is anyone's work in progress.
+void remove_partial_checkpoints(const std::filesystem::path& checkpoints_dir);
 
 // The newest complete checkpoint, if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& checkpoints_dir);

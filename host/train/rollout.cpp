@@ -61,25 +61,39 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
         const Example& p = *prompts[i / static_cast<size_t>(G)];
         items.push_back({p.prompt_text, gens[i].text, p.reference, p.row_json});
     }
-    const auto scores = grade_all(sc.graders, items);
+    const Grades grades = grade_all(sc.graders, items);
     const size_t N = gens.size();
-    std::vector<double> rewards(N, 0.0);
     Rollout r;
+    r.graded = static_cast<int64_t>(N);
+    r.failures = grades.failures;
+    std::vector<double> summed(N, 0.0);  // every completion's reward
     for (size_t k = 0; k < sc.graders.size(); ++k) {
         std::vector<double> valid;
         for (size_t i = 0; i < N; ++i)
-            if (!std::isnan(scores[k][i])) {
-                rewards[i] += sc.graders[k].weight * scores[k][i];
-                valid.push_back(scores[k][i]);
+            if (!std::isnan(grades.scores[k][i])) {
+                summed[i] += sc.graders[k].weight * grades.scores[k][i];
+                valid.push_back(grades.scores[k][i]);
             }
         r.metrics["rewards/" + sc.graders[k].plugin + "/mean"] = mean_of(valid);
         r.metrics["rewards/" + sc.graders[k].plugin + "/std"] = std_of(valid);
+        r.metrics["rewards/" + sc.graders[k].plugin + "/failed"] = static_cast<double>(grades.failures[k].items);
     }
+    // The groups trained on: those whose every reward is known.
+    std::vector<size_t> kept;
+    for (size_t g = 0; g < N; g += static_cast<size_t>(G)) {
+        bool lost = false;
+        for (size_t i = g; i < g + static_cast<size_t>(G); ++i) lost = lost || grades.lost_any(i);
+        for (size_t i = g; i < g + static_cast<size_t>(G) && !lost; ++i) kept.push_back(i);
+    }
+    r.dropped = static_cast<int64_t>(N - kept.size());
+    r.metrics["rewards/dropped"] = static_cast<double>(r.dropped);
+    std::vector<double> rewards;
+    for (size_t i : kept) rewards.push_back(summed[i]);
 
     // Rows: prompt + completion, labels on the completion (none when truncated and
     // masked), completion_mask on the completion.
     double length = 0, truncated = 0;
-    for (size_t i = 0; i < N; ++i) {
+    for (size_t i : kept) {
         const Example& p = *prompts[i / static_cast<size_t>(G)];
         const bool cut = gens[i].finish_reason == "length";
         const bool learn = !(cut && gc.mask_truncated_completions);
@@ -100,22 +114,23 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
         length += static_cast<double>(gens[i].tokens.size());
         truncated += cut;
     }
+    const size_t K = kept.size();
     double zero_std = 0;
-    for (size_t g = 0; g < N; g += static_cast<size_t>(G))
+    for (size_t g = 0; g < K; g += static_cast<size_t>(G))
         zero_std += std_of(std::vector<double>(rewards.begin() + g, rewards.begin() + g + G)) == 0.0;
     r.metrics["reward"] = mean_of(rewards);
     r.metrics["reward_std"] = std_of(rewards);
-    r.metrics["frac_reward_zero_std"] = zero_std / static_cast<double>(N / static_cast<size_t>(G));
-    r.metrics["completions/mean_length"] = length / static_cast<double>(N);
-    r.metrics["completions/clipped_ratio"] = truncated / static_cast<double>(N);
+    r.metrics["frac_reward_zero_std"] = K ? zero_std / static_cast<double>(K / static_cast<size_t>(G)) : std::nan("");
+    r.metrics["completions/mean_length"] = K ? length / static_cast<double>(K) : std::nan("");
+    r.metrics["completions/clipped_ratio"] = K ? truncated / static_cast<double>(K) : std::nan("");
     r.metrics["generation/tokens_per_s"] = stats.seconds > 0 ? static_cast<double>(stats.tokens) / stats.seconds : 0.0;
     r.metrics["generation/seconds"] = stats.seconds;
 
     // The micro-batches, each with the whole batch's rewards and its rows' indices.
     const at::Tensor all_rewards = at::tensor(rewards, at::kDouble);
     const int64_t rows = sc.train.batch_size;
-    for (size_t first = 0; first < N; first += static_cast<size_t>(rows)) {
-        const size_t last = std::min(N, first + static_cast<size_t>(rows));
+    for (size_t first = 0; first < K; first += static_cast<size_t>(rows)) {
+        const size_t last = std::min(K, first + static_cast<size_t>(rows));
         std::vector<std::vector<const Example*>> batch_rows;
         for (size_t i = first; i < last; ++i) batch_rows.push_back({&r.rows[i]});
         HostBatch b = collate(batch_rows);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "config/run_config.hpp"
+#include "eval/grading.hpp"
 #include "data/batch_stream.hpp"
 #include "model/model_session.hpp"
 
@@ -20,9 +21,15 @@ struct Rollout {
     std::vector<HostBatch> micro;   // grad_accum micro-batches of batch_size rows, on the device
     int64_t num_items = 0;          // labelled completion tokens in the whole batch
     std::map<std::string, double> metrics;  // reward, rewards/<grader>/mean, completions/*, generation/*
+    // Grading: completions sampled, each grader's failures, and the completions not
+    // trained on because a grader lost a reward in their group (on_error = "skip").
+    int64_t graded = 0, dropped = 0;
+    std::vector<GraderFailure> failures;  // [grader], as in Grades
 };
 
-// `prompts` holds batch_size x grad_accum / num_generations prompt examples.
+// `prompts` holds batch_size x grad_accum / num_generations prompt examples. A prompt
+// whose group has a lost reward is left out whole (its advantages would be computed
+// against an unknown reward); when every group is, `micro` is empty.
 Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& prompts, const StageConfig& sc,
                      const TextCodec& codec, uint64_t seed);
 

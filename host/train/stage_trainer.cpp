@@ -15,6 +15,7 @@
 #include "train/objective_call.hpp"
 #include "train/process_memory.hpp"
 #include "train/reference_model.hpp"
+#include "train/reward_ledger.hpp"
 #include "train/rollout.hpp"
 
 #include <fthost/torch.hpp>
@@ -159,6 +160,7 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
 // checkpoints and metrics of the stage are dropped and the starting model is scored.
 void start_or_resume(Stage& s, const StageOptions& opts) {
     if (opts.resume) {
+        remove_partial_checkpoints(s.dir.checkpoints_dir(s.sc.name));
         if (auto ckpt = latest_checkpoint(s.dir.checkpoints_dir(s.sc.name))) {
             s.state = load_checkpoint(*ckpt, s.trainable, *s.optimizer);
             s.stream->seek(s.state.data);
@@ -241,6 +243,7 @@ public:
         if (!rollout_ || uses_ == s_.sc.generation.num_iterations) {
             rollout_ = make_rollout(*s_.model, s_.stream->next().examples, s_.sc, *s_.codec(),
                                     s_.rc.seed * 1000003ull + s_.state.step);
+            record_grading(s_.state.grader_failures, s_.sc, *rollout_, s_.state.step + 1);
             uses_ = 0;
             for (const auto& [k, v] : rollout_->metrics) s_.objective->host_metric(k, v);
         }
@@ -257,25 +260,88 @@ private:
     int64_t uses_ = 0;
 };
 
-// Forward and backward over every micro-batch, clipping, the scheduled AdamW step.
-// Returns the step's summed loss and gradient norm; counts tokens into the state.
-std::pair<double, double> optimizer_step(Stage& s, StepBatches& step, double lr, double* window_tokens) {
+std::string number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+// A step whose loss or gradient norm is NaN/Inf (`why`): on_nonfinite = "stop" throws
+// naming the step; "skip" counts it (the step makes no update) until max_nonfinite_skips.
+void on_nonfinite(Stage& s, const std::string& why) {
+    const TrainConfig& tc = s.sc.train;
+    const std::string where = "stage '" + s.sc.name + "' step " + std::to_string(s.state.step + 1);
+    if (tc.on_nonfinite == "stop")
+        throw Error(where + ": " + why + "; nothing was updated. Lower lr, or set [stage.train] on_nonfinite = \"skip\" to "
+                        "skip such steps (clipping with max_grad_norm cannot make a non-finite norm finite)",
+                    FT_ERR_RUNTIME);
+    ++s.state.nonfinite_skips;
+    std::cerr << "fthost: warning: " << where << ": " << why << " — the step is skipped, no update ("
+              << s.state.nonfinite_skips << " skipped so far)\n";
+    if (s.state.nonfinite_skips > tc.max_nonfinite_skips)
+        throw Error(where + ": " + std::to_string(s.state.nonfinite_skips) +
+                        " steps had a non-finite loss or gradient norm, more than [stage.train] max_nonfinite_skips = " +
+                        std::to_string(tc.max_nonfinite_skips) + "; the last: " + why,
+                    FT_ERR_RUNTIME);
+}
+
+// Which micro-batch's gradients are not finite: each one's backward again, from zero,
+// on the unchanged weights (only on the way to stopping, so the good path pays nothing).
+std::string first_nonfinite_micro_batch(Stage& s, StepBatches& step) {
+    for (size_t a = 0; a < step.micro.size(); ++a) {
+        s.optimizer->zero_grad();
+        s.objective->loss(step.micro[a], std::max<int64_t>(1, step.num_items), step.num_examples).backward();
+        if (!std::isfinite(s.optimizer->clip_grad_norm(0.0)))
+            return "; re-run alone, micro-batch " + std::to_string(a + 1) + " of " + std::to_string(step.micro.size()) +
+                   " gives it";
+    }
+    return "";
+}
+
+struct StepResult {
+    double loss = 0, grad_norm = 0;
+    bool updated = false;  // false: skipped (no rewards, or a non-finite loss / gradient)
+};
+
+// Forward and backward over every micro-batch, clipping, the scheduled AdamW step. The
+// step's summed loss and gradient norm; counts tokens into the state.
+StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window_tokens) {
+    StepResult out;
+    if (step.micro.empty()) {  // on-policy: every group of the generation batch lost a reward
+        ++s.state.no_reward_steps;
+        return out;
+    }
     s.model->set_training(!s.no_dropout);
-    double loss_sum = 0;
-    for (auto& b : step.micro) {
+    std::string bad;
+    for (size_t a = 0; a < step.micro.size(); ++a) {
+        HostBatch& b = step.micro[a];
         at::Tensor loss = s.objective->loss(b, std::max<int64_t>(1, step.num_items), step.num_examples);
         loss.backward();
-        loss_sum += loss.item<double>();
+        const double l = loss.item<double>();
+        if (!std::isfinite(l) && bad.empty())
+            bad = "the loss is " + number(l) + " in micro-batch " + std::to_string(a + 1) + " of " +
+                  std::to_string(step.micro.size());
+        out.loss += l;
         s.state.tokens += b.num_tokens;
         *window_tokens += static_cast<double>(b.num_tokens);
     }
-    if (!std::isfinite(loss_sum))
-        throw Error("stage '" + s.sc.name + "': loss became " + std::to_string(loss_sum) + " at step " +
-                    std::to_string(s.state.step + 1) + " (lower lr or raise max_grad_norm?)");
-    const double grad_norm = s.optimizer->clip_grad_norm(s.sc.train.max_grad_norm);
+    if (bad.empty()) {
+        out.grad_norm = s.optimizer->clip_grad_norm(s.sc.train.max_grad_norm);
+        if (!std::isfinite(out.grad_norm)) {
+            bad = "the gradient norm is " + number(out.grad_norm) + " while every micro-batch's loss is finite";
+            if (s.sc.train.on_nonfinite == "stop" && step.micro.size() > 1) bad += first_nonfinite_micro_batch(s, step);
+        }
+    }
+    if (!bad.empty()) {
+        s.optimizer->zero_grad();
+        on_nonfinite(s, bad);
+        out.grad_norm = std::nan("");
+        return out;
+    }
     s.optimizer->step(lr);
     s.optimizer->zero_grad();
-    return {loss_sum, grad_norm};
+    out.updated = true;
+    return out;
 }
 
 // An eval during training: a metrics line, and whether early stopping says stop.
@@ -321,22 +387,27 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
     while (status != "interrupted" && s.state.step < s.total_steps) {
         StepBatches step = source.next();
         const double lr = scheduled_lr(s.state.step, s.total_steps, tc.warmup_steps, tc.lr, tc.min_lr_ratio);
-        const auto [loss, grad_norm] = optimizer_step(s, step, lr, &window_tokens);
+        const StepResult r = optimizer_step(s, step, lr, &window_tokens);
         ++s.state.step;
-        window_loss += loss;
-        ++window_steps;
+        if (r.updated) {  // a skipped step's loss is not part of the logged mean
+            window_loss += r.loss;
+            ++window_steps;
+        }
         s.state.data = s.stream->position();
         const bool last = s.state.step == s.total_steps;
 
         if (s.state.step % tc.log_every == 0 || last) {
             const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
             const double tps = secs > 0 ? window_tokens / secs : 0;
-            nlohmann::json line = {{"stage", s.sc.name}, {"step", s.state.step}, {"loss", window_loss / window_steps},
-                                   {"lr", lr}, {"grad_norm", grad_norm}, {"tokens_per_s", tps},
+            const double mean_loss = window_steps ? window_loss / static_cast<double>(window_steps) : std::nan("");
+            nlohmann::json line = {{"stage", s.sc.name}, {"step", s.state.step}, {"loss", mean_loss},
+                                   {"lr", lr}, {"grad_norm", r.grad_norm}, {"tokens_per_s", tps},
                                    {"epoch", s.state.data.epoch}};
+            if (s.state.nonfinite_skips) line["nonfinite_skips"] = s.state.nonfinite_skips;
+            if (s.state.no_reward_steps) line["no_reward_steps"] = s.state.no_reward_steps;
             for (const auto& [k, v] : s.objective->drain_metrics()) line[k] = v;
             s.dir.append_metrics(line);
-            progress.print(window_loss / window_steps, lr, tps);
+            progress.print(mean_loss, lr, tps);
             window_loss = window_tokens = 0;
             window_steps = 0;
             window_start = Clock::now();
@@ -397,6 +468,9 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
             {"eval", eval}};
     if (peaks.cuda_index >= 0) result["cuda_peak_mb"] = static_cast<double>(peaks.train_cuda) / (1 << 20);
     if (s.teacher) result["teacher_eval"] = teacher_eval;
+    if (s.on_policy) result["grader_failures"] = s.state.grader_failures;
+    if (s.state.nonfinite_skips) result["nonfinite_skips"] = s.state.nonfinite_skips;
+    if (s.state.no_reward_steps) result["no_reward_steps"] = s.state.no_reward_steps;
     return result;
 }
 

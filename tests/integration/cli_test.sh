@@ -225,6 +225,24 @@ fi
 check "resume after SIGTERM" 0 "resumes from .*step-$step" -- "$FTHOST" run "$WORK/sig.toml" --resume "$WORK/sig_run"
 check "resumed run completed" 0 '"status": "completed"' -- cat "$WORK/sig_run/summary.json"
 
+# A full disk (here: a 100 KiB file-size limit, so the first checkpoint cannot be
+# written): the run fails naming the file and the reason, summary.json says "failed",
+# nothing half-written is left, and --resume without the limit completes the stage.
+sed -e "s|$WORK/run\"|$WORK/full_run\"|" -e 's/^plugin = "lora"$/plugin = "full"/' \
+    -e 's/^steps = 2$/steps = 4\ncheckpoint_every = 2/' "$WORK/tiny.toml" > "$WORK/full.toml"
+check "disk full fails naming the file" 1 "cannot write .*full_run/stages/sft/checkpoints/.*: File too large \(free space" -- \
+  bash -c "ulimit -f 100; exec '$FTHOST' run '$WORK/full.toml'"
+check "disk full recorded as failed" 0 '"status": "failed"' -- cat "$WORK/full_run/summary.json"
+leftovers=$(find "$WORK/full_run" -name '.tmp-*' -o -name '.old-*' -o -name 'step-*' | wc -l)
+[ "$leftovers" -eq 0 ] && pass=$((pass + 1)) || { echo "FAIL disk full left $leftovers partial files"; find "$WORK/full_run"; failures=$((failures + 1)); }
+check "resume after disk full" 0 "run directory" -- "$FTHOST" run "$WORK/full.toml" --resume "$WORK/full_run"
+check "resumed after disk full completed" 0 '"status": "completed"' -- cat "$WORK/full_run/summary.json"
+# An output folder that cannot be created: a clear error, and no run directory.
+touch "$WORK/a_file"
+sed -e "s|$WORK/run\"|$WORK/a_file/run\"|" "$WORK/tiny.toml" > "$WORK/unwritable.toml"
+check "unwritable output_dir" 1 "cannot create the run directory .*a_file/run: Not a directory" -- \
+  "$FTHOST" run "$WORK/unwritable.toml"
+
 # generate from the trained stage: a prompt on the command line, and a JSONL file.
 check "generate --help" 0 "usage: fthost generate" -- "$FTHOST" generate --help
 check "generate --prompt" 0 '"finish_reason":"(stop|length)"' -- \

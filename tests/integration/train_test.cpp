@@ -2,6 +2,7 @@
 // a checkpoint and resumed reproduces the uninterrupted run's losses exactly; the run
 // directory holds what DESIGN.md §6 promises.
 #include "integration/run_support.hpp"
+#include "train/checkpoint.hpp"
 #include "io/atomic_file.hpp"
 #include "train/stop_signal.hpp"
 
@@ -157,6 +158,24 @@ TEST(Training, AStopRequestInterruptsTheRunAndResumeFinishesIt) {
     EXPECT_NE(err.find("stage 'pretrain' has no checkpoint to resume from: it starts again from step 1"), std::string::npos)
         << err;
     EXPECT_EQ(nlohmann::json::parse(read_text(dir / "run/summary.json"))["status"], "completed");
+}
+
+// What an interrupted checkpoint save leaves (a second signal mid-save, SIGKILL) is
+// removed (on resume and before every save): a stop checkpoint is written off schedule
+// and never replaced, so nothing else would ever clean it (found by
+// bench/kill_campaign.sh). Complete checkpoints stay.
+TEST(Training, PartialCheckpointsAreRemoved) {
+    const fs::path ckpts = temp_dir("partial_ckpt") / "checkpoints";
+    fs::create_directories(ckpts / "step-10");
+    write_file(ckpts / "step-10/trainer_state.json", "{}");
+    fs::create_directories(ckpts / ".tmp-step-11");
+    write_file(ckpts / ".tmp-step-11/.tmp-optimizer.safetensors-123", "half");
+    fs::create_directories(ckpts / ".old-step-4");
+    host::remove_partial_checkpoints(ckpts);
+    EXPECT_FALSE(fs::exists(ckpts / ".tmp-step-11"));
+    EXPECT_FALSE(fs::exists(ckpts / ".old-step-4"));
+    EXPECT_TRUE(fs::exists(ckpts / "step-10/trainer_state.json"));
+    EXPECT_EQ(host::latest_checkpoint(ckpts), ckpts / "step-10");
 }
 
 TEST(Training, ResumeRefusesADifferentConfig) {

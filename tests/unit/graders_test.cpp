@@ -15,6 +15,7 @@ namespace {
 struct Graded {
     std::vector<double> scores;
     std::vector<std::string> reasons;
+    std::string error;  // the grade call's error message; "" when it succeeded
 };
 
 // One item as the host hands it over: prompt, completion, reference (or none), row JSON.
@@ -37,8 +38,11 @@ Graded grade_items(const std::string& name, const std::string& toml, const std::
     std::vector<ft_grade_result> out(in.size(), ft_grade_result{sizeof(ft_grade_result), -1.0, {0}});
     const ft_status s = vt->grade(g, in.data(), static_cast<uint32_t>(in.size()), out.data(), &err);
     vt->destroy(g);
-    check(s, err);
     Graded r;
+    if (s != FT_OK) {
+        r.error = err.message;
+        return r;
+    }
     for (const auto& o : out) r.scores.push_back(o.score), r.reasons.push_back(o.reason);
     return r;
 }
@@ -247,22 +251,23 @@ TEST(Graders, ProgramRunsAnExecutableSafely) {
     // The items arrive as JSON: echo the completion count back through the exit path.
     const auto sees = script(dir, "sees.sh", "grep -q '\"completion\":\"a\"' && echo '[1, 1]' || echo '[0, 0]'\n");
     EXPECT_EQ(grade("program", cfg(sees), two).scores, (std::vector<double>{1, 1}));
-    // Crash, non-zero exit, garbage, wrong count: every item 0, with the reason.
+    // Crash, non-zero exit, garbage, wrong count: the call fails with the reason (the
+    // host then applies on_error).
     for (const auto& [name, body, why] : std::vector<std::tuple<std::string, std::string, std::string>>{
              {"crash.sh", "kill -SEGV $$\n", "killed by signal"},
              {"fail.sh", "exit 3\n", "exited with status 3"},
              {"garbage.sh", "echo 'not json'\n", "unreadable output"},
              {"count.sh", "echo '[1]'\n", "expected 2 scores"}}) {
         auto g = grade("program", cfg(script(dir, name, body)), two);
-        EXPECT_EQ(g.scores, (std::vector<double>{0, 0})) << name;
-        EXPECT_NE(g.reasons[0].find(why), std::string::npos) << name << ": " << g.reasons[0];
+        EXPECT_TRUE(g.scores.empty()) << name;
+        EXPECT_NE(g.error.find(why), std::string::npos) << name << ": " << g.error;
     }
     // A program that hangs is killed at the timeout, children included.
     const auto hang = script(dir, "hang.sh", "sleep 30 &\nsleep 30\n");
     const auto t0 = std::chrono::steady_clock::now();
     auto h = grade("program", cfg(hang, "timeout_s = 0.5"), two);
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
-    EXPECT_NE(h.reasons[0].find("timed out"), std::string::npos) << h.reasons[0];
+    EXPECT_NE(h.error.find("timed out"), std::string::npos) << h.error;
     // No inherited secrets: only PATH, LANG and the configured entries.
     ::setenv("FTHOST_TEST_SECRET", "hunter2", 1);
     const auto env = script(dir, "env.sh",
@@ -288,6 +293,39 @@ std::vector<PluginSection> graders_of(const std::string& grader_tables, std::str
     }
     EXPECT_TRUE(diag.ok()) << (diag.errors.empty() ? "" : diag.errors[0]);
     return rc.stages.at(0).graders;
+}
+
+// A failed call is no score: on_error = "skip" loses every item (NaN, marked), "zero"
+// scores them 0, "fail" throws; a combining grader loses the items a sub-grader lost.
+TEST(Graders, AFailedCallFollowsOnError) {
+    auto dir = temp_dir("grade-fail");
+    const fs::path broken = script(dir, "broken.sh", "exit 4\n");
+    const std::string program = "plugin = \"program\"\ncommand = [\"" + broken.string() + "\"]\n";
+    const std::vector<GradeInput> items = {{"p", "a", "a", "{}"}, {"p", "b", "b", "{}"}};
+    auto skip = grade_all(graders_of("[[stage.grader]]\n" + program), items);
+    EXPECT_TRUE(std::isnan(skip[0][0]) && std::isnan(skip[0][1]));
+    EXPECT_TRUE(skip.lost_any(0) && skip.lost_any(1));
+    EXPECT_EQ(skip.failures[0].calls, 1);
+    EXPECT_EQ(skip.failures[0].items, 2);
+    EXPECT_NE(skip.failures[0].reason.find("exited with status 4"), std::string::npos) << skip.failures[0].reason;
+    auto zero = grade_all(graders_of("[[stage.grader]]\n" + program + "on_error = \"zero\"\n"), items);
+    EXPECT_EQ(zero[0], (std::vector<double>{0, 0}));
+    EXPECT_FALSE(zero.lost_any(0));
+    EXPECT_EQ(zero.failures[0].items, 2);
+    EXPECT_THROW(grade_all(graders_of("[[stage.grader]]\n" + program + "on_error = \"fail\"\n"), items), Error);
+    // The second grader is unaffected by the first's failure.
+    auto two = grade_all(graders_of("[[stage.grader]]\n" + program + "[[stage.grader]]\nplugin = \"exact_match\"\n"), items);
+    EXPECT_EQ(two[1], (std::vector<double>{1, 1}));
+    EXPECT_EQ(two.failures[1].calls, 0);
+    const std::string sub = "[[stage.grader]]\nplugin = \"multi\"\nformula = \"em + 0 * bad\"\n"
+                            "[stage.grader.graders.em]\nplugin = \"exact_match\"\n[stage.grader.graders.bad]\n" + program;
+    auto lost = grade_all(graders_of(sub), items);
+    EXPECT_TRUE(std::isnan(lost[0][0]) && lost.lost_any(0));
+    EXPECT_EQ(lost.failures[0].calls, 1);
+    EXPECT_NE(lost.failures[0].reason.find("sub-grader 'bad'"), std::string::npos) << lost.failures[0].reason;
+    auto zeroed = grade_all(graders_of(sub + "on_error = \"zero\"\n"), items);
+    EXPECT_EQ(zeroed[0], (std::vector<double>{1, 1}));  // em + 0 * 0
+    EXPECT_EQ(zeroed.failures[0].calls, 1);
 }
 
 TEST(Graders, MultiCombinesNamedSubGraders) {

@@ -3,6 +3,7 @@
 // ends, no inherited descriptors, no way into fthost's /proc entries, no network, CPU and
 // output limits — as root and, where the tests run as root, as an ordinary user too.
 #include "eval/grading.hpp"
+#include "io/atomic_file.hpp"
 #include "test_support.hpp"
 
 #include <arpa/inet.h>
@@ -24,14 +25,20 @@ namespace fthost::test {
 namespace {
 
 struct Graded {
-    std::vector<double> scores;
-    std::vector<std::string> reasons;
+    std::vector<double> scores;  // empty when the call failed
+    std::string error;           // the failed call's message
     double seconds = 0;
+    bool failed() const { return !error.empty(); }
 };
 
-// Grades two items ("a" with reference "a", "b" without) with a program grader.
+// Grades two items ("a" with reference "a", "b" without) with a program grader. The
+// test scripts keep what they report (pids, files) in their own folder, granted
+// writable unless `extra` configures the file system itself.
 Graded run(const fs::path& program, const std::string& extra = "") {
-    PluginSection ps = plugin(FT_KIND_GRADER, "program", "command = [\"" + program.string() + "\"]\n" + extra);
+    const std::string files = extra.find("filesystem") != std::string::npos || extra.find("write_paths") != std::string::npos
+                                  ? ""
+                                  : "write_paths = [\"" + program.parent_path().string() + "\"]\n";
+    PluginSection ps = plugin(FT_KIND_GRADER, "program", "command = [\"" + program.string() + "\"]\n" + files + extra);
     const auto* vt = static_cast<const ft_grader_vtable*>(ps.loaded->desc->vtable);
     ft_grader* g = nullptr;
     ft_error err{};
@@ -44,8 +51,9 @@ Graded run(const fs::path& program, const std::string& extra = "") {
     Graded r;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     vt->destroy(g);
-    check(s, err);
-    for (const auto& o : out) r.scores.push_back(o.score), r.reasons.push_back(o.reason);
+    if (s != FT_OK) r.error = err.message[0] ? err.message : "failed without a message";
+    else
+        for (const auto& o : out) r.scores.push_back(o.score);
     return r;
 }
 
@@ -56,7 +64,7 @@ fs::path script(const fs::path& dir, const std::string& name, const std::string&
     return p;
 }
 
-const std::vector<double> kPass = {1, 1}, kFail = {0, 0};
+const std::vector<double> kPass = {1, 1};
 
 std::vector<pid_t> read_pids(const fs::path& file) {
     std::ifstream in(file);
@@ -85,8 +93,8 @@ TEST(ProgramGrader, TimeoutHoldsWhateverTheProgramDoesWithStdout) {
              {"close_both.sh", "exec <&- >&- 2>&-\nsleep 8\n"}}) {
         const auto r = run(script(dir, name, body), "timeout_s = 0.5");
         EXPECT_LT(r.seconds, 4.0) << name;
-        EXPECT_EQ(r.scores, kFail) << name;
-        EXPECT_NE(r.reasons[0].find("timed out"), std::string::npos) << name << ": " << r.reasons[0];
+        EXPECT_TRUE(r.failed()) << name;
+        EXPECT_NE(r.error.find("timed out"), std::string::npos) << name << ": " << r.error;
     }
 }
 
@@ -94,7 +102,7 @@ TEST(ProgramGrader, TimeoutHoldsWhateverTheProgramDoesWithStdout) {
 TEST(ProgramGrader, BatchEndsWhenTheProgramExits) {
     auto dir = temp_dir("pg-exit");
     const auto r = run(script(dir, "bg.sh", "cat > /dev/null\necho '[1, 1]'\nsleep 8 &\nexit 0\n"));
-    EXPECT_EQ(r.scores, kPass) << r.reasons[0];
+    EXPECT_EQ(r.scores, kPass) << r.error;
     EXPECT_LT(r.seconds, 4.0);
 }
 
@@ -178,22 +186,68 @@ TEST(ProgramGrader, HasNoNetwork) {
     EXPECT_EQ(r.scores, kPass) << "the program reached 127.0.0.1:" << port;
 }
 
+// The program's file system holds the system directories, its command, read_paths and
+// write_paths, and a private /tmp: nothing else of the host (the run directory, say).
+const char* kFileProbe =
+    "cat > /dev/null\nr=\"\"\n"
+    "cat \"$D/secret\" >/dev/null 2>&1 && r=\"$r read-secret\"\n"
+    "echo x > \"$D/out/forged\" 2>/dev/null && r=\"$r wrote-outside\"\n"
+    "cat \"$D/granted/ref.txt\" >/dev/null 2>&1 || r=\"$r no-read-grant\"\n"
+    "echo ok > \"$D/rw/result\" 2>/dev/null || r=\"$r no-write-grant\"\n"
+    "echo y > \"$D/granted/ref.txt\" 2>/dev/null && r=\"$r wrote-read-grant\"\n"
+    "echo t > /tmp/fthost-sandbox-probe 2>/dev/null || r=\"$r no-tmp\"\n"
+    "echo z > /etc/fthost-probe 2>/dev/null && r=\"$r wrote-etc\"\n"
+    "[ -x /usr/bin/env ] || r=\"$r no-usr\"\n"
+    "echo \"[$r ]\" > \"$D/rw/report\"\necho '[1, 1]'\n";
+
+TEST(ProgramGrader, SeesOnlyTheFilesItIsGranted) {
+    auto dir = temp_dir("pg-files");
+    for (const char* sub : {"out", "granted", "rw"}) fs::create_directories(dir / sub);
+    write_file(dir / "secret", "hunter2\n");
+    write_file(dir / "granted/ref.txt", "reference\n");
+    fs::remove("/tmp/fthost-sandbox-probe");
+    const auto probe = script(dir / "rw", "probe.sh", kFileProbe);
+    const std::string grants = "env = [\"D=" + dir.string() + "\"]\nread_paths = [\"" + (dir / "granted").string() +
+                               "\"]\nwrite_paths = [\"" + (dir / "rw").string() + "\"]\n";
+    const auto r = run(probe, grants);
+    ASSERT_EQ(r.scores, kPass) << r.error;
+    EXPECT_EQ(read_text(dir / "rw/report"), "[ ]\n") << "what the program could do that it should not";
+    EXPECT_EQ(read_text(dir / "rw/result"), "ok\n");
+    EXPECT_FALSE(fs::exists(dir / "out/forged"));
+    EXPECT_FALSE(fs::exists("/tmp/fthost-sandbox-probe")) << "the program's /tmp is the host's";
+    EXPECT_EQ(read_text(dir / "granted/ref.txt"), "reference\n");
+    // filesystem = "shared": the host's files, as fthost's user sees them.
+    const auto shared = run(probe, grants + "filesystem = \"shared\"\n");
+    ASSERT_EQ(shared.scores, kPass) << shared.error;
+    EXPECT_NE(read_text(dir / "rw/report").find("read-secret"), std::string::npos) << read_text(dir / "rw/report");
+    fs::remove("/tmp/fthost-sandbox-probe");
+    // A grant that does not exist fails the grader's creation, naming it.
+    PluginSection missing = plugin(FT_KIND_GRADER, "program",
+                                   "command = [\"" + probe.string() + "\"]\nread_paths = [\"" + (dir / "nope").string() + "\"]\n");
+    const auto* vt = static_cast<const ft_grader_vtable*>(missing.loaded->desc->vtable);
+    ft_grader* g = nullptr;
+    ft_error err{};
+    ASSERT_NE(vt->create(host_api(), &missing.config, &g, &err), FT_OK);
+    EXPECT_NE(std::string(err.message).find("read_paths: '" + (dir / "nope").string() + "' does not exist"), std::string::npos)
+        << err.message;
+}
+
 // CPU time and output size are limited, and each failure says which limit.
 TEST(ProgramGrader, CpuAndOutputLimits) {
     auto dir = temp_dir("pg-limits");
     const auto spin = run(script(dir, "spin.sh", "while :; do :; done\n"), "cpu_s = 1\ntimeout_s = 20");
-    EXPECT_EQ(spin.scores, kFail);
-    EXPECT_NE(spin.reasons[0].find("CPU-time limit"), std::string::npos) << spin.reasons[0];
+    EXPECT_TRUE(spin.failed());
+    EXPECT_NE(spin.error.find("CPU-time limit"), std::string::npos) << spin.error;
     EXPECT_LT(spin.seconds, 10.0);
     const auto flood = run(script(dir, "flood.sh", "yes\n"), "max_output_mb = 1\ntimeout_s = 20");
-    EXPECT_EQ(flood.scores, kFail);
-    EXPECT_NE(flood.reasons[0].find("printed more than 1048576 bytes"), std::string::npos) << flood.reasons[0];
+    EXPECT_TRUE(flood.failed());
+    EXPECT_NE(flood.error.find("printed more than 1048576 bytes"), std::string::npos) << flood.error;
     EXPECT_LT(flood.seconds, 10.0);
     // Under the cap, a large answer is read whole.
     const auto big = run(script(dir, "big.sh", "cat > /dev/null\nprintf '[1, 1'\nhead -c 300000 /dev/zero | tr '\\0' ' '\n"
                                                "echo ']'\n"),
                          "max_output_mb = 1");
-    EXPECT_EQ(big.scores, kPass) << big.reasons[0];
+    EXPECT_EQ(big.scores, kPass) << big.error;
 }
 
 // The same guarantees for an ordinary user: when the tests run as root, a forked child
@@ -228,7 +282,7 @@ TEST(ProgramGrader, SandboxHoldsForAnOrdinaryUser) {
             failures += run(descendants).scores != kPass;
             for (pid_t p : read_pids(pids)) failures += alive(p), ::kill(p, SIGKILL);
             const auto h = run(hang, "timeout_s = 0.5");
-            failures += h.seconds > 4.0 || h.reasons[0].find("timed out") == std::string::npos;
+            failures += h.seconds > 4.0 || h.error.find("timed out") == std::string::npos;
             failures += run(environ, "env = [\"TARGET=" + std::to_string(::getpid()) + "\"]").scores != kPass;
             failures += run(fds).scores != kPass;
             // In a new network namespace /proc/net/dev lists the loopback alone.

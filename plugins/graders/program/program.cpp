@@ -3,12 +3,14 @@
 // and it prints {"scores": [...]} (or a bare array) with one number or null per item.
 // Scores are clamped to [0, 1]; null means not applicable (NaN). The program runs in
 // the sandbox of sandbox.hpp: a clean environment (PATH, LANG and the configured `env`
-// entries only), no inherited descriptors, its own user and network namespaces where
-// the kernel allows (a warning names each guarantee it could not get), address-space,
+// entries only), no inherited descriptors, its own user, network and mount namespaces
+// where the kernel allows — the last with a root holding only the system directories,
+// its command's files and the granted paths (file_sandbox.hpp) — (a warning names each
+// guarantee it could not get), address-space,
 // CPU-time and process limits, an output cap, and a wall clock after which it and every
 // descendant are killed — all descendants are killed when the batch ends anyway. A crash, a
-// non-zero exit, a timeout or unreadable output scores every item of the batch 0 with
-// the reason, and is counted in a warning — the run never fails because a grader did.
+// non-zero exit, a timeout or unreadable output fails the batch: grade returns an error
+// with the reason, and the host applies the grader's on_error (docs/GRADERS.md).
 #include <fthost/plugin.hpp>
 
 #include <nlohmann/json.hpp>
@@ -21,7 +23,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <mutex>
+#include <optional>
 #include <sys/wait.h>
 
 namespace {
@@ -38,6 +40,12 @@ const ft_option kOptions[] = {
     option("max_output_mb", FT_OPT_INT, "64", "the most the program may print (MiB); more fails the batch"),
     option("max_processes", FT_OPT_INT, "256",
            "process limit of the program's tree (RLIMIT_NPROC in its own user namespace; not enforced for root); 0 = none"),
+    option("filesystem", FT_OPT_STRING, "\"isolated\"",
+           "isolated: the program sees only system directories, its command's files, read_paths and write_paths; "
+           "shared: every file fthost's user can reach"),
+    option("read_paths", FT_OPT_STRING_LIST, "[]", "files or folders the program may read (filesystem = isolated)"),
+    option("write_paths", FT_OPT_STRING_LIST, "[]", "files or folders the program may read and write (filesystem = isolated)"),
+    option("tmp_mb", FT_OPT_INT, "64", "size of the program's private /tmp (MiB, filesystem = isolated)"),
 };
 
 struct Outcome {
@@ -46,9 +54,13 @@ struct Outcome {
 };
 
 // The guarantees a batch did not get, each warned about once per process.
-void warn_missing(const fthost::Host& host, uint32_t isolation, int64_t max_processes) {
+void warn_missing(const fthost::Host& host, uint32_t isolation, int64_t max_processes, bool files) {
     using namespace fthost_program;
-    static std::atomic<bool> warned_net{false}, warned_root{false}, warned_nproc{false};
+    static std::atomic<bool> warned_net{false}, warned_root{false}, warned_nproc{false}, warned_files{false};
+    if (files && !(isolation & kFilesIsolated) && !warned_files.exchange(true))
+        host.log(FT_LOG_WARN, "program",
+                 "grader sandbox: no mount namespace could be created (unshare CLONE_NEWNS refused): grader programs "
+                 "CAN read and write every file fthost's user can, the run directory included");
     if (!(isolation & kNetworkIsolated) && !warned_net.exchange(true))
         host.log(FT_LOG_WARN, "program",
                  "grader sandbox: no network namespace could be created (unshare of CLONE_NEWUSER|CLONE_NEWNET and of "
@@ -66,11 +78,11 @@ void warn_missing(const fthost::Host& host, uint32_t isolation, int64_t max_proc
 
 // Runs argv in the sandbox (sandbox.hpp) and turns what happened into an outcome.
 Outcome run_program(const fthost::Host& host, const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                    const std::string& input, const fthost_program::Limits& lim) {
+                    const std::string& input, const fthost_program::Limits& lim, const fthost_program::FilePlan* files) {
     std::vector<std::string> envs = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"};
     envs.insert(envs.end(), env.begin(), env.end());
-    const fthost_program::Result r = fthost_program::run_sandboxed(argv, envs, input, lim);
-    if (r.started) warn_missing(host, r.isolation, lim.max_processes);
+    const fthost_program::Result r = fthost_program::run_sandboxed(argv, envs, input, lim, files);
+    if (r.started) warn_missing(host, r.isolation, lim.max_processes, files != nullptr);
     Outcome o;
     o.out = r.out;
     const int status = r.status;
@@ -93,7 +105,16 @@ public:
           argv_(cfg.get_string_list("command")),
           env_(cfg.get_string_list("env")),
           limits_{cfg.get_float("timeout_s"), cfg.get_int("memory_mb"), cfg.get_int("cpu_s"),
-                  cfg.get_int("max_output_mb") * (int64_t(1) << 20), cfg.get_int("max_processes")} {}
+                  cfg.get_int("max_output_mb") * (int64_t(1) << 20), cfg.get_int("max_processes")} {
+        if (cfg.get_string("filesystem") == "isolated") {
+            try {
+                files_ = fthost_program::plan_file_sandbox(argv_, cfg.get_string_list("read_paths"),
+                                                           cfg.get_string_list("write_paths"), cfg.get_int("tmp_mb"));
+            } catch (const std::exception& e) {
+                cfg.fail("read_paths", e.what());
+            }
+        }
+    }
 
     static void validate(const fthost::Config& cfg) {
         const auto cmd = cfg.get_string_list("command");
@@ -104,6 +125,9 @@ public:
         if (cfg.get_int("max_output_mb") < 1 || cfg.get_int("max_output_mb") > 4096)
             cfg.fail("max_output_mb", "must be in [1, 4096]");
         if (cfg.get_int("max_processes") < 0) cfg.fail("max_processes", "must be >= 0");
+        const std::string fs = cfg.get_string("filesystem");
+        if (fs != "isolated" && fs != "shared") cfg.fail("filesystem", "must be \"isolated\" or \"shared\", not \"" + fs + "\"");
+        if (cfg.get_int("tmp_mb") < 1) cfg.fail("tmp_mb", "must be at least 1");
         for (const auto& e : cfg.get_string_list("env"))
             if (e.find('=') == std::string::npos || e.front() == '=') cfg.fail("env", "entries are KEY=VALUE, got \"" + e + "\"");
     }
@@ -124,7 +148,8 @@ public:
                                       {"reference", items[i].reference ? json(items[i].reference) : json()},
                                       {"row", row}});
         }
-        const Outcome o = run_program(host_, argv_, env_, input.dump(-1, ' ', false, json::error_handler_t::replace), limits_);
+        const Outcome o = run_program(host_, argv_, env_, input.dump(-1, ' ', false, json::error_handler_t::replace), limits_,
+                                      files_ ? &*files_ : nullptr);
         std::string why = o.why;
         std::vector<double> scores;
         if (o.ok) {
@@ -142,17 +167,10 @@ public:
                 scores.clear();
             }
         }
-        const bool failed = scores.empty() && count > 0;
+        if (scores.empty() && count > 0) throw fthost::Error("program " + why, FT_ERR_RUNTIME);
         for (uint32_t i = 0; i < count; ++i) {
-            results[i].score = failed ? 0.0 : scores[i];
-            std::snprintf(results[i].reason, sizeof results[i].reason, "%s", failed ? ("program " + why).c_str() : "");
-        }
-        if (failed) {
-            std::lock_guard<std::mutex> lock(mu_);
-            ++failures_;
-            host_.log(FT_LOG_WARN, "program",
-                      "grader program " + why + " — its " + std::to_string(count) + " items score 0 (" +
-                          std::to_string(failures_) + " failed batch" + (failures_ == 1 ? "" : "es") + " so far)");
+            results[i].score = scores[i];
+            results[i].reason[0] = '\0';
         }
     }
 
@@ -163,8 +181,7 @@ private:
     fthost::Host host_;
     std::vector<std::string> argv_, env_;
     fthost_program::Limits limits_;
-    std::mutex mu_;
-    int64_t failures_ = 0;
+    std::optional<fthost_program::FilePlan> files_;  // filesystem = "isolated"
 };
 
 ft_status grade_batch(ft_grader* g, const ft_grade_item* items, uint32_t count, ft_grade_result* results, ft_error* err) {

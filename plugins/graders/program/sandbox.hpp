@@ -17,6 +17,8 @@
 // multi-threaded): no allocation, no stdio; everything G needs is prepared before fork.
 #pragma once
 
+#include "file_sandbox.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -53,6 +55,7 @@ enum Isolation : uint32_t {
     kNetworkIsolated = 1,  // a new network namespace: no interface but a down loopback
     kUserNamespace = 2,    // a new user namespace: no capability over fthost or its /proc
     kProcessLimit = 4,     // RLIMIT_NPROC applied
+    kFilesIsolated = 8,    // a mount namespace with the FilePlan's root (file_sandbox.hpp)
 };
 
 struct Result {
@@ -81,7 +84,9 @@ inline void on_kill_request(int) {
 }
 
 struct Msg {
-    int32_t kind;  // 1 started {pid, isolation}, 2 exited {wait status}, 3 fork failed {errno}
+    // 1 started {pid, isolation}, 2 exited {wait status}, 3 fork failed {errno},
+    // 4 file sandbox failed {errno, FileSandboxStep}
+    int32_t kind;
     int32_t a, b;
 };
 
@@ -275,6 +280,7 @@ inline uint32_t isolate() {
 
 struct Prepared {
     std::vector<char*> argv, envp;
+    const FilePlan* files = nullptr;  // the program's own root, or none (the host's files)
     bool search_path = false;
     rlim_t as = 0, cpu = 0, nproc = 0;
 };
@@ -315,6 +321,15 @@ struct Prepared {
     const int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     uint32_t isolation = isolate();
     if ((isolation & kUserNamespace) && geteuid() != 0 && p.nproc > 0) isolation |= kProcessLimit;
+    if (p.files) {
+        const int step = enter_file_sandbox(*p.files);
+        const int err = errno;
+        if (step == 0) isolation |= kFilesIsolated;
+        else if (step != kFsUnavailable) {  // half-built: never run the program in it
+            send(status_fd, {4, err, step});
+            _exit(1);
+        }
+    }
     const pid_t g = fork();
     if (g < 0) {
         send(status_fd, {3, errno, 0});
@@ -367,8 +382,9 @@ struct NonDumpable {
 
 // Runs argv with `input` on stdin and an environment of exactly `env`; collects stdout
 // until the program exits, the deadline passes or the output passes its cap.
+// `files`: the program's file system (file_sandbox.hpp), or nullptr for the host's.
 inline Result run_sandboxed(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                            const std::string& input, const Limits& lim) {
+                            const std::string& input, const Limits& lim, const FilePlan* files = nullptr) {
     using namespace detail;
     using clock = std::chrono::steady_clock;
     Result res;
@@ -378,6 +394,7 @@ inline Result run_sandboxed(const std::vector<std::string>& argv, const std::vec
     p.argv.push_back(nullptr);
     p.envp.push_back(nullptr);
     p.search_path = argv[0].find('/') == std::string::npos;
+    p.files = files;
     p.as = static_cast<rlim_t>(lim.memory_mb) * 1024 * 1024;
     p.cpu = static_cast<rlim_t>(lim.cpu_s > 0 ? lim.cpu_s : static_cast<int64_t>(std::ceil(lim.timeout_s)) + 1);
     p.nproc = static_cast<rlim_t>(std::max<int64_t>(lim.max_processes, 0));
@@ -480,6 +497,9 @@ inline Result run_sandboxed(const std::vector<std::string>& argv, const std::vec
                     res.status = m.a;
                 } else if (m.kind == 3) {
                     res.error = std::string("fork: ") + std::strerror(m.a);
+                } else if (m.kind == 4) {
+                    res.error = std::string("the file sandbox failed while ") + file_sandbox_step_name(m.b) + ": " +
+                                std::strerror(m.a) + " (filesystem = \"shared\" runs the program without it)";
                 }
             }
         }

@@ -481,6 +481,11 @@ typedef struct ft_grader_vtable {
     uint32_t struct_size;
     ft_status (*create)(const ft_host_api* host, const ft_config* cfg, ft_grader** out, ft_error* err);
     void (*destroy)(ft_grader* grader);
+    /* Scores every item. A status other than FT_OK means the batch could not be graded
+       (a grading program crashed or timed out, an external service failed): no result is
+       read, and the host applies the grader's on_error (skip / zero / fail) to all of its
+       items and counts the failure, with err's message as the reason. Never return FT_OK
+       with made-up scores for a failure: a 0 would train as a real reward. */
     ft_status (*grade)(ft_grader* grader, const ft_grade_item* items, uint32_t count, ft_grade_result* results,
                        ft_error* err);
 } ft_grader_vtable;
