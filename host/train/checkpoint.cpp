@@ -65,7 +65,9 @@ void remove_partial_checkpoints(const fs::path& checkpoints_dir) {
     if (!fs::is_directory(checkpoints_dir, ec)) return;
     for (const auto& e : fs::directory_iterator(checkpoints_dir)) {
         const std::string n = e.path().filename().string();
-        if (n.rfind(".tmp-", 0) == 0 || n.rfind(".old-", 0) == 0) fs::remove_all(e.path(), ec);
+        // A step-N without trainer_state.json (written last) is one whose removal was cut short.
+        const bool torn = n.rfind("step-", 0) == 0 && !fs::exists(e.path() / "trainer_state.json");
+        if (n.rfind(".tmp-", 0) == 0 || n.rfind(".old-", 0) == 0 || torn) fs::remove_all(e.path(), ec);
     }
 }
 
@@ -82,8 +84,14 @@ void save_checkpoint(const fs::path& checkpoints_dir, const TrainerState& state,
         save_safetensors((tmp / "rng.safetensors").string(), {{"cpu", rng}});
         write_text_atomically(tmp / "trainer_state.json", state.to_json().dump(2) + "\n");
     });
+    // Older checkpoints go under a ".old-" name first: a kill while one is being deleted
+    // leaves a name remove_partial_checkpoints knows, never a half-deleted step-N.
     auto all = list_checkpoints(checkpoints_dir);
-    for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+    for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
+        const fs::path doomed = checkpoints_dir / (".old-" + all[i].second.filename().string());
+        fs::rename(all[i].second, doomed);
+        fs::remove_all(doomed);
+    }
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& checkpoints_dir) {

@@ -34,7 +34,8 @@ struct TrainerState {
 void save_checkpoint(const std::filesystem::path& checkpoints_dir, const TrainerState& state,
                      const TensorList& trainable, const AdamW& optimizer, int64_t keep);
 
-// Removes what an interrupted save left (".tmp-step-N", ".old-step-N"): a checkpoint
+// Removes what an interrupted save or pruning left (".tmp-step-N", ".old-step-N", a
+// step-N without its trainer_state.json, which is written last): a checkpoint
 // written off schedule (a stop request) is never written again to replace it. Only one
 // process writes a run's checkpoints, so nothing partial is anyone's work in progress.
 void remove_partial_checkpoints(const std::filesystem::path& checkpoints_dir);

@@ -171,9 +171,12 @@ TEST(Training, PartialCheckpointsAreRemoved) {
     fs::create_directories(ckpts / ".tmp-step-11");
     write_file(ckpts / ".tmp-step-11/.tmp-optimizer.safetensors-123", "half");
     fs::create_directories(ckpts / ".old-step-4");
+    fs::create_directories(ckpts / "step-5");  // pruning cut short: trainer_state.json went first
+    write_file(ckpts / "step-5/optimizer.safetensors", "rest");
     host::remove_partial_checkpoints(ckpts);
     EXPECT_FALSE(fs::exists(ckpts / ".tmp-step-11"));
     EXPECT_FALSE(fs::exists(ckpts / ".old-step-4"));
+    EXPECT_FALSE(fs::exists(ckpts / "step-5"));
     EXPECT_TRUE(fs::exists(ckpts / "step-10/trainer_state.json"));
     EXPECT_EQ(host::latest_checkpoint(ckpts), ckpts / "step-10");
 }
