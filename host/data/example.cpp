@@ -335,14 +335,16 @@ Example mismatched_example(const Example& prompt_of, const Example& completion_o
     const std::vector<int64_t> completion(c.ids.begin() + std::min<int64_t>(c.prompt_length, c.ids.size()), c.ids.end());
     Example ex = prompt_completion(prompt_of.prompt_ids, completion, false);
     ex.fields = prompt_of.fields;  // the prompt's own inputs (its image), another example's answer
-    if (completion.empty()) {  // the other completion was truncated away: nothing to score
-        ex.labels.assign(ex.ids.size(), -100);
-        return ex;
-    }
+    // prompt_ids are the whole prompt (a long one was cut only in ids): truncate the KL
+    // row too, also when there is no completion to score.
     if (static_cast<int64_t>(ex.ids.size()) > max_seq_len) {
         ex.ids.resize(max_seq_len);
         ex.labels.resize(max_seq_len);
         ex.completion_mask.resize(max_seq_len);
+    }
+    if (completion.empty()) {  // the other completion was truncated away: nothing to score
+        ex.labels.assign(ex.ids.size(), -100);
+        return ex;
     }
     if (!ex.labels.empty()) ex.labels[0] = -100;
     return ex;

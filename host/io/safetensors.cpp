@@ -138,21 +138,26 @@ std::vector<Entry> parse_header(const std::string& path, const char* text, uint6
             if (dt == k.name) d = &k;
         if (!d) throw bad("tensor '" + name + "' has unsupported dtype '" + dt + "'");
         if (!info["shape"].is_array()) throw bad("tensor '" + name + "' has a bad shape");
+        const uint64_t elem = c10::elementSize(d->type);
         std::vector<int64_t> shape;
-        uint64_t numel = 1;
+        // extent: the product of the dims with zeros read as ones, what LibTorch's strides
+        // and byte count multiply up to (a [0, 2^62, 2^62] tensor has no bytes but
+        // overflowing strides); bounded with the element size, so numel * elem cannot wrap.
+        uint64_t numel = 1, extent = 1;
         for (const auto& s : info["shape"]) {
             if (!s.is_number_unsigned() || s.get<uint64_t>() > (1ull << 62)) throw bad("tensor '" + name + "' has a bad shape");
             const uint64_t dim = s.get<uint64_t>();
-            if (dim != 0 && numel > (1ull << 62) / dim) throw bad("tensor '" + name + "' has a shape too large to address");
+            if (extent > (1ull << 62) / elem / std::max<uint64_t>(dim, 1))
+                throw bad("tensor '" + name + "' has a shape too large to address");
             shape.push_back(static_cast<int64_t>(dim));
             numel *= dim;
+            extent *= std::max<uint64_t>(dim, 1);
         }
         const auto& off = info["data_offsets"];
         if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
             throw bad("tensor '" + name + "' has bad data_offsets");
         const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
         if (b > e || e > data_size) throw bad("tensor '" + name + "' data_offsets lie outside the file");
-        const uint64_t elem = c10::elementSize(d->type);
         if (e - b != numel * elem) throw bad("tensor '" + name + "' shape does not match its byte range");
         ranges.emplace_back(b, e);
         out.push_back({name, d, std::move(shape), b, e});

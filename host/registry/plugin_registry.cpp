@@ -164,7 +164,10 @@ int PluginRegistry::load_file(const fs::path& path) {
         refuse(file, std::string("no entry symbol '") + FTHOST_ENTRY_SYMBOL + "' (not an fthost plugin, or built without FTHOST_PLUGINS)");
         return 0;
     }
-    keep_alive.push_back(lib);
+    // Once per library: loading a file again (dlopen gives the same handle) adds nothing to
+    // keep (tests/fuzz/fuzz_plugin_desc loads one file millions of times).
+    if (std::none_of(keep_alive.begin(), keep_alive.end(), [&](const auto& k) { return k->native() == lib->native(); }))
+        keep_alive.push_back(lib);
     auto entry = lib->get<const ft_plugin_desc* const*(uint32_t*)>(FTHOST_ENTRY_SYMBOL);
     uint32_t count = 0;
     const ft_plugin_desc* const* list = entry(&count);

@@ -244,9 +244,14 @@ private:
 
     std::string normalize(const std::string& s) const {
         if (!nfc_ || s.empty()) return s;
-        utf8proc_uint8_t* r = utf8proc_NFC(reinterpret_cast<const utf8proc_uint8_t*>(s.c_str()));
-        if (!r) return s;
-        std::string out(reinterpret_cast<const char*>(r));
+        // utf8proc_NFC reads up to the first NUL; a text may hold U+0000 (JSON "\u0000"),
+        // which NFC keeps, so the length goes in explicitly (UTF8PROC_NULLTERM off).
+        utf8proc_uint8_t* r = nullptr;
+        const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+                                                static_cast<utf8proc_ssize_t>(s.size()), &r,
+                                                static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+        if (n < 0) return s;  // not UTF-8: left as it is
+        std::string out(reinterpret_cast<const char*>(r), static_cast<size_t>(n));
         std::free(r);
         return out;
     }

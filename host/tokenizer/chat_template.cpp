@@ -62,11 +62,12 @@ ChatTemplate recognise_chat_template(const fs::path& dir) {
         } catch (const nlohmann::json::exception& e) {
             throw Error(source + ": not valid JSON (" + e.what() + ")", FT_ERR_INVALID_ARGUMENT);
         }
+        if (!j.is_object()) throw Error(source + ": not a JSON object", FT_ERR_INVALID_ARGUMENT);
         const nlohmann::json ct = j.value("chat_template", nlohmann::json());
         if (ct.is_string()) t = ct.get<std::string>();
         else if (ct.is_array())
             for (const auto& named : ct)
-                if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
+                if (named.is_object() && named.contains("name") && named["name"] == "default" && named.contains("template") &&
                     named["template"].is_string())
                     t = named["template"].get<std::string>();
         if (t.empty()) throw Error(source + ": no chat_template" + how, FT_ERR_CONFIG);

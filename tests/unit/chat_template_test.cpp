@@ -95,5 +95,25 @@ TEST(ChatTemplate, RecognisedFromTokenizerConfig) {
     EXPECT_EQ(host::chat_template_from_name("plain"), host::ChatTemplate::plain);
 }
 
+// Found by tests/fuzz/fuzz_chat_template (corpus/chat_template/regress-config-*): a
+// tokenizer_config.json that is JSON but not an object, or a named template whose name is
+// not a string, escaped as nlohmann's type_error (no file named, and past TextCodec's
+// "no template until one is needed" handling) instead of fthost::Error.
+TEST(ChatTemplate, MalformedTokenizerConfigIsAnErrorNamingTheFile) {
+    const fs::path dir = temp_dir("chat-config");
+    for (const char* text : {"8", "[]", "\"x\"", "null"}) {
+        write_file(dir / "tokenizer_config.json", text);
+        try {
+            host::recognise_chat_template(dir);
+            FAIL() << text;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("tokenizer_config.json: not a JSON object"), std::string::npos) << e.what();
+        }
+    }
+    write_file(dir / "tokenizer_config.json",
+               R"({"chat_template": [{"name": 5, "template": "x"}, {"name": "default", "template": "<|im_start|><|im_end|>"}]})");
+    EXPECT_EQ(host::recognise_chat_template(dir), host::ChatTemplate::chatml);
+}
+
 }  // namespace
 }  // namespace fthost::test

@@ -95,6 +95,29 @@ TEST(PreferenceRows, KlRowsPairEachPromptWithThePreviousCompletionPerChunk) {
     EXPECT_EQ(labelled(ex[0].partner[0]), (std::vector<int64_t>{' ', 'c', ByteTokenizer::kEos}));
 }
 
+// Found by tests/fuzz/fuzz_jsonl (corpus/jsonl/regress-kl-row-longer-than-max-seq-len): a
+// prompt longer than max_seq_len is cut in the example's ids but kept whole in its
+// prompt_ids, so the KL row that borrows a completion truncated away was max_seq_len-free.
+TEST(PreferenceRows, KlRowsAreTruncatedToMaxSeqLenToo) {
+    const TextCodec& tok = *TextCodec::bytes();
+    std::vector<Example> ex;
+    for (const char* c : {"a", "b"})
+        ex.push_back(make_example(json{{"prompt", std::string(40, 'p')}, {"completion", std::string(" ") + c},
+                                       {"label", true}},
+                                  tok, FT_LABELS_ALL, 16, FT_DATA_FEEDBACK));
+    add_mismatched_rows(ex, 2, 16);
+    for (const auto& e : ex) {
+        ASSERT_EQ(e.partner.size(), 1u);
+        const Example& kl = e.partner[0];
+        EXPECT_EQ(kl.ids.size(), 16u);
+        EXPECT_EQ(kl.labels.size(), kl.ids.size());
+        EXPECT_EQ(kl.completion_mask.size(), kl.ids.size());
+        EXPECT_EQ(kl.num_labels(), 0);  // the borrowed completion was truncated away: nothing to score
+    }
+    HostBatch b = collate_shaped({&ex[0], &ex[1]}, FT_DATA_FEEDBACK);
+    EXPECT_LE(b.input_ids.size(1), 16);
+}
+
 TEST(PreferenceRows, ShapedBatchesPutPartnersInTheSecondHalf) {
     const TextCodec& tok = *TextCodec::bytes();
     std::vector<Example> pairs;

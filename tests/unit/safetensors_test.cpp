@@ -71,6 +71,27 @@ TEST(Safetensors, RejectsMalformedFiles) {
     EXPECT_NE(load_error(p).find("too large"), std::string::npos);
 }
 
+// Found with tests/fuzz/fuzz_safetensors (corpus/safetensors/regress-*): an element count
+// within bounds whose byte count wraps to 0 (2^61 F64, 2^62 F32) matched empty
+// data_offsets, and a zero-element shape with huge other dims passed, so the header check
+// `fthost validate` runs accepted both while the loader threw LibTorch's c10::Error
+// ("Storage size calculation overflowed", "Stride calculation overflowed"). Both are now
+// malformed files, refused the same way by both.
+TEST(Safetensors, ShapesWhoseBytesOrStridesOverflowAreMalformed) {
+    auto dir = temp_dir("st-wrap");
+    const fs::path p = dir / "bad.safetensors";
+    for (const char* header : {R"({"x": {"dtype": "F64", "shape": [2305843009213693952], "data_offsets": [0, 0]}})",
+                               R"({"x": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}})",
+                               R"({"x": {"dtype": "F32", "shape": [0, 4611686018427387904, 4611686018427387904], "data_offsets": [0, 0]}})"}) {
+        write_raw(p, header, "");
+        EXPECT_NE(load_error(p).find("too large to address"), std::string::npos) << header;
+        EXPECT_THROW(check_safetensors_header(p.string()), Error) << header;
+    }
+    // Zero-element tensors with ordinary shapes still load.
+    write_raw(p, R"({"x": {"dtype": "F32", "shape": [0, 1024, 1024], "data_offsets": [0, 0]}})", "");
+    EXPECT_EQ(load_safetensors(p.string()).at("x").numel(), 0);
+}
+
 TEST(Safetensors, LoadedTensorsAreMappedCopyOnWrite) {
     auto dir = temp_dir("st-cow");
     const fs::path p = dir / "t.safetensors";

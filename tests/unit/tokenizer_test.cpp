@@ -53,6 +53,17 @@ TEST(Tokenizer, SpecialTokensAreFoundAndSkippable) {
     EXPECT_FALSE(tok->token_to_id("<|no such token|>").has_value());
 }
 
+// Found by tests/fuzz/fuzz_chat_template (corpus/chat_template/regress-nul-in-text): the NFC
+// normaliser read its input up to the first NUL, so everything after a U+0000 in a text was
+// dropped. The ids are the `tokenizers` library's (0.23.3) for the qwen2 fixture.
+TEST(Tokenizer, TextAfterANulCharacterIsEncoded) {
+    const auto tok = host::load_tokenizer(fs::path(source_dir()) / "tests/fixtures/tokenizers/qwen2");
+    EXPECT_EQ(tok->encode(std::string("a\0b c", 5), false), (std::vector<int64_t>{67, 191, 68, 279}));
+    // NFC still composes on both sides of the NUL: e + U+0301 -> U+00E9.
+    EXPECT_EQ(tok->encode(std::string("cafe\xCC\x81\0e\xCC\x81", 10), false),
+              (std::vector<int64_t>{69, 67, 72, 130, 105, 191, 130, 105}));
+}
+
 TEST(Tokenizer, PartialUtf8DecodesToReplacementCharacters) {
     EXPECT_EQ(host::utf8_lossy("ok\xF0\x9F"), "ok\xEF\xBF\xBD");
     EXPECT_EQ(host::utf8_lossy("\xC3\x28"), "\xEF\xBF\xBD(");
