@@ -18,7 +18,7 @@ BUILD="${FTHOST_ASAN_DIR:-$ROOT/build-asan}"
 WORK="${FTHOST_FUZZ_WORK:-$BUILD/fuzz-work}"
 LOCK="${FTHOST_BUILD_LOCK:-/tmp/fthost-build.lock}"
 PARALLEL="${FTHOST_FUZZ_PARALLEL:-1}"
-ALL=(run_config jsonl safetensors tokenizer_json chat_template program_grader plugin_desc)
+ALL=(run_config jsonl safetensors tokenizer_json chat_template program_grader program_output plugin_desc)
 
 REPLAY=0
 if [ "${1:-}" = "--replay" ]; then REPLAY=1; shift; fi
@@ -43,7 +43,7 @@ fi
 
 dict_of() {
   case "$1" in
-    run_config) echo toml ;; jsonl|program_grader) echo json ;; safetensors) echo safetensors ;;
+    run_config) echo toml ;; jsonl|program_grader|program_output) echo json ;; safetensors) echo safetensors ;;
     tokenizer_json) echo tokenizer ;; chat_template) echo chat ;; *) echo "" ;;
   esac
 }

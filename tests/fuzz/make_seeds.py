@@ -193,6 +193,13 @@ for name, n, text in [("scores", 2, '{"scores": [1, 0]}'), ("bare", 2, "[0.5, nu
                       ("newline", 3, '{"scores": [0.25, 0.5, 0.75]}\n'), ("object-no-scores", 1, '{"score": [1]}'),
                       ("nan", 1, "[NaN]"), ("big-int", 2, "[18446744073709551615, -9223372036854775808]")]:
     out("program_grader", name, bytes([n]) + text.encode())
+# The parser alone (fuzz_program_output) reads the same inputs, and bytes a program may print.
+clear("program_output")
+for f in glob.glob(os.path.join(CORPUS, "program_grader", "seed-*")):
+    out("program_output", os.path.basename(f)[len("seed-"):], rd(f, "rb"))
+out("program_output", "invalid-utf8", bytes([1]) + b'{"scores": [1], "\xff\xfe": 0}')
+out("program_output", "invalid-utf8-garbage", bytes([1]) + b"\xc3(\x00\x1b[31m")
+out("program_output", "deep", bytes([1]) + b"[" * 2000)
 
 # ---- plugin descriptors (fuzz_plugin_desc.cpp's byte reader) --------------------------------
 clear("plugin_desc")

@@ -257,7 +257,10 @@ TEST(Graders, ProgramRunsAnExecutableSafely) {
              {"crash.sh", "kill -SEGV $$\n", "killed by signal"},
              {"fail.sh", "exit 3\n", "exited with status 3"},
              {"garbage.sh", "echo 'not json'\n", "unreadable output"},
-             {"count.sh", "echo '[1]'\n", "expected 2 scores"}}) {
+             {"count.sh", "echo '[1]'\n", "expected 2 scores"},
+             {"overflow.sh", "echo '[1e400, 0]'\n", "does not fit a double"},
+             // Bytes that are not UTF-8 are quoted as \xNN: the reason stays valid UTF-8.
+             {"binary.sh", "printf '\\377\\376'\n", "\\xff\\xfe"}}) {
         auto g = grade("program", cfg(script(dir, name, body)), two);
         EXPECT_TRUE(g.scores.empty()) << name;
         EXPECT_NE(g.error.find(why), std::string::npos) << name << ": " << g.error;

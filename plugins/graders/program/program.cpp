@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sandbox.hpp"
+#include "score_output.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -154,17 +155,9 @@ public:
         std::vector<double> scores;
         if (o.ok) {
             try {
-                json j = json::parse(o.out);
-                if (j.is_object() && j.contains("scores")) j = j["scores"];
-                if (!j.is_array() || j.size() != count) throw std::runtime_error("expected " + std::to_string(count) + " scores");
-                for (const auto& s : j) {
-                    if (s.is_null()) scores.push_back(std::nan(""));
-                    else if (s.is_number()) scores.push_back(std::clamp(s.get<double>(), 0.0, 1.0));
-                    else throw std::runtime_error("a score is neither a number nor null");
-                }
+                scores = fthost_program::parse_scores(o.out, count);
             } catch (const std::exception& e) {
                 why = std::string("unreadable output: ") + e.what();
-                scores.clear();
             }
         }
         if (scores.empty() && count > 0) throw fthost::Error("program " + why, FT_ERR_RUNTIME);
