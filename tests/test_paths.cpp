@@ -7,4 +7,6 @@ const char* plugin_dir() { return FTHOST_BUILD_PLUGIN_DIR; }
 const char* broken_plugin_dir() { return FTHOST_BROKEN_PLUGIN_DIR; }
 const char* toy_plugin_dir() { return FTHOST_TOY_PLUGIN_DIR; }
 const char* torch_major_minor() { return FTHOST_TORCH_MAJOR_MINOR; }
+const char* cli_path() { return FTHOST_CLI; }
+const char* torchrun_path() { return FTHOST_TORCHRUN; }
 }  // namespace fthost::test

@@ -1,4 +1,5 @@
 // fthost — the command line: run, validate, plugins, eval, generate, merge, verify.
+#include "distributed/local_launcher.hpp"
 #include "export/verify_command.hpp"
 #include "export/merge_command.hpp"
 #include "generate/generate_command.hpp"
@@ -10,6 +11,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <iomanip>
 #include <csignal>
@@ -24,7 +26,8 @@ const char* kUsage =
     "usage: fthost <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run CONFIG [--set key=value]... [--resume RUN_DIR]   train every stage of a config\n"
+    "  run CONFIG [--set key=value]... [--resume RUN_DIR] [--nproc-per-node N]\n"
+    "                                                       train every stage of a config (on N local ranks)\n"
     "  validate CONFIG [--set key=value]...                 check a config, reporting every error\n"
     "  plugins [--options]                                  list loaded plugins (name, kind, version, file)\n"
     "  eval CONFIG [--stage NAME] [--set key=value]...      score trained stages on their eval sets\n"
@@ -57,14 +60,37 @@ bool parse(const std::vector<std::string>& args, po::options_description& desc, 
 int cmd_run(const std::vector<std::string>& args) {
     po::options_description desc("run options");
     std::string config, resume;
+    int nproc = 1;
     std::vector<std::string> sets;
     desc.add_options()("config", po::value(&config)->required(), "config file (TOML)")(
         "set", po::value(&sets)->composing(), "override a key: run.seed=7, stage.<name>.train.lr=1e-3 (repeatable)")(
-        "resume", po::value(&resume), "continue RUN_DIR from its last checkpoint");
+        "resume", po::value(&resume), "continue RUN_DIR from its last checkpoint")(
+        "nproc-per-node", po::value(&nproc)->default_value(1),
+        "start N data-parallel ranks on this machine (as torchrun --nproc-per-node N would)");
     po::positional_options_description pos;
     pos.add("config", 1);
     po::variables_map vm;
-    if (!parse(args, desc, pos, vm, "usage: fthost run CONFIG [--set key=value]... [--resume RUN_DIR]")) return 0;
+    if (!parse(args, desc, pos, vm,
+               "usage: fthost run CONFIG [--set key=value]... [--resume RUN_DIR] [--nproc-per-node N]\n"
+               "  under torchrun or srun, every rank runs `fthost run CONFIG ...` (docs/DISTRIBUTED.md)"))
+        return 0;
+    if (nproc != 1) {
+        if (std::getenv("WORLD_SIZE") || std::getenv("RANK"))
+            throw fthost::Error("--nproc-per-node starts ranks itself, but this process already is one (RANK / "
+                                "WORLD_SIZE are set by torchrun or another launcher): drop --nproc-per-node",
+                                FT_ERR_CONFIG);
+        // The same command line for each rank, without --nproc-per-node.
+        std::vector<std::string> rank_args = {"run"};
+        for (size_t i = 0; i < args.size(); ++i) {
+            if (args[i] == "--nproc-per-node") {
+                ++i;
+                continue;
+            }
+            if (args[i].rfind("--nproc-per-node=", 0) == 0) continue;
+            rank_args.push_back(args[i]);
+        }
+        return launch_local_ranks(nproc, rank_args);
+    }
     auto reg = load_registry();
     RunRequest req{config, sets, resume, {}};
     install_stop_signals();  // SIGINT/SIGTERM: finish the step, checkpoint, "interrupted"
@@ -223,7 +249,10 @@ int main(int argc, char** argv) {
         std::cerr << "fthost " << cmd << ": " << e.what() << " (see `fthost " << cmd << " --help`)\n";
         return 1;
     } catch (const std::exception& e) {
-        std::cerr << "fthost " << cmd << ": error: " << e.what() << "\n";
+        // The ranks of a distributed run all report; each line says whose it is.
+        const char* rank = std::getenv("RANK");
+        std::cerr << "fthost " << cmd << (rank && std::string(rank) != "0" ? std::string(" (rank ") + rank + ")" : "")
+                  << ": error: " << e.what() << "\n";
         return 1;
     }
 }

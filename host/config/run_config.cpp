@@ -36,6 +36,13 @@ static const ft_option kRunOptions[] = {
            "on a GPU, replay each decode step (eval, rollouts) from a CUDA graph; false launches every kernel"),
 };
 
+static const ft_option kDistributedOptions[] = {
+    option("backend", FT_OPT_STRING, "\"auto\"", "auto (nccl on a GPU, gloo on a CPU), nccl or gloo"),
+    option("timeout_s", FT_OPT_FLOAT, "300.0",
+           "seconds the rendezvous, or a collective, waits for every rank before the run stops naming the rank"),
+    option("bucket_mb", FT_OPT_FLOAT, "25.0", "gradients are all-reduced in flat buffers of at most this many MiB"),
+};
+
 static const ft_option kStageOptions[] = {
     option("name", FT_OPT_STRING, nullptr, "stage name (unique; names stages/<name>/ in the run directory)", true),
     option("init_from", FT_OPT_STRING, "\"\"",
@@ -284,7 +291,7 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
     }
     const toml::table* run = root["run"].as_table();
     if (!run) diag.add(file, "missing [run] table");
-    Section rs = check(run, file, "[run]", kRunOptions, diag);
+    Section rs = validate_section(run, file, "[run]", kRunOptions, std::size(kRunOptions), diag, {"distributed"});
     {
         read(rs, "name", rc.name);
         read(rs, "output_dir", rc.output_dir);
@@ -301,6 +308,23 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
             diag.add(rs.where_of("precision"), "precision must be fp32 or bf16, not '" + rc.precision + "'");
         if (rc.device != "cpu" && rc.device != "cuda" && rc.device != "auto")
             diag.add(rs.where_of("device"), "device must be cpu, cuda or auto, not '" + rc.device + "'");
+    }
+    if (run && run->contains("distributed")) {
+        const toml::table* dt = (*run)["distributed"].as_table();
+        if (!dt) diag.add(where_of(file, *run->get("distributed")), "[run] distributed must be a table: [run.distributed]");
+        Section ds = check(dt, file, "[run.distributed]", kDistributedOptions, diag);
+        DistributedConfig& d = rc.distributed;
+        read(ds, "backend", d.backend);
+        read(ds, "timeout_s", d.timeout_s);
+        read(ds, "bucket_mb", d.bucket_mb);
+        if (d.backend != "auto" && d.backend != "nccl" && d.backend != "gloo")
+            diag.add(ds.where_of("backend"), "backend must be auto, nccl or gloo, not '" + d.backend + "'");
+        if (d.backend == "nccl" && rc.device == "cpu")
+            diag.add(ds.where_of("backend"), "backend = \"nccl\" needs [run] device = \"cuda\" (NCCL reduces GPU tensors); "
+                                             "on a CPU use gloo");
+        if (!(d.timeout_s > 0 && d.timeout_s <= 86400))
+            diag.add(ds.where_of("timeout_s"), "timeout_s must be in (0, 86400] seconds");
+        if (!(d.bucket_mb > 0 && d.bucket_mb <= 4096)) diag.add(ds.where_of("bucket_mb"), "bucket_mb must be in (0, 4096]");
     }
 
     const toml::array* stages = root["stage"].as_array();

@@ -88,12 +88,20 @@ struct StageConfig {
     bool cuda_graphs = true;   // cuda_graphs: its generations replay decode steps on a GPU
 };
 
+// [run.distributed]: how the ranks of a distributed run talk (docs/DISTRIBUTED.md).
+struct DistributedConfig {
+    std::string backend = "auto";  // auto (nccl on a GPU, gloo on a CPU), nccl or gloo
+    double timeout_s = 300;        // how long the rendezvous, or a collective, waits for every rank
+    double bucket_mb = 25;         // gradients are all-reduced in flat buffers of at most this size
+};
+
 struct RunConfig {
     std::string file;  // the config's path
     std::string name = "run", output_dir, device = "cpu", precision = "fp32";
     bool cuda_graphs = true;
     uint64_t seed = 0;
     int64_t threads = 0;
+    DistributedConfig distributed;
     std::vector<StageConfig> stages;
     std::string resolved_toml;  // the config after --set, as written to the run directory
 

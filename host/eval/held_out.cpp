@@ -25,17 +25,30 @@ std::vector<HostBatch> eval_batches(const std::vector<Example>& eval, int64_t ba
 
 // Held-out preference accuracy: the share of pairs whose chosen completion has a
 // higher summed log-prob than the rejected one under `model`.
-double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device) {
+double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device,
+                           Communicator* comm) {
     at::NoGradGuard ng;
     model.set_training(false);
     int64_t right = 0, total = 0;
-    for (auto& b : eval_batches(eval, batch_size, FT_DATA_PAIRS, device)) {
+    const bool sharded = comm && comm->connected();
+    std::vector<HostBatch> batches = eval_batches(eval, batch_size, FT_DATA_PAIRS, device);
+    if (sharded) {  // this rank's share of the batches (batched as one process batches them)
+        const auto [first, last] = comm->share(batches.size());
+        batches = std::vector<HostBatch>(std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(first)),
+                                         std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(last)));
+    }
+    for (auto& b : batches) {
         ft_batch fb = as_ft_batch(b, b.num_labels);
         const at::Tensor lp = model.token_logprobs(fb, false);
         const at::Tensor sums = (lp * b.completion_mask.to(lp.scalar_type())).sum(-1);
         const int64_t n = b.num_examples;
         right += sums.narrow(0, 0, n).gt(sums.narrow(0, n, n)).sum().item<int64_t>();
         total += n;
+    }
+    if (sharded) {
+        const auto sums = comm->sum({static_cast<double>(right), static_cast<double>(total)}, "preference accuracy sum");
+        right = static_cast<int64_t>(sums[0]);
+        total = static_cast<int64_t>(sums[1]);
     }
     return total ? static_cast<double>(right) / static_cast<double>(total) : std::nan("");
 }
@@ -79,7 +92,8 @@ std::map<std::string, double> sampled_scores(ModelSession& model, const std::vec
 }  // namespace
 
 std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                              const TextCodec* codec_ptr, ft_data_shape shape, at::Device device) {
+                                              const TextCodec* codec_ptr, ft_data_shape shape, at::Device device,
+                                              Communicator* comm) {
     std::map<std::string, double> scores;
     if (eval.empty() || !codec_ptr) return scores;  // no text: the objective's eval loss is the score
     const TextCodec& codec = *codec_ptr;
@@ -90,12 +104,13 @@ std::map<std::string, double> held_out_scores(ModelSession& model, const std::ve
             std::vector<Example> desirable;
             for (const auto& ex : eval)
                 if (ex.desirable == 1) desirable.push_back(ex);
-            if (!desirable.empty()) scores = run_task_eval(model, desirable, sc, codec).scores;
+            if (!desirable.empty()) scores = run_task_eval(model, desirable, sc, codec, comm).scores;
         } else {
-            scores = run_task_eval(model, eval, sc, codec).scores;
+            scores = run_task_eval(model, eval, sc, codec, comm).scores;
         }
     }
-    if (shape == FT_DATA_PAIRS) scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device);
+    if (shape == FT_DATA_PAIRS)
+        scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device, comm);
     if (shape == FT_DATA_COMPLETIONS)
         for (const auto& [k, v] : sampled_scores(model, eval, sc, codec)) scores["sampled/" + k] = v;
     return scores;

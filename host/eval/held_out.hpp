@@ -6,6 +6,7 @@
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
 #include "data/example.hpp"
+#include "distributed/communicator.hpp"
 #include "model/model_session.hpp"
 #include "tokenizer/text_codec.hpp"
 
@@ -22,11 +23,16 @@ std::vector<HostBatch> eval_batches(const std::vector<Example>& eval, int64_t ba
 // The graders' task metrics, plus preference_accuracy for pairs and sampled/<grader> for
 // on-policy shapes. codec: the model's text codec, or null for a model that reads no
 // text (no scores then: its objective's eval loss is the score).
+// With the ranks of a distributed run (comm) the work is sharded: every rank gets
+// preference_accuracy, only rank 0 the graders' scores.
 std::map<std::string, double> held_out_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                              const TextCodec* codec, ft_data_shape shape, at::Device device);
+                                              const TextCodec* codec, ft_data_shape shape, at::Device device,
+                                              Communicator* comm = nullptr);
 
 // The share of pairs whose chosen completion has a higher summed log-prob than the
 // rejected one under `model`.
-double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device);
+// With comm, each rank scores its share of the batches and the counts are summed.
+double preference_accuracy(ModelSession& model, const std::vector<Example>& eval, int64_t batch_size, at::Device device,
+                           Communicator* comm = nullptr);
 
 }  // namespace fthost::host

@@ -13,7 +13,7 @@
 namespace fthost::host {
 
 TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& eval, const StageConfig& stage,
-                             const TextCodec& codec) {
+                             const TextCodec& codec, Communicator* comm) {
     TaskEvalResult result;
     std::vector<const Example*> items;
     for (const auto& ex : eval)
@@ -21,16 +21,25 @@ TaskEvalResult run_task_eval(ModelSession& model, const std::vector<Example>& ev
     if (stage.eval.max_examples > 0 && static_cast<int64_t>(items.size()) > stage.eval.max_examples)
         items.resize(stage.eval.max_examples);
     if (items.empty() || stage.graders.empty()) return result;
+    // This rank's share of the prompts (all of them in one process); rank 0 gathers the answers.
+    const auto [first, last] = comm && comm->connected() ? comm->share(items.size()) : std::pair<size_t, size_t>{0, items.size()};
     std::vector<std::vector<int64_t>> prompts;
     std::vector<const std::vector<Field>*> fields;
-    for (const auto* ex : items) prompts.push_back(ex->prompt_ids), fields.push_back(&ex->fields);
+    for (size_t i = first; i < last; ++i) prompts.push_back(items[i]->prompt_ids), fields.push_back(&items[i]->fields);
     SamplingOptions greedy;
     greedy.max_new_tokens = stage.eval.max_new_tokens;
     greedy.cuda_graphs = stage.cuda_graphs;
-    AutocastScope autocast(model.device(), stage.bf16);  // the stage's precision
-    const auto generated = generate(model, prompts, greedy, stage.eval.batch_size, codec, nullptr, fields);
     std::vector<std::string> completions;
-    for (const auto& g : generated) completions.push_back(g.text);
+    {
+        AutocastScope autocast(model.device(), stage.bf16);  // the stage's precision
+        if (!prompts.empty())  // a rank's share may be empty when there are fewer prompts than ranks
+            for (const auto& g : generate(model, prompts, greedy, stage.eval.batch_size, codec, nullptr, fields))
+                completions.push_back(g.text);
+    }
+    if (comm && comm->connected()) {
+        completions = comm->gather_to_leader(completions, "gather of the held-out answers");
+        if (!comm->leader()) return result;
+    }
     std::vector<GradeInput> inputs;
     for (size_t i = 0; i < items.size(); ++i)
         inputs.push_back({items[i]->prompt_text, completions[i], items[i]->reference, items[i]->row_json});

@@ -23,6 +23,7 @@ void RunDir::close_metrics() {
 }
 
 void RunDir::append_metrics(const nlohmann::json& line) {
+    if (!writes_) return;
     const fs::path f = root_ / "metrics.jsonl";
     if (metrics_fd_ < 0) metrics_fd_ = ::open(f.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (metrics_fd_ < 0) throw Error(write_error(f, errno));
@@ -45,11 +46,13 @@ uint64_t RunDir::metrics_size() const {
 }
 
 void RunDir::truncate_metrics(uint64_t size) {
+    if (!writes_) return;
     close_metrics();
     if (fs::exists(root_ / "metrics.jsonl")) fs::resize_file(root_ / "metrics.jsonl", size);
 }
 
 void RunDir::drop_metrics_of(const std::string& stage) {
+    if (!writes_) return;
     close_metrics();
     const fs::path f = root_ / "metrics.jsonl";
     if (!fs::exists(f)) return;
@@ -71,6 +74,7 @@ nlohmann::json RunDir::read_json(const std::string& name) const {
 }
 
 void RunDir::write_json(const std::string& name, const nlohmann::json& j) const {
+    if (!writes_) return;
     // Strings with invalid UTF-8 (an error quoting a data row's bytes) become U+FFFD
     // instead of making dump throw and hiding what was being recorded.
     write_text_atomically(root_ / name, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");

@@ -1,7 +1,9 @@
 // run_dir.hpp — the run directory a user and a script can rely on:
 //   config.toml  manifest.json  metrics.jsonl  summary.json  stages/<name>/{final,checkpoints}/
 // Every file except metrics.jsonl (append-only, one JSON object per line) is replaced
-// atomically, so an interrupted run never leaves a half-written file behind.
+// atomically, so an interrupted run never leaves a half-written file behind. In a
+// distributed run only rank 0 writes: the other ranks' RunDir is read-only, and its
+// writes do nothing.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -18,6 +20,9 @@ public:
     RunDir(const RunDir&) = delete;
     RunDir& operator=(const RunDir&) = delete;
     const std::filesystem::path& root() const { return root_; }
+    // False on the ranks that do not write the run directory: metrics and JSON writes are skipped.
+    bool writes() const { return writes_; }
+    void set_writes(bool on) { writes_ = on; }
     std::filesystem::path stage_dir(const std::string& stage) const { return root_ / "stages" / stage; }
     std::filesystem::path final_dir(const std::string& stage) const { return stage_dir(stage) / "final"; }
     std::filesystem::path checkpoints_dir(const std::string& stage) const { return stage_dir(stage) / "checkpoints"; }
@@ -40,6 +45,7 @@ private:
     void close_metrics();
 
     std::filesystem::path root_;
+    bool writes_ = true;
     int metrics_fd_ = -1;  // metrics.jsonl, open for appending once the first line is written
 };
 

@@ -2,6 +2,7 @@
 #include "train/stop_signal.hpp"
 
 #include "data/dataset.hpp"
+#include "distributed/communicator.hpp"
 #include "eval/held_out.hpp"
 #include "eval/task_eval.hpp"
 #include "io/atomic_file.hpp"
@@ -18,6 +19,7 @@
 #include <ATen/Parallel.h>
 
 #include <chrono>
+#include <csignal>
 #include <ctime>
 #include <iostream>
 #include <thread>
@@ -41,7 +43,7 @@ std::string now_iso() {
     return buf;
 }
 
-nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
+nlohmann::json make_manifest(const RunConfig& rc, at::Device device, const Communicator& comm) {
     nlohmann::json plugins = nlohmann::json::array();
     std::set<std::string> seen;
     auto add = [&](const PluginSection& p) {
@@ -80,6 +82,8 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device) {
             {"models_from", models_from},
             {"hardware", {{"device", device.str()}, {"cpu_threads", at::get_num_threads()},
                           {"hardware_concurrency", std::thread::hardware_concurrency()}}},
+            {"distributed", {{"world_size", comm.size()}, {"backend", comm.backend()},
+                             {"launcher", comm.world().launcher}}},
             {"started", now_iso()}};
 }
 
@@ -153,11 +157,12 @@ void print_summary(const nlohmann::json& summary) {
 }  // namespace
 
 std::optional<RunConfig> load_valid_config(const std::string& file, const std::vector<std::string>& sets,
-                                           const PluginRegistry& registry) {
+                                           const PluginRegistry& registry, bool report) {
     Diagnostics diag;
     RunConfig rc = load_run_config(file, sets, registry, diag);
     check_inputs(rc, diag);  // data files and checkpoints open, reported with the config's errors
     if (!diag.ok()) {
+        if (!report) return std::nullopt;
         for (const auto& e : diag.errors) std::cerr << "error: " << e << "\n";
         std::cerr << diag.errors.size() << " error(s) in " << file << "\n";
         return std::nullopt;
@@ -166,14 +171,28 @@ std::optional<RunConfig> load_valid_config(const std::string& file, const std::v
 }
 
 int run_command(const RunRequest& req, const PluginRegistry& registry) {
-    auto rc_opt = load_valid_config(req.config, req.sets, registry);
+    const World world = world_from_environment();
+    auto rc_opt = load_valid_config(req.config, req.sets, registry, world.rank == 0);  // rank 0 reports for all
     if (!rc_opt) return 2;
     RunConfig rc = *rc_opt;
     if (rc.threads > 0) at::set_num_threads(static_cast<int>(rc.threads));
-    const at::Device device = resolve_device(rc.device);
+    // Ranks sharing a machine share its cores (torchrun sets OMP_NUM_THREADS=1 for the same reason).
+    else if (world.local_size > 1)
+        at::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world.local_size));
+    const at::Device device = resolve_device(rc.device, world.local_rank);
+    const std::unique_ptr<Communicator> comm = Communicator::connect(world, rc.distributed, device);
+    comm->set_context("the run's start");
+    const bool leader = comm->leader();  // rank 0 alone writes the run directory and prints progress
 
-    const bool resume = !req.resume_dir.empty();
-    RunDir dir(resume ? fs::path(req.resume_dir) : fs::path(rc.output_dir));
+    // A worker group that torchrun (or a Slurm requeue) restarted continues its own run.
+    const bool restarted = req.resume_dir.empty() && world.restart_count > 0 &&
+                           fs::exists(fs::path(rc.output_dir) / "summary.json");
+    const bool resume = !req.resume_dir.empty() || restarted;
+    RunDir dir(!req.resume_dir.empty() ? fs::path(req.resume_dir) : fs::path(rc.output_dir));
+    dir.set_writes(leader);
+    if (restarted && leader)
+        std::cerr << "fthost: restart " << world.restart_count << " of the " << world.launcher << " job: resuming "
+                  << dir.root().string() << "\n";
     nlohmann::json summary;
     if (resume) {
         if (!fs::exists(dir.root() / "config.toml") || !fs::exists(dir.root() / "summary.json"))
@@ -187,13 +206,14 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
         summary["status"] = "running";
         dir.write_json("summary.json", summary);
     } else {
-        if (fs::exists(dir.root()) && !fs::is_empty(dir.root()))
+        if (leader && fs::exists(dir.root()) && !fs::is_empty(dir.root()))
             throw Error("run directory " + dir.root().string() +
                             " already exists and is not empty: pass --resume " + dir.root().string() +
                             " to continue it, or choose another [run] output_dir",
                         FT_ERR_CONFIG);
         summary = {{"run", rc.name}, {"status", "running"}, {"stages", nlohmann::json::array()}};
-        create_run_directory(dir.root(), rc, make_manifest(rc, device), summary);
+        if (leader) create_run_directory(dir.root(), rc, make_manifest(rc, device, *comm), summary);
+        comm->barrier("barrier after creating the run directory");
     }
 
     for (size_t i = 0; i < rc.stages.size(); ++i) {
@@ -209,10 +229,14 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
                       << " --resume " << dir.root().string() << "\n";
             return 128 + stop_signal();
         }
-        if (!req.stage_options.quiet) std::cerr << "fthost: stage '" << sc.name << "' (" << sc.objective.plugin << " + "
-                                                << sc.param.plugin << ")\n";
+        if (!req.stage_options.quiet && leader)
+            std::cerr << "fthost: stage '" << sc.name << "' (" << sc.objective.plugin << " + " << sc.param.plugin << ")"
+                      << (comm->size() > 1 ? " on " + std::to_string(comm->size()) + " ranks (" + comm->backend() + ")" : "")
+                      << "\n";
         StageOptions so = req.stage_options;
         so.resume = resume;
+        so.comm = comm.get();
+        so.quiet = so.quiet || !leader;
         nlohmann::json result;
         try {
             result = train_stage(rc, i, registry, dir, device, so);
@@ -226,12 +250,13 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
         if (result["status"] == "interrupted") {
             summary["status"] = "interrupted";
             dir.write_json("summary.json", summary);
-            if (!stop_requested()) return 3;  // a test's stop_after_steps
-            std::cerr << "fthost: stage '" << sc.name << "' interrupted at step " << result["steps"] << " ("
+            if (!result.contains("signal")) return 3;  // a test's stop_after_steps
+            if (leader) std::cerr << "fthost: stage '" << sc.name << "' interrupted at step " << result["steps"] << " ("
                       << result.value("signal", "signal") << ")"
                       << (result.contains("checkpoint") ? "; checkpoint " + result["checkpoint"].get<std::string>() : "")
                       << "; continue with: fthost run " << req.config << " --resume " << dir.root().string() << "\n";
-            return 128 + stop_signal();  // the shell's convention: 130 for SIGINT, 143 for SIGTERM
+            // The shell's convention: 130 for SIGINT, 143 for SIGTERM (on every rank: the ranks stop together).
+            return 128 + (result["signal"] == "SIGINT" ? SIGINT : SIGTERM);
         }
         dir.write_json("summary.json", summary);
     }
@@ -240,7 +265,7 @@ int run_command(const RunRequest& req, const PluginRegistry& registry) {
     nlohmann::json manifest = dir.read_json("manifest.json");
     manifest["finished"] = now_iso();
     dir.write_json("manifest.json", manifest);
-    if (!req.stage_options.quiet) {
+    if (!req.stage_options.quiet && leader) {
         print_summary(summary);
         std::cout << "run directory: " << dir.root().string() << "\n";
     }

@@ -22,7 +22,7 @@ int run_command(const RunRequest& req, const PluginRegistry& registry);
 
 // Loads and validates; prints every error. Returns the config only when valid.
 std::optional<RunConfig> load_valid_config(const std::string& file, const std::vector<std::string>& sets,
-                                           const PluginRegistry& registry);
+                                           const PluginRegistry& registry, bool report = true);
 
 int eval_command(const std::string& config, const std::vector<std::string>& sets, const std::string& stage,
                  const PluginRegistry& registry);

@@ -50,8 +50,23 @@ ObjectiveCall::ObjectiveCall(const PluginSection& obj, ModelSession& model) : mo
     };
 }
 
+std::map<std::string, double> drain_metrics_of_all_ranks(ObjectiveCall& objective, Communicator* comm) {
+    if (!comm || !comm->connected()) return objective.drain_metrics();
+    nlohmann::json mine = nlohmann::json::object();
+    for (const auto& [k, sum_count] : objective.drain_metric_sums()) mine[k] = {sum_count.first, sum_count.second};
+    std::map<std::string, std::pair<double, double>> total;
+    for (const auto& rank : comm->gather_to_leader(mine, "gather of the objective's metrics"))
+        for (const auto& [k, v] : rank.items()) {
+            total[k].first += v[0].is_number() ? v[0].get<double>() : std::nan("");  // NaN travels as null
+            total[k].second += v[1].get<double>();
+        }
+    std::map<std::string, double> out;
+    for (const auto& [k, sum_count] : total) out[k] = sum_count.first / sum_count.second;
+    return out;
+}
+
 nlohmann::json eval_objective(ModelSession& model, ObjectiveCall& objective, const std::vector<Example>& eval,
-                              const StageConfig& sc, at::Device device) {
+                              const StageConfig& sc, at::Device device, Communicator* comm) {
     nlohmann::json out = nlohmann::json::object();
     // On-policy objectives have no loss without sampling; their eval is the graders'.
     if (eval.empty() || objective.traits().data_shape == FT_DATA_COMPLETIONS) return out;
@@ -61,11 +76,17 @@ nlohmann::json eval_objective(ModelSession& model, ObjectiveCall& objective, con
     objective.drain_metrics();
     auto batches = eval_batches(eval, sc.train.batch_size, objective.traits().data_shape, device);
     int64_t items = 0, examples = 0;
-    for (const auto& b : batches) items += b.num_labels, examples += b.num_examples;
+    for (const auto& b : batches) items += b.num_labels, examples += b.num_examples;  // of the whole eval set
+    const bool sharded = comm && comm->connected();
+    const auto [first, last] = sharded ? comm->share(batches.size()) : std::pair<size_t, size_t>{0, batches.size()};
+    std::vector<double> losses(batches.size(), 0.0);  // each batch's share of the loss, in batch order
+    for (size_t i = first; i < last; ++i)
+        losses[i] = objective.loss(batches[i], std::max<int64_t>(items, 1), examples).item<double>();
+    if (sharded) losses = comm->sum(losses, "eval loss sum");
     double sum = 0;
-    for (auto& b : batches) sum += objective.loss(b, std::max<int64_t>(items, 1), examples).item<double>();
+    for (double l : losses) sum += l;
     out["loss"] = sum;
-    for (const auto& [k, v] : objective.drain_metrics()) out[k] = v;
+    for (const auto& [k, v] : drain_metrics_of_all_ranks(objective, comm)) out[k] = v;
     objective.set_eval(false);
     return out;
 }

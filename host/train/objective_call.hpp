@@ -6,6 +6,7 @@
 
 #include "config/run_config.hpp"
 #include "data/batch_stream.hpp"
+#include "distributed/communicator.hpp"
 #include "model/autocast.hpp"
 #include "model/model_session.hpp"
 #include "config/host_api.hpp"
@@ -61,9 +62,15 @@ public:
     void set_eval(bool on) { in_eval_ = on; }
     // Objective metrics (of training or of eval) averaged since the last call.
     std::map<std::string, double> drain_metrics() {
-        auto& m = metrics_[in_eval_];
         std::map<std::string, double> out;
-        for (const auto& [n, s] : m.sum) out[n] = s / static_cast<double>(m.count[n]);
+        for (const auto& [n, sc] : drain_metric_sums()) out[n] = sc.first / sc.second;
+        return out;
+    }
+    // The same as (sum, count) per metric, for combining the windows of several ranks.
+    std::map<std::string, std::pair<double, double>> drain_metric_sums() {
+        auto& m = metrics_[in_eval_];
+        std::map<std::string, std::pair<double, double>> out;
+        for (const auto& [n, s] : m.sum) out[n] = {s, m.count[n]};
         m = {};
         return out;
     }
@@ -88,7 +95,14 @@ private:
 // The objective's loss over the whole eval set (one per-token / per-example mean, as
 // in training) and its metrics averaged over the eval batches; {} for on-policy
 // objectives, whose eval is the graders'.
+// The objective's metrics since the last drain (of training or of eval), averaged over
+// every rank's micro-batches: the ranks' sums and counts are gathered on rank 0 (the one
+// that writes them; the others get nothing). Without comm: this process's.
+std::map<std::string, double> drain_metrics_of_all_ranks(ObjectiveCall& objective, Communicator* comm);
+
+// With the ranks of a distributed run (comm), each rank computes its share of the batches:
+// every rank gets the summed loss, rank 0 the metrics too.
 nlohmann::json eval_objective(ModelSession& model, ObjectiveCall& objective, const std::vector<Example>& eval,
-                              const StageConfig& sc, at::Device device);
+                              const StageConfig& sc, at::Device device, Communicator* comm = nullptr);
 
 }  // namespace fthost::host

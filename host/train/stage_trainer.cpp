@@ -5,6 +5,7 @@
 #include "train/stop_signal.hpp"
 
 #include "data/batch_stream.hpp"
+#include "distributed/communicator.hpp"
 #include "data/dataset.hpp"
 #include "eval/held_out.hpp"
 #include "io/atomic_file.hpp"
@@ -41,6 +42,8 @@ struct Stage {
     size_t index;
     RunDir& dir;
     at::Device device;
+    Communicator& comm;  // the run's ranks: each trains its shard of every step; rank 0 writes
+    int stop_signal = 0;  // the signal another rank received, when the ranks stopped on it
     fs::path base_dir;  // the stage's starting point on disk (init_from), or empty
     std::unique_ptr<ModelSession> model, teacher;
     StageInputs inputs;
@@ -61,7 +64,7 @@ struct Stage {
 
     const TextCodec* codec() const { return inputs.codec.get(); }
     std::map<std::string, double> scores(ModelSession& m) {
-        return held_out_scores(m, data.eval, sc, codec(), shape, device);
+        return held_out_scores(m, data.eval, sc, codec(), shape, device, &comm);
     }
 };
 
@@ -151,16 +154,31 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
                                              sc.data.max_seq_len, sc.data.packing, sc.data.shuffle, s.rc.seed + s.index,
                                              s.shape);
     const int64_t per_epoch = s.stream->batches_per_epoch();
+    const int64_t per_step = sc.train.grad_accum * s.comm.size();  // micro-batches of one step, over all ranks
     s.total_steps = sc.train.steps > 0 ? sc.train.steps
                     : s.on_policy      ? sc.train.epochs * per_epoch * sc.generation.num_iterations
-                                       : sc.train.epochs * ((per_epoch + sc.train.grad_accum - 1) / sc.train.grad_accum);
+                                       : sc.train.epochs * ((per_epoch + per_step - 1) / per_step);
+    if (s.comm.connected()) {
+        if (s.on_policy && s.comm.size() > 1)
+            throw Error("stage '" + sc.name + "': objective '" + sc.objective.plugin +
+                            "' samples its completions (on-policy), which does not run across processes yet: run this "
+                            "stage with one process",
+                        FT_ERR_CONFIG);
+        // Every rank starts from rank 0's trainable weights (they are equal by seeding; this makes sure).
+        std::vector<at::Tensor> params;
+        for (const auto& [name, p] : s.trainable) params.push_back(p);
+        s.comm.set_context("stage '" + sc.name + "' setup");
+        s.comm.broadcast(params, 0, "parameter broadcast");
+    }
 }
 
 // Resumes from the stage's latest checkpoint (with --resume), or starts afresh: earlier
 // checkpoints and metrics of the stage are dropped and the starting model is scored.
 void start_or_resume(Stage& s, const StageOptions& opts) {
+    s.comm.set_context("stage '" + s.sc.name + "' start");
     if (opts.resume) {
-        remove_partial_checkpoints(s.dir.checkpoints_dir(s.sc.name));
+        if (s.comm.leader()) remove_partial_checkpoints(s.dir.checkpoints_dir(s.sc.name));
+        s.comm.barrier("resume barrier");  // every rank reads the checkpoint rank 0 left whole
         if (auto ckpt = latest_checkpoint(s.dir.checkpoints_dir(s.sc.name))) {
             s.state = load_checkpoint(*ckpt, s.trainable, *s.optimizer);
             s.stream->seek(s.state.data);
@@ -168,15 +186,16 @@ void start_or_resume(Stage& s, const StageOptions& opts) {
             if (!opts.quiet) std::cerr << "fthost: stage '" << s.sc.name << "' resumes from " << ckpt->string() << "\n";
             return;
         }
-        std::cerr << "fthost: stage '" << s.sc.name << "' has no checkpoint to resume from: it starts again from step 1"
-                  << (s.sc.train.checkpoint_every > 0 ? "" : " ([stage.train] checkpoint_every = 0 writes none)") << "\n";
+        if (s.comm.leader())
+            std::cerr << "fthost: stage '" << s.sc.name << "' has no checkpoint to resume from: it starts again from step 1"
+                      << (s.sc.train.checkpoint_every > 0 ? "" : " ([stage.train] checkpoint_every = 0 writes none)") << "\n";
     }
-    fs::remove_all(s.dir.checkpoints_dir(s.sc.name));
+    if (s.comm.leader()) fs::remove_all(s.dir.checkpoints_dir(s.sc.name));
     s.dir.drop_metrics_of(s.sc.name);
     if (s.sc.eval.base) {
         // The starting model's held-out loss too, so a stage without graders (pre-training)
         // reports where it started.
-        const nlohmann::json ev = eval_objective(*s.model, *s.objective, s.data.eval, s.sc, s.device);
+        const nlohmann::json ev = eval_objective(*s.model, *s.objective, s.data.eval, s.sc, s.device, &s.comm);
         if (ev.contains("loss")) s.state.base_eval["loss"] = ev["loss"];
         for (const auto& [k, v] : s.scores(*s.model)) s.state.base_eval[k] = v;
     }
@@ -221,8 +240,11 @@ private:
 
 // One optimizer step's accumulation micro-batches and their effective-batch totals.
 struct StepBatches {
-    std::vector<HostBatch> micro;
-    int64_t num_items = 0, num_examples = 0;
+    std::vector<HostBatch> micro;  // this rank's
+    std::vector<int64_t> index;    // each one's place among the step's micro-batches of all ranks
+    int64_t global_micro = 0;      // the step's micro-batches over all ranks
+    // Totals of the whole step (every rank's micro-batches): losses are normalised by them.
+    int64_t num_items = 0, num_examples = 0, num_tokens = 0;
 };
 
 // The next step's micro-batches: from the data stream, or — on-policy — from a rollout
@@ -233,10 +255,18 @@ public:
     StepBatches next() {
         StepBatches out;
         if (!s_.on_policy) {
-            for (int64_t a = 0; a < s_.sc.train.grad_accum; ++a) {
-                out.micro.push_back(to_device(s_.stream->next(), s_.device));
-                out.num_items += out.micro.back().num_labels;
-                out.num_examples += out.micro.back().num_examples;
+            // Every rank walks the whole step's share of the seeded order, so totals and the
+            // stream's position are global; rank r trains micro-batches [r*A, (r+1)*A).
+            const int64_t accum = s_.sc.train.grad_accum;
+            out.global_micro = accum * s_.comm.size();
+            for (int64_t g = 0; g < out.global_micro; ++g) {
+                HostBatch b = s_.stream->next();
+                out.num_items += b.num_labels;
+                out.num_examples += b.num_examples;
+                out.num_tokens += b.num_tokens;
+                if (g / accum != s_.comm.rank()) continue;
+                out.micro.push_back(to_device(std::move(b), s_.device));
+                out.index.push_back(g);
             }
             return out;
         }
@@ -251,6 +281,11 @@ public:
         out.micro = rollout_->micro;
         out.num_items = rollout_->num_items;
         out.num_examples = static_cast<int64_t>(rollout_->rows.size());
+        out.global_micro = static_cast<int64_t>(out.micro.size());
+        for (const auto& b : out.micro) {
+            out.index.push_back(static_cast<int64_t>(out.index.size()));
+            out.num_tokens += b.num_tokens;
+        }
         return out;
     }
 
@@ -285,51 +320,97 @@ void on_nonfinite(Stage& s, const std::string& why) {
                     FT_ERR_RUNTIME);
 }
 
+// The seed of a micro-batch's randomness (dropout): from the run's seed, the stage, the
+// step and the micro-batch's place in the step — the same whichever rank trains it, so
+// that N ranks draw what one process with N times the accumulation draws.
+uint64_t micro_batch_seed(const Stage& s, int64_t micro) {
+    uint64_t x = s.rc.seed * 0x9E3779B97F4A7C15ull + (s.index + 1) * 0xBF58476D1CE4E5B9ull +
+                 (static_cast<uint64_t>(s.state.step) << 24) + static_cast<uint64_t>(micro);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return (x ^ (x >> 31)) >> 1;  // at::manual_seed takes any uint64; kept below 2^63 for the checkpoint's int64
+}
+
 // Which micro-batch's gradients are not finite: each one's backward again, from zero,
 // on the unchanged weights (only on the way to stopping, so the good path pays nothing).
 std::string first_nonfinite_micro_batch(Stage& s, StepBatches& step) {
+    std::vector<double> nonfinite(static_cast<size_t>(step.global_micro), 0.0);
     for (size_t a = 0; a < step.micro.size(); ++a) {
         s.optimizer->zero_grad();
+        at::manual_seed(micro_batch_seed(s, step.index[a]));
         s.objective->loss(step.micro[a], std::max<int64_t>(1, step.num_items), step.num_examples).backward();
-        if (!std::isfinite(s.optimizer->clip_grad_norm(0.0)))
-            return "; re-run alone, micro-batch " + std::to_string(a + 1) + " of " + std::to_string(step.micro.size()) +
-                   " gives it";
+        if (!std::isfinite(s.optimizer->clip_grad_norm(0.0))) nonfinite[static_cast<size_t>(step.index[a])] = 1;
     }
+    nonfinite = s.comm.sum(nonfinite, "search for the non-finite micro-batch");
+    for (size_t g = 0; g < nonfinite.size(); ++g)
+        if (nonfinite[g] > 0)
+            return "; re-run alone, micro-batch " + std::to_string(g + 1) + " of " + std::to_string(nonfinite.size()) +
+                   " gives it";
     return "";
+}
+
+// Sums the trainable parameters' gradients over the ranks. `has_grad` counts, per
+// parameter, the ranks where it has one: a parameter with none anywhere keeps none
+// (AdamW skips it, as one process would); elsewhere a missing gradient counts as zeros.
+void reduce_gradients(Stage& s, const double* has_grad) {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads;
+    for (size_t i = 0; i < s.trainable.size(); ++i) {
+        if (has_grad[i] == 0) continue;
+        at::Tensor p = s.trainable[i].second;
+        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+        grads.push_back(p.grad());
+    }
+    s.comm.all_reduce_sum(grads, "gradient all-reduce");
 }
 
 struct StepResult {
     double loss = 0, grad_norm = 0;
     bool updated = false;  // false: skipped (no rewards, or a non-finite loss / gradient)
+    bool stop = false;     // a rank was asked to stop (SIGINT/SIGTERM): every rank stops after this step
+    int stop_signal = 0;   // which signal, when stop
 };
 
 // Forward and backward over every micro-batch, clipping, the scheduled AdamW step. The
 // step's summed loss and gradient norm; counts tokens into the state.
 StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window_tokens) {
     StepResult out;
-    if (step.micro.empty()) {  // on-policy: every group of the generation batch lost a reward
+    s.state.tokens += step.num_tokens;
+    *window_tokens += static_cast<double>(step.num_tokens);
+    if (step.global_micro == 0) {  // on-policy: every group of the generation batch lost a reward
         ++s.state.no_reward_steps;
         return out;
     }
     s.model->set_training(!s.no_dropout);
-    std::string bad;
+    std::vector<double> losses(static_cast<size_t>(step.global_micro), 0.0);  // in the step's global order
     for (size_t a = 0; a < step.micro.size(); ++a) {
-        HostBatch& b = step.micro[a];
-        at::Tensor loss = s.objective->loss(b, std::max<int64_t>(1, step.num_items), step.num_examples);
+        at::manual_seed(micro_batch_seed(s, step.index[a]));
+        at::Tensor loss = s.objective->loss(step.micro[a], std::max<int64_t>(1, step.num_items), step.num_examples);
         loss.backward();
-        const double l = loss.item<double>();
-        if (!std::isfinite(l) && bad.empty())
-            bad = "the loss is " + number(l) + " in micro-batch " + std::to_string(a + 1) + " of " +
-                  std::to_string(step.micro.size());
-        out.loss += l;
-        s.state.tokens += b.num_tokens;
-        *window_tokens += static_cast<double>(b.num_tokens);
+        losses[static_cast<size_t>(step.index[a])] = loss.item<double>();
     }
+    // What every rank must agree on, in one collective: each micro-batch's loss, a stop
+    // request, and which parameters have a gradient.
+    const size_t n = losses.size();
+    std::vector<double> shared = losses;
+    shared.push_back(stop_requested() ? 1.0 : 0.0);
+    shared.push_back(stop_requested() ? stop_signal() : 0.0);
+    for (const auto& [name, p] : s.trainable) shared.push_back(p.grad().defined() ? 1.0 : 0.0);
+    shared = s.comm.sum(shared, "loss all-reduce");
+    out.stop = shared[n] > 0;
+    if (out.stop) out.stop_signal = static_cast<int>(std::lround(shared[n + 1] / shared[n]));
+    std::string bad;
+    for (size_t g = 0; g < n; ++g) {
+        out.loss += shared[g];
+        if (!std::isfinite(shared[g]) && bad.empty())
+            bad = "the loss is " + number(shared[g]) + " in micro-batch " + std::to_string(g + 1) + " of " + std::to_string(n);
+    }
+    if (s.comm.connected()) reduce_gradients(s, shared.data() + n + 2);
     if (bad.empty()) {
-        out.grad_norm = s.optimizer->clip_grad_norm(s.sc.train.max_grad_norm);
+        out.grad_norm = s.optimizer->clip_grad_norm(s.sc.train.max_grad_norm);  // the global norm: gradients are summed
         if (!std::isfinite(out.grad_norm)) {
             bad = "the gradient norm is " + number(out.grad_norm) + " while every micro-batch's loss is finite";
-            if (s.sc.train.on_nonfinite == "stop" && step.micro.size() > 1) bad += first_nonfinite_micro_batch(s, step);
+            if (s.sc.train.on_nonfinite == "stop" && n > 1) bad += first_nonfinite_micro_batch(s, step);
         }
     }
     if (!bad.empty()) {
@@ -346,7 +427,7 @@ StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window
 
 // An eval during training: a metrics line, and whether early stopping says stop.
 bool eval_and_check_stop(Stage& s) {
-    const nlohmann::json ev = eval_objective(*s.model, *s.objective, s.data.eval, s.sc, s.device);
+    const nlohmann::json ev = eval_objective(*s.model, *s.objective, s.data.eval, s.sc, s.device, &s.comm);
     nlohmann::json line = {{"stage", s.sc.name}, {"step", s.state.step}};
     for (const auto& [k, v] : ev.items()) line["eval/" + k] = v;
     for (const auto& [k, v] : s.scores(*s.model)) line["eval/" + k] = v;
@@ -365,6 +446,7 @@ bool eval_and_check_stop(Stage& s) {
 }
 
 void write_checkpoint(Stage& s) {
+    if (!s.comm.leader()) return;  // one writer; every rank resumes from it
     s.state.metrics_size = s.dir.metrics_size();
     s.state.seconds = s.seconds();
     save_checkpoint(s.dir.checkpoints_dir(s.sc.name), s.state, s.trainable, *s.optimizer, s.sc.train.keep_checkpoints);
@@ -383,8 +465,10 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
     int64_t window_steps = 0;
     auto window_start = Clock::now();
     std::string status = "completed";
-    if (stop_requested() && s.state.step < s.total_steps) status = "interrupted";  // before its first step
+    // Before the first step (one process; ranks agree on a stop inside each step).
+    if (s.comm.size() == 1 && stop_requested() && s.state.step < s.total_steps) status = "interrupted";
     while (status != "interrupted" && s.state.step < s.total_steps) {
+        s.comm.set_context("stage '" + s.sc.name + "' step " + std::to_string(s.state.step + 1));
         StepBatches step = source.next();
         const double lr = scheduled_lr(s.state.step, s.total_steps, tc.warmup_steps, tc.lr, tc.min_lr_ratio);
         const StepResult r = optimizer_step(s, step, lr, &window_tokens);
@@ -405,7 +489,9 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
                                    {"epoch", s.state.data.epoch}};
             if (s.state.nonfinite_skips) line["nonfinite_skips"] = s.state.nonfinite_skips;
             if (s.state.no_reward_steps) line["no_reward_steps"] = s.state.no_reward_steps;
-            for (const auto& [k, v] : s.objective->drain_metrics()) line[k] = v;
+            for (const auto& [k, v] : drain_metrics_of_all_ranks(*s.objective, &s.comm)) line[k] = v;
+            // Seconds per step spent in collectives (waiting for the slowest rank included).
+            if (s.comm.connected()) line["comm_s"] = s.comm.take_seconds() / static_cast<double>(std::max<int64_t>(1, window_steps));
             s.dir.append_metrics(line);
             progress.print(mean_loss, lr, tps);
             window_loss = window_tokens = 0;
@@ -415,9 +501,12 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
         const bool stop = tc.eval_every > 0 && s.state.step % tc.eval_every == 0 && !last && !s.data.eval.empty() &&
                           eval_and_check_stop(s);
         if (stop) status = "early_stopped";
-        const bool interrupt = !last && (stop_requested() || (opts.stop_after_steps > 0 && s.state.step >= opts.stop_after_steps));
+        // Ranks stop together: on the request every rank saw in this step's collective.
+        const bool stop_now = s.comm.size() > 1 ? r.stop : stop_requested();
+        if (r.stop) s.stop_signal = r.stop_signal;
+        const bool interrupt = !last && (stop_now || (opts.stop_after_steps > 0 && s.state.step >= opts.stop_after_steps));
         // A stop request (SIGINT, SIGTERM) always leaves a checkpoint of this step.
-        if (!last && ((tc.checkpoint_every > 0 && s.state.step % tc.checkpoint_every == 0) || stop_requested()))
+        if (!last && ((tc.checkpoint_every > 0 && s.state.step % tc.checkpoint_every == 0) || stop_now))
             write_checkpoint(s);
         if (interrupt) {
             status = "interrupted";
@@ -439,7 +528,7 @@ struct Peaks {
 // distilled student), final/ written atomically, and the stage's summary entry.
 nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& peaks) {
     const StageConfig& sc = s.sc;
-    nlohmann::json eval = eval_objective(*s.model, *s.objective, s.data.eval, sc, s.device);
+    nlohmann::json eval = eval_objective(*s.model, *s.objective, s.data.eval, sc, s.device, &s.comm);
     for (const auto& [k, v] : s.scores(*s.model)) eval[k] = v;
     nlohmann::json teacher_eval = nlohmann::json::object();
     if (s.teacher)
@@ -448,10 +537,13 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
     for (const auto& [k, v] : eval.items()) line["eval/" + k] = v;
     s.dir.append_metrics(line);
 
-    write_directory_atomically(s.dir.final_dir(sc.name), [&](const fs::path& tmp) {
-        s.model->save_final(tmp, s.base_dir);
-        if (s.codec()) s.codec()->save(tmp);  // the next stage, eval, generate and vLLM read the same tokenizer
-    });
+    if (s.comm.leader())
+        write_directory_atomically(s.dir.final_dir(sc.name), [&](const fs::path& tmp) {
+            s.model->save_final(tmp, s.base_dir);
+            if (s.codec()) s.codec()->save(tmp);  // the next stage, eval, generate and vLLM read the same tokenizer
+        });
+    s.comm.set_context("stage '" + sc.name + "' final save");
+    s.comm.barrier("barrier after the final save");  // a later stage may start from final/
     const double seconds = s.seconds();  // the loop, the final eval and the save
     nlohmann::json result = {{"name", sc.name},
             {"status", status},
@@ -479,7 +571,13 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts) {
     reset_peak_rss();  // this stage's peaks only, not an earlier stage's
-    Stage s{rc, rc.stages.at(index), index, dir, device};
+    std::unique_ptr<Communicator> alone;
+    Communicator* comm = opts.comm;
+    if (!comm) {
+        alone = Communicator::connect(World{}, DistributedConfig{}, device);
+        comm = alone.get();
+    }
+    Stage s{rc, rc.stages.at(index), index, dir, device, *comm};
     setup_stage(s, registry);
     start_or_resume(s, opts);
 
@@ -491,7 +589,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     const std::string status = train_loop(s, opts);
     if (status == "interrupted") {
         nlohmann::json r = {{"name", s.sc.name}, {"status", status}, {"steps", s.state.step}};
-        if (stop_requested()) r["signal"] = stop_signal() == SIGINT ? "SIGINT" : stop_signal() == SIGTERM ? "SIGTERM" : "signal";
+        const int sig = stop_requested() ? stop_signal() : s.stop_signal;
+        if (sig) r["signal"] = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal";
         if (auto ckpt = latest_checkpoint(s.dir.checkpoints_dir(s.sc.name))) r["checkpoint"] = ckpt->string();
         return r;
     }

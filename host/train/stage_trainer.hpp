@@ -13,11 +13,15 @@
 
 namespace fthost::host {
 
+class Communicator;
+
 struct StageOptions {
     bool resume = false;
     bool quiet = false;  // no progress line (tests)
     // Stop after this many optimizer steps, as if interrupted (tests of --resume); 0 = off.
     int64_t stop_after_steps = 0;
+    // The run's ranks (distributed/communicator.hpp); null: this process alone.
+    Communicator* comm = nullptr;
 };
 
 // Runs stage `index` of `rc` into `dir`; returns its summary entry.

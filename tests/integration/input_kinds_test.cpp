@@ -46,15 +46,6 @@ int run_toys(const fs::path& cfg) {
     return run_command(req, toys_registry());
 }
 
-nlohmann::json summary_of(const fs::path& run, const std::string& stage) {
-    std::ifstream in(run / "summary.json");
-    const auto s = nlohmann::json::parse(in);
-    for (const auto& st : s["stages"])
-        if (st["name"] == stage) return st;
-    ADD_FAILURE() << "no stage " << stage << " in " << s.dump();
-    return {};
-}
-
 // ---- images: one bright half (top, bottom, left or right) in noise; the caption names it.
 
 const char* kHalves[] = {"top", "bottom", "left", "right"};

@@ -38,13 +38,6 @@ std::string stage(const std::string& name, const std::string& objective, const s
            extra_train + "[stage.eval]\nmax_new_tokens = 4\n[[stage.grader]]\nplugin = \"exact_match\"\n";
 }
 
-nlohmann::json summary_of(const fs::path& run, const std::string& stage_name) {
-    const auto summary = nlohmann::json::parse(read_text(run / "summary.json"));
-    for (const auto& s : summary["stages"])
-        if (s["name"] == stage_name) return s;
-    return {};
-}
-
 TEST(PreferenceTraining, DpoStartsAtLog2WithAdaptersOrAFrozenCopy) {
     at::set_num_threads(2);
     auto dir = temp_dir("dpo");

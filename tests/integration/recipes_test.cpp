@@ -47,6 +47,23 @@ TEST(Recipes, PreferenceAndDistillationContinueTheQuickstart) {
     ASSERT_EQ(quick["status"], "completed");
     const std::string sft = (qs / "stages/finetune/final").string(), pre = (qs / "stages/pretrain/final").string();
 
+    // The quickstart on 2 ranks (Gloo), each with half the batch: the same global batches,
+    // so the same held-out exact match up to rounding (padding to the longest of 4 rows
+    // instead of 8, and 1 thread instead of 2, round differently over 550 steps): within
+    // 3 answers of 300.
+    {
+        const fs::path two = dir / "quickstart-2-ranks";
+        const std::string cmd = "'" + std::string(cli_path()) + "' run '" + source_dir() + "/configs/quickstart.toml' " +
+                                "--nproc-per-node 2 --set 'run.output_dir=\"" + two.string() + "\"' --set run.threads=1 " +
+                                "--set stage.pretrain.train.batch_size=4 --set stage.finetune.train.batch_size=4 > '" +
+                                (dir / "two-ranks.log").string() + "' 2>&1";
+        ASSERT_EQ(std::system(cmd.c_str()), 0) << read_text(dir / "two-ranks.log");
+        const auto ranks = nlohmann::json::parse(read_text(two / "summary.json"));
+        const double em1 = stage_of(quick, "finetune")["eval"]["exact_match"], em2 = stage_of(ranks, "finetune")["eval"]["exact_match"];
+        std::cout << "quickstart exact_match: 1 process " << em1 << ", 2 ranks " << em2 << "\n";
+        EXPECT_NEAR(em2, em1, 0.01);
+    }
+
     // DPO after SFT: preference accuracy >= 0.9 and exact match not lower (beyond one query in 300).
     const auto dpo = stage_of(run_recipe("dpo.toml", dir / "dpo", {"stage.dpo.init_from=\"" + sft + "\""}), "dpo");
     const double pref = dpo["eval"]["preference_accuracy"], em = dpo["eval"]["exact_match"];

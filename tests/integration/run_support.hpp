@@ -2,6 +2,7 @@
 // back the run directory's metrics.
 #pragma once
 
+#include "io/atomic_file.hpp"
 #include "run/run_driver.hpp"
 #include "test_support.hpp"
 
@@ -52,6 +53,15 @@ inline std::vector<nlohmann::json> lines_of(const fs::path& run, const std::stri
     for (const auto& m : metrics(run))
         if (m["stage"] == stage && m.contains("loss")) out.push_back(m);
     return out;
+}
+
+// A stage's entry in the run's summary.json (a failure, and {}, when it has none).
+inline nlohmann::json summary_of(const fs::path& run, const std::string& stage) {
+    const auto s = nlohmann::json::parse(read_text(run / "summary.json"));
+    for (const auto& st : s["stages"])
+        if (st["name"] == stage) return st;
+    ADD_FAILURE() << "no stage " << stage << " in " << s.dump();
+    return {};
 }
 
 // Runs (or resumes) a config quietly; returns the run command's exit code.

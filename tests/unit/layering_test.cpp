@@ -11,6 +11,7 @@ namespace {
 
 const std::map<std::string, int> kLayer = {
     {"io", 0},       {"tokenizer", 1}, {"registry", 1}, {"config", 2}, {"data", 3},  {"checkpoint", 3},
+    {"distributed", 3},
     {"model", 4},    {"generate", 5},  {"eval", 6},     {"train", 7},  {"export", 8}, {"run", 8},
     {"cli", 9},
 };
