@@ -2,7 +2,7 @@
 # Data-parallel scaling on this machine: one process against two ranks over Gloo
 # (`fthost run --nproc-per-node 2`), one CPU thread per process, the same global batch
 # (1 process: grad_accum 2; 2 ranks: grad_accum 1 each) — full fine-tuning and LoRA of a
-# decoder (hidden 256, MLP 704, 4 layers, 3.4M parameters), batch 8 x 256 packed tokens of
+# decoder (hidden 256, MLP 704, 4 layers, 3.1M parameters), batch 8 x 256 packed tokens of
 # quickstart text, 20 steps. Reports tokens/s (the stage's whole-step throughput) and the
 # seconds per step spent in collectives (comm_s, the mean over logged steps: the
 # all-reduces plus waiting for the slower rank). Also one process with 2 threads, the

@@ -135,5 +135,18 @@ check "one training line per step after resuming on another world size" \
   '[ "$(grep -c "\"loss\"" "$T/other/metrics.jsonl")" -eq 30 ]'
 check "the run resumed from its checkpoint, not from step 1" 'grep -q "resumes from" "$T/other-resume.log"'
 
+# 5. A worker restarted by torchrun (TORCHELASTIC_RESTART_COUNT > 0) runs the same command
+#    line and resumes its run directory instead of refusing it.
+config restart 30 0
+"$FTHOST" run "$T/restart.toml" > "$T/restart.log" 2>&1 &
+L=$!
+wait_lines "$T/restart/metrics.jsonl" 5 120
+kill -TERM $L
+wait $L
+RANK=0 WORLD_SIZE=1 TORCHELASTIC_RESTART_COUNT=1 "$FTHOST" run "$T/restart.toml" > "$T/restart2.log" 2>&1
+check "a restarted worker completes its run" '[ $? -eq 0 ]'
+check "it says it resumes" 'grep -q "restart 1 of the torchrun job: resuming" "$T/restart2.log"'
+check "and continues from the checkpoint" '[ "$(grep -c "\"loss\"" "$T/restart/metrics.jsonl")" -eq 30 ]'
+
 echo "distributed_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
