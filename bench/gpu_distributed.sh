@@ -39,18 +39,7 @@ fi
 read -r HIDDEN INTER LAYERS HEADS KV <<<"${SHAPE[*]}"
 echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)  device: $DEVICE x $NGPU"
 
-python3 - "$WORK/rows.jsonl" "$SEQ" <<'PY'
-import json, random, sys
-out, seq = sys.argv[1], int(sys.argv[2])
-sentences = [json.loads(l)["text"] for l in open("data/quickstart/corpus.jsonl")]
-rng = random.Random(7)
-with open(out, "w") as f:
-    for _ in range(256):
-        text = ""
-        while len(text.encode()) < seq + 8:
-            text += rng.choice(sentences) + " "
-        f.write(json.dumps({"text": text}) + "\n")
-PY
+python3 bench/long_rows.py "$WORK/rows.jsonl" "$SEQ"
 
 printf "%-5s %-24s %12s %9s %8s\n" mode run "tok/s/GPU" "comm s" share
 for mode in full lora; do

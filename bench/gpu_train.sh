@@ -55,18 +55,7 @@ echo "date: $(date -u +%Y-%m-%d)  commit: $(git rev-parse --short HEAD 2>/dev/nu
 
 # Rows of one document each, longer than the sequence (truncated to it): no padding, no
 # packing, so both sides take the flash path.
-python3 - "$WORK/rows.jsonl" "$SEQ" <<'PY'
-import json, random, sys
-out, seq = sys.argv[1], int(sys.argv[2])
-sentences = [json.loads(l)["text"] for l in open("data/quickstart/corpus.jsonl")]
-rng = random.Random(7)
-with open(out, "w") as f:
-    for _ in range(256):
-        text = ""
-        while len(text.encode()) < seq + 8:
-            text += rng.choice(sentences) + " "
-        f.write(json.dumps({"text": text}) + "\n")
-PY
+python3 bench/long_rows.py "$WORK/rows.jsonl" "$SEQ"
 phase "starting weights"
 "$PY" - "$WORK/init" "$HIDDEN" "$INTER" "$LAYERS" "$HEADS" "$KV" "$VOCAB" 2>"$WORK/init.log" <<'PY' || { tail -20 "$WORK/init.log"; exit 1; }
 import json, pathlib, sys, torch, transformers
