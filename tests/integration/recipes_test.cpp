@@ -47,21 +47,28 @@ TEST(Recipes, PreferenceAndDistillationContinueTheQuickstart) {
     ASSERT_EQ(quick["status"], "completed");
     const std::string sft = (qs / "stages/finetune/final").string(), pre = (qs / "stages/pretrain/final").string();
 
-    // The quickstart on 2 ranks (Gloo), each with half the batch: the same global batches,
-    // so the same held-out exact match up to rounding (padding to the longest of 4 rows
-    // instead of 8, and 1 thread instead of 2, round differently over 550 steps): within
-    // 3 answers of 300.
+    // The quickstart on 2 ranks (Gloo) with half the batch each, against one process making
+    // the same steps (half the batch, twice the accumulation): the same held-out results
+    // up to the reassociated sums (one answer in 300). (Against the quickstart as shipped,
+    // batch 8 in one micro-batch, the epochs split into other batches: 0.913 against 0.88
+    // on 2026-12-01 — another run, not a wrong one.)
     {
-        const fs::path two = dir / "quickstart-2-ranks";
-        const std::string cmd = "'" + std::string(cli_path()) + "' run '" + source_dir() + "/configs/quickstart.toml' " +
-                                "--nproc-per-node 2 --set 'run.output_dir=\"" + two.string() + "\"' --set run.threads=1 " +
-                                "--set stage.pretrain.train.batch_size=4 --set stage.finetune.train.batch_size=4 > '" +
-                                (dir / "two-ranks.log").string() + "' 2>&1";
-        ASSERT_EQ(std::system(cmd.c_str()), 0) << read_text(dir / "two-ranks.log");
-        const auto ranks = nlohmann::json::parse(read_text(two / "summary.json"));
-        const double em1 = stage_of(quick, "finetune")["eval"]["exact_match"], em2 = stage_of(ranks, "finetune")["eval"]["exact_match"];
-        std::cout << "quickstart exact_match: 1 process " << em1 << ", 2 ranks " << em2 << "\n";
-        EXPECT_NEAR(em2, em1, 0.01);
+        const auto quickstart = [&](const std::string& name, const std::string& extra) {
+            const fs::path out = dir / name;
+            const std::string cmd = "'" + std::string(cli_path()) + "' run '" + source_dir() + "/configs/quickstart.toml' " +
+                                    extra + " --set 'run.output_dir=\"" + out.string() + "\"' --set run.threads=1 " +
+                                    "--set stage.pretrain.train.batch_size=4 --set stage.finetune.train.batch_size=4 > '" +
+                                    (dir / (name + ".log")).string() + "' 2>&1";
+            EXPECT_EQ(std::system(cmd.c_str()), 0) << read_text(dir / (name + ".log"));
+            return stage_of(nlohmann::json::parse(read_text(out / "summary.json")), "finetune");
+        };
+        const auto one = quickstart("quickstart-accum-2", "--set stage.pretrain.train.grad_accum=2 "
+                                                          "--set stage.finetune.train.grad_accum=2");
+        const auto two = quickstart("quickstart-2-ranks", "--nproc-per-node 2");
+        std::cout << "quickstart exact_match: 1 process (accumulation 2) " << one["eval"]["exact_match"] << ", 2 ranks "
+                  << two["eval"]["exact_match"] << ", shipped " << stage_of(quick, "finetune")["eval"]["exact_match"] << "\n";
+        EXPECT_NEAR(two["eval"]["exact_match"].get<double>(), one["eval"]["exact_match"].get<double>(), 0.0034);
+        EXPECT_NEAR(two["eval"]["loss"].get<double>(), one["eval"]["loss"].get<double>(), 1e-3);
     }
 
     // DPO after SFT: preference accuracy >= 0.9 and exact match not lower (beyond one query in 300).
