@@ -195,6 +195,38 @@ void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors, const 
     });
 }
 
+struct Communicator::Pending::Work {
+    c10::intrusive_ptr<c10d::Work> work;
+    std::chrono::milliseconds timeout;
+};
+
+Communicator::Pending::Pending(Communicator& comm, std::unique_ptr<Work> work, const char* what)
+    : comm_(comm), work_(std::move(work)), what_(what) {}
+
+Communicator::Pending::~Pending() = default;
+
+void Communicator::Pending::wait() {
+    if (!work_) return;
+    comm_.timed(what_, [&] { work_->work->wait(work_->timeout); });
+    work_.reset();
+}
+
+std::unique_ptr<Communicator::Pending> Communicator::start_all_reduce_sum(const at::Tensor& flat, const char* what) {
+    auto work = std::make_unique<Pending::Work>();
+    if (impl_) {
+        work->timeout = impl_->timeout;
+        timed(what, [&] {
+            std::vector<at::Tensor> tensors = {flat};
+            c10d::AllreduceOptions o;
+            o.timeout = impl_->timeout;
+            work->work = impl_->backend->allreduce(tensors, o);
+        });
+    } else {
+        work.reset();  // nothing to wait for
+    }
+    return std::unique_ptr<Pending>(new Pending(*this, std::move(work), what));
+}
+
 void Communicator::broadcast(const std::vector<at::Tensor>& tensors, int root, const char* what) {
     if (!impl_ || tensors.empty()) return;
     at::NoGradGuard no_grad;  // parameters are written in place

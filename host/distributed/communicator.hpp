@@ -47,6 +47,23 @@ public:
     // Sums each tensor over the ranks, in place. Tensors of one dtype and device are
     // flattened into buffers of at most bucket_mb, one collective per buffer.
     void all_reduce_sum(const std::vector<at::Tensor>& tensors, const char* what);
+    // A sum over the ranks started now and finished by wait(): `flat` (one contiguous
+    // tensor) is summed in place. Collectives start in the order they are called, on every
+    // rank alike.
+    class Pending {
+    public:
+        ~Pending();
+        void wait();  // throws like the blocking collectives
+    private:
+        friend class Communicator;
+        struct Work;
+        Pending(Communicator& comm, std::unique_ptr<Work> work, const char* what);
+        Communicator& comm_;
+        std::unique_ptr<Work> work_;
+        const char* what_;
+    };
+    std::unique_ptr<Pending> start_all_reduce_sum(const at::Tensor& flat, const char* what);
+
     // Every rank's tensors become root's, in place (bucketed the same way).
     void broadcast(const std::vector<at::Tensor>& tensors, int root, const char* what);
     // Element-wise sums of a few numbers (as float64).

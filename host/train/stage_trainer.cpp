@@ -6,6 +6,7 @@
 
 #include "data/batch_stream.hpp"
 #include "distributed/communicator.hpp"
+#include "distributed/gradient_reducer.hpp"
 #include "data/dataset.hpp"
 #include "eval/held_out.hpp"
 #include "io/atomic_file.hpp"
@@ -54,6 +55,7 @@ struct Stage {
     bool no_dropout = false, on_policy = false;
     TensorList trainable;
     std::unique_ptr<AdamW> optimizer;
+    std::unique_ptr<GradientReducer> reducer;  // distributed: the gradient all-reduce, overlapped with backward
     std::unique_ptr<BatchStream> stream;
     int64_t total_steps = 0;
     TrainerState state;
@@ -169,6 +171,7 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
         for (const auto& [name, p] : s.trainable) params.push_back(p);
         s.comm.set_context("stage '" + sc.name + "' setup");
         s.comm.broadcast(params, 0, "parameter broadcast");
+        s.reducer = std::make_unique<GradientReducer>(s.comm, params, s.rc.distributed.bucket_mb);
     }
 }
 
@@ -349,19 +352,12 @@ std::string first_nonfinite_micro_batch(Stage& s, StepBatches& step) {
     return "";
 }
 
-// Sums the trainable parameters' gradients over the ranks. `has_grad` counts, per
-// parameter, the ranks where it has one: a parameter with none anywhere keeps none
-// (AdamW skips it, as one process would); elsewhere a missing gradient counts as zeros.
-void reduce_gradients(Stage& s, const double* has_grad) {
-    at::NoGradGuard no_grad;
-    std::vector<at::Tensor> grads;
-    for (size_t i = 0; i < s.trainable.size(); ++i) {
-        if (has_grad[i] == 0) continue;
-        at::Tensor p = s.trainable[i].second;
-        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-        grads.push_back(p.grad());
-    }
-    s.comm.all_reduce_sum(grads, "gradient all-reduce");
+// After the reducer summed the gradients over the ranks: `has_grad` counts, per parameter,
+// the ranks where it had one; a parameter with none anywhere keeps none (AdamW skips it,
+// as one process would), while elsewhere a missing gradient counted as zeros.
+void drop_gradients_no_rank_has(Stage& s, const double* has_grad) {
+    for (size_t i = 0; i < s.trainable.size(); ++i)
+        if (has_grad[i] == 0) s.trainable[i].second.mutable_grad() = at::Tensor();
 }
 
 struct StepResult {
@@ -384,6 +380,7 @@ StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window
     s.model->set_training(!s.no_dropout);
     std::vector<double> losses(static_cast<size_t>(step.global_micro), 0.0);  // in the step's global order
     for (size_t a = 0; a < step.micro.size(); ++a) {
+        if (s.reducer && a + 1 == step.micro.size()) s.reducer->arm();  // gradients reduced during this backward
         at::manual_seed(micro_batch_seed(s, step.index[a]));
         at::Tensor loss = s.objective->loss(step.micro[a], std::max<int64_t>(1, step.num_items), step.num_examples);
         loss.backward();
@@ -396,6 +393,7 @@ StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window
     shared.push_back(stop_requested() ? 1.0 : 0.0);
     shared.push_back(stop_requested() ? stop_signal() : 0.0);
     for (const auto& [name, p] : s.trainable) shared.push_back(p.grad().defined() ? 1.0 : 0.0);
+    if (s.reducer) s.reducer->finish();
     shared = s.comm.sum(shared, "loss all-reduce");
     out.stop = shared[n] > 0;
     if (out.stop) out.stop_signal = static_cast<int>(std::lround(shared[n + 1] / shared[n]));
@@ -405,7 +403,7 @@ StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window
         if (!std::isfinite(shared[g]) && bad.empty())
             bad = "the loss is " + number(shared[g]) + " in micro-batch " + std::to_string(g + 1) + " of " + std::to_string(n);
     }
-    if (s.comm.connected()) reduce_gradients(s, shared.data() + n + 2);
+    if (s.reducer) drop_gradients_no_rank_has(s, shared.data() + n + 2);
     if (bad.empty()) {
         out.grad_norm = s.optimizer->clip_grad_norm(s.sc.train.max_grad_norm);  // the global norm: gradients are summed
         if (!std::isfinite(out.grad_norm)) {
