@@ -41,6 +41,8 @@ static const ft_option kDistributedOptions[] = {
     option("timeout_s", FT_OPT_FLOAT, "300.0",
            "seconds the rendezvous, or a collective, waits for every rank before the run stops naming the rank"),
     option("bucket_mb", FT_OPT_FLOAT, "25.0", "gradients are all-reduced in flat buffers of at most this many MiB"),
+    option("zero_stage", FT_OPT_INT, "0",
+           "0: every rank keeps the whole optimizer state; 1: each AdamW moment on one rank (ZeRO-1)"),
 };
 
 static const ft_option kStageOptions[] = {
@@ -317,6 +319,12 @@ static RunConfig build(toml::table& root, const std::string& file, const PluginR
         read(ds, "backend", d.backend);
         read(ds, "timeout_s", d.timeout_s);
         read(ds, "bucket_mb", d.bucket_mb);
+        read(ds, "zero_stage", d.zero_stage);
+        if (d.zero_stage == 2 || d.zero_stage == 3)
+            diag.add(ds.where_of("zero_stage"), "zero_stage " + std::to_string(d.zero_stage) +
+                                                    " (sharded gradients / parameters) is not built yet: use 0 or 1");
+        else if (d.zero_stage != 0 && d.zero_stage != 1)
+            diag.add(ds.where_of("zero_stage"), "zero_stage must be 0 or 1, not " + std::to_string(d.zero_stage));
         if (d.backend != "auto" && d.backend != "nccl" && d.backend != "gloo")
             diag.add(ds.where_of("backend"), "backend must be auto, nccl or gloo, not '" + d.backend + "'");
         if (d.backend == "nccl" && rc.device == "cpu")

@@ -93,6 +93,7 @@ struct DistributedConfig {
     std::string backend = "auto";  // auto (nccl on a GPU, gloo on a CPU), nccl or gloo
     double timeout_s = 300;        // how long the rendezvous, or a collective, waits for every rank
     double bucket_mb = 25;         // gradients are all-reduced in flat buffers of at most this size
+    int64_t zero_stage = 0;        // 1: AdamW's moments sharded over the ranks (train/optimizer_shards.hpp)
 };
 
 struct RunConfig {

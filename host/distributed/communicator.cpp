@@ -242,6 +242,29 @@ void Communicator::broadcast(const std::vector<at::Tensor>& tensors, int root, c
     });
 }
 
+void Communicator::send(const std::vector<at::Tensor>& tensors, int to, const char* what) {
+    if (!impl_ || tensors.empty()) return;
+    at::NoGradGuard no_grad;
+    timed(what, [&] {
+        for (auto& bucket : buckets(tensors, impl_->bucket_bytes)) {
+            std::vector<at::Tensor> flat = {flatten(bucket)};
+            impl_->backend->send(flat, to, 0)->wait(impl_->timeout);
+        }
+    });
+}
+
+void Communicator::receive(const std::vector<at::Tensor>& tensors, int from, const char* what) {
+    if (!impl_ || tensors.empty()) return;
+    at::NoGradGuard no_grad;
+    timed(what, [&] {
+        for (auto& bucket : buckets(tensors, impl_->bucket_bytes)) {
+            std::vector<at::Tensor> flat = {flatten(bucket)};
+            impl_->backend->recv(flat, from, 0)->wait(impl_->timeout);
+            unflatten(flat[0], bucket);
+        }
+    });
+}
+
 std::vector<double> Communicator::sum(const std::vector<double>& values, const char* what) {
     if (!impl_ || values.empty()) return values;
     at::Tensor t = at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(impl_->device);

@@ -66,6 +66,10 @@ public:
 
     // Every rank's tensors become root's, in place (bucketed the same way).
     void broadcast(const std::vector<at::Tensor>& tensors, int root, const char* what);
+    // Point to point: `to` receives, into tensors of the same shapes, what this rank sends
+    // (bucketed like the collectives). Both sides name each other.
+    void send(const std::vector<at::Tensor>& tensors, int to, const char* what);
+    void receive(const std::vector<at::Tensor>& tensors, int from, const char* what);
     // Element-wise sums of a few numbers (as float64).
     std::vector<double> sum(const std::vector<double>& values, const char* what);
     void barrier(const char* what);

@@ -6,9 +6,12 @@
 
 namespace fthost::host {
 
-AdamW::AdamW(TensorList params, AdamWOptions opts) : opts_(opts) {
-    for (auto& [name, p] : params) {
-        Slot s{name, p, at::zeros_like(p), at::zeros_like(p), at::zeros({}, p.options().dtype(at::kFloat)), p.dim() > 1};
+AdamW::AdamW(TensorList params, AdamWOptions opts, std::vector<bool> owned) : opts_(opts) {
+    for (size_t i = 0; i < params.size(); ++i) {
+        const auto& [name, p] = params[i];
+        const bool mine = owned.empty() || owned.at(i);
+        Slot s{name, p, mine ? at::zeros_like(p) : at::Tensor(), mine ? at::zeros_like(p) : at::Tensor(),
+               mine ? at::zeros({}, p.options().dtype(at::kFloat)) : at::Tensor(), p.dim() > 1, mine};
         slots_.push_back(std::move(s));
     }
 }
@@ -18,7 +21,7 @@ void AdamW::step(double lr) {
     for (bool decay : {true, false}) {
         std::vector<at::Tensor> p, g, m, v, st;
         for (auto& s : slots_) {
-            if (s.decay != decay || !s.param.grad().defined()) continue;
+            if (s.decay != decay || !s.owned || !s.param.grad().defined()) continue;
             p.push_back(s.param);
             g.push_back(s.param.grad());
             m.push_back(s.exp_avg);
@@ -56,6 +59,7 @@ double AdamW::clip_grad_norm(double max_norm) {
 TensorList AdamW::state() const {
     TensorList out;
     for (const auto& s : slots_) {
+        if (!s.owned) continue;
         out.emplace_back("exp_avg." + s.name, s.exp_avg);
         out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
         out.emplace_back("step." + s.name, s.step);
@@ -66,6 +70,7 @@ TensorList AdamW::state() const {
 void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
     at::NoGradGuard ng;
     for (auto& s : slots_) {
+        if (!s.owned) continue;
         for (auto [key, dst] : {std::pair{"exp_avg.", &s.exp_avg}, {"exp_avg_sq.", &s.exp_avg_sq}, {"step.", &s.step}}) {
             auto it = state.find(key + s.name);
             if (it == state.end()) throw Error(std::string("optimizer state lacks '") + key + s.name + "'");

@@ -16,21 +16,26 @@ struct AdamWOptions {
 
 class AdamW {
 public:
-    AdamW(TensorList params, AdamWOptions opts);
-    void step(double lr);  // parameters without a gradient are skipped
+    // `owned` (one flag per parameter, empty = all): the parameters whose moments this
+    // process keeps and updates — ZeRO-1 shards them over the ranks of a distributed run;
+    // the others get no state and step() leaves them to their owner.
+    AdamW(TensorList params, AdamWOptions opts, std::vector<bool> owned = {});
+    void step(double lr);  // parameters without a gradient, or not owned, are skipped
     void zero_grad();
     // Global L2 norm of all gradients, then scales them to max_norm if above it.
     double clip_grad_norm(double max_norm);
 
-    // exp_avg.<name>, exp_avg_sq.<name>, step.<name>
+    // exp_avg.<name>, exp_avg_sq.<name>, step.<name> of the owned parameters.
     TensorList state() const;
+    // The owned parameters' entries (the others in `state` are ignored).
     void load_state(const std::map<std::string, at::Tensor>& state);
 
 private:
     struct Slot {
         std::string name;
-        at::Tensor param, exp_avg, exp_avg_sq, step;
+        at::Tensor param, exp_avg, exp_avg_sq, step;  // moments and step undefined when not owned
         bool decay;
+        bool owned;
     };
     std::vector<Slot> slots_;
     AdamWOptions opts_;

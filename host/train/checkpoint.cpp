@@ -72,13 +72,13 @@ void remove_partial_checkpoints(const fs::path& checkpoints_dir) {
 }
 
 void save_checkpoint(const fs::path& checkpoints_dir, const TrainerState& state, const TensorList& trainable,
-                     const AdamW& optimizer, int64_t keep) {
+                     const TensorList& optimizer_state, int64_t keep) {
     fs::create_directories(checkpoints_dir);
     remove_partial_checkpoints(checkpoints_dir);
     const fs::path dir = checkpoints_dir / ("step-" + std::to_string(state.step));
     write_directory_atomically(dir, [&](const fs::path& tmp) {
         save_safetensors((tmp / "trainable.safetensors").string(), trainable);
-        save_safetensors((tmp / "optimizer.safetensors").string(), optimizer.state());
+        save_safetensors((tmp / "optimizer.safetensors").string(), optimizer_state);
         // Dropout and any other sampling continue from the same RNG state.
         at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
         save_safetensors((tmp / "rng.safetensors").string(), {{"cpu", rng}});

@@ -31,8 +31,9 @@ struct TrainerState {
     static TrainerState from_json(const nlohmann::json& j);
 };
 
+// `optimizer_state`: AdamW::state() of one process (under ZeRO-1, gathered from the owners).
 void save_checkpoint(const std::filesystem::path& checkpoints_dir, const TrainerState& state,
-                     const TensorList& trainable, const AdamW& optimizer, int64_t keep);
+                     const TensorList& trainable, const TensorList& optimizer_state, int64_t keep);
 
 // Removes what an interrupted save or pruning left (".tmp-step-N", ".old-step-N", a
 // step-N without its trainer_state.json, which is written last): a checkpoint

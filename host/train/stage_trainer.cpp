@@ -15,6 +15,7 @@
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/objective_call.hpp"
+#include "train/optimizer_shards.hpp"
 #include "train/process_memory.hpp"
 #include "train/reference_model.hpp"
 #include "train/reward_ledger.hpp"
@@ -56,6 +57,7 @@ struct Stage {
     TensorList trainable;
     std::unique_ptr<AdamW> optimizer;
     std::unique_ptr<GradientReducer> reducer;  // distributed: the gradient all-reduce, overlapped with backward
+    std::vector<int> owners;  // ZeRO-1: the rank keeping each trainable parameter's moments (empty: every rank)
     std::unique_ptr<BatchStream> stream;
     int64_t total_steps = 0;
     TrainerState state;
@@ -146,8 +148,13 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
     s.no_dropout = sc.train.disable_dropout &&
                    (s.shape != FT_DATA_SEQUENCES || (needs & (FT_NEEDS_REFERENCE | FT_NEEDS_TEACHER)));
     s.trainable = s.model->trainable_parameters();
-    s.optimizer = std::make_unique<AdamW>(s.trainable, AdamWOptions{sc.train.beta1, sc.train.beta2, sc.train.eps,
-                                                                      sc.train.weight_decay});
+    std::vector<bool> owned;  // ZeRO-1: the parameters whose moments this rank keeps
+    if (s.comm.connected() && s.rc.distributed.zero_stage == 1) {
+        s.owners = assign_owners(s.trainable, s.comm.size());
+        for (int owner : s.owners) owned.push_back(owner == s.comm.rank());
+    }
+    s.optimizer = std::make_unique<AdamW>(
+        s.trainable, AdamWOptions{sc.train.beta1, sc.train.beta2, sc.train.eps, sc.train.weight_decay}, owned);
     // On-policy stages draw prompts: one step's completions come from
     // batch_size x grad_accum / num_generations of them, reused for num_iterations steps.
     s.on_policy = s.shape == FT_DATA_COMPLETIONS;
@@ -418,6 +425,7 @@ StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window
         return out;
     }
     s.optimizer->step(lr);
+    if (!s.owners.empty()) share_updated_parameters(s.comm, s.trainable, s.owners);  // ZeRO-1
     s.optimizer->zero_grad();
     out.updated = true;
     return out;
@@ -444,10 +452,13 @@ bool eval_and_check_stop(Stage& s) {
 }
 
 void write_checkpoint(Stage& s) {
+    // ZeRO-1: the owners' moments come to rank 0 first (every rank takes part).
+    const TensorList optimizer_state = s.owners.empty() ? (s.comm.leader() ? s.optimizer->state() : TensorList{})
+                                                        : gather_optimizer_state(s.comm, *s.optimizer, s.trainable, s.owners);
     if (!s.comm.leader()) return;  // one writer; every rank resumes from it
     s.state.metrics_size = s.dir.metrics_size();
     s.state.seconds = s.seconds();
-    save_checkpoint(s.dir.checkpoints_dir(s.sc.name), s.state, s.trainable, *s.optimizer, s.sc.train.keep_checkpoints);
+    save_checkpoint(s.dir.checkpoints_dir(s.sc.name), s.state, s.trainable, optimizer_state, s.sc.train.keep_checkpoints);
 }
 
 // Runs steps until the last, an early stop, a stop request (a signal), or

@@ -21,7 +21,7 @@ int cli_run(const fs::path& cfg, const std::string& extra, const fs::path& log, 
 
 std::string decoder_stage(const std::string& name, const std::string& param, const std::string& objective,
                           const std::string& data, int64_t steps, int64_t batch, int64_t accum,
-                          const std::string& init_from = "") {
+                          const std::string& init_from = "", const std::string& extra_train = "") {
     std::string s = "[[stage]]\nname = \"" + name + "\"\n";
     if (!init_from.empty()) s += "init_from = \"" + init_from + "\"\n";
     else
@@ -31,7 +31,7 @@ std::string decoder_stage(const std::string& name, const std::string& param, con
     s += "[stage.objective]\nplugin = \"" + objective + "\"\n";
     s += "[stage.data]\ntrain = \"" + quickstart_data() + data + "\"\neval_fraction = 0.05\nmax_seq_len = 128\n";
     s += "[stage.train]\nsteps = " + std::to_string(steps) + "\nbatch_size = " + std::to_string(batch) +
-         "\ngrad_accum = " + std::to_string(accum) + "\nlr = 3e-3\nlog_every = 1\nwarmup_steps = 1\n";
+         "\ngrad_accum = " + std::to_string(accum) + "\nlr = 3e-3\nlog_every = 1\nwarmup_steps = 1\n" + extra_train;
     s += "[stage.eval]\nmax_examples = 4\nmax_new_tokens = 4\n";
     return s;
 }
@@ -125,6 +125,27 @@ TEST(Distributed, TorchrunLaunchesTheSameRanks) {
         << read_text(dir / "b.log");
     expect_same_run(dir / "a", dir / "b", {"sft"}, 0.0);
     EXPECT_EQ(nlohmann::json::parse(read_text(dir / "b" / "manifest.json"))["distributed"]["launcher"], "torchrun");
+}
+
+// ZeRO-1 keeps each AdamW moment on one rank: the update is plain data parallelism's,
+// element for element (the same run bit for bit), and a checkpoint holds the whole state
+// in one process's layout.
+TEST(Distributed, ZeroOneShardsTheOptimizerStateAndChangesNothingElse) {
+    const fs::path dir = temp_dir("ddp_zero1");
+    const std::string stages = decoder_stage("sft", "full", "sft", "train.jsonl", 4, 4, 1, "", "checkpoint_every = 2\n");
+    write_file(dir / "plain.toml", run_header(dir / "plain") + stages);
+    write_file(dir / "zero.toml", run_header(dir / "zero") + "[run.distributed]\nzero_stage = 1\n" + stages);
+    ASSERT_EQ(cli_run(dir / "plain.toml", "--nproc-per-node 2", dir / "plain.log"), 0) << read_text(dir / "plain.log");
+    ASSERT_EQ(cli_run(dir / "zero.toml", "--nproc-per-node 2", dir / "zero.log"), 0) << read_text(dir / "zero.log");
+    expect_same_run(dir / "plain", dir / "zero", {"sft"}, 0.0);
+    const std::string ckpt = "stages/sft/checkpoints/step-2/optimizer.safetensors";
+    const auto a = load_safetensors((dir / "plain" / ckpt).string()), b = load_safetensors((dir / "zero" / ckpt).string());
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_GT(a.size(), 3u);
+    for (const auto& [name, t] : a) {
+        ASSERT_TRUE(b.count(name)) << name;
+        EXPECT_TRUE(at::equal(t, b.at(name))) << name;
+    }
 }
 
 TEST(Distributed, LauncherRefusesToNest) {

@@ -95,6 +95,9 @@ TEST(World, DistributedSectionIsValidated) {
     EXPECT_NE(bad.find("bucket_mb must be in (0, 4096]"), std::string::npos) << bad;
     EXPECT_NE(bad.find("unknown key 'ranks' in [run.distributed]"), std::string::npos) << bad;
     EXPECT_NE(bad.find("c.toml:"), std::string::npos) << bad;  // file:line:column
+    EXPECT_NE(config_errors(dir, base + "[run.distributed]\nzero_stage = 3\n").find("zero_stage 3 (sharded gradients / parameters) is not built yet"),
+              std::string::npos);
+    EXPECT_EQ(config_errors(dir, base + "[run.distributed]\nzero_stage = 1\n"), "");
     // NCCL reduces GPU tensors.
     EXPECT_NE(config_errors(dir, base + "[run.distributed]\nbackend = \"nccl\"\n").find("needs [run] device = \"cuda\""),
               std::string::npos);
