@@ -26,7 +26,7 @@ log() { echo "[setup] $*"; }
 PACKAGES=(build-essential cmake ninja-build ccache git python3 python3-venv
           libboost-dev libboost-program-options-dev libtomlplusplus-dev
           nlohmann-json3-dev libgtest-dev pkg-config libpcre2-dev libutf8proc-dev libsentencepiece-dev
-          libgloo-dev)
+          libgloo-dev procps)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
