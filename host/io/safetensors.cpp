@@ -196,7 +196,8 @@ std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std:
             out.emplace(t.name, at::from_blob(p, t.shape, [file](void*) {}, opts));
         } else {  // misaligned for its dtype: copy out
             at::Tensor x = at::empty(t.shape, opts);
-            std::memcpy(x.data_ptr(), p, t.end - t.begin);
+            // An empty tensor has no storage (a null data pointer, which memcpy must not get).
+            if (t.end > t.begin) std::memcpy(x.data_ptr(), p, t.end - t.begin);
             out.emplace(t.name, x);
         }
     }
