@@ -20,8 +20,9 @@ CACHE_DIR="${FTHOST_CACHE:-$HOME/.cache/fthost}"
 TORCH_VENV="$CACHE_DIR/torch-2.11.0"
 SUPP="$ROOT/tests/sanitize"
 
-# detect_leaks stays on: LibTorch's and the system libraries' one-time allocations that
-# are unreachable at exit are suppressed by name in lsan.supp (each one explained there).
+# detect_leaks stays on: a one-time allocation of LibTorch or a system library left
+# unreachable at exit would be suppressed by name in lsan.supp, with its reason; none is
+# needed today (docs/TESTING.md).
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:suppressions=$SUPP/asan.supp${FTHOST_ASAN_EXTRA:+:$FTHOST_ASAN_EXTRA}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SUPP/ubsan.supp"
 export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
