@@ -49,6 +49,15 @@ TEST(World, TorchrunVariables) {
     EXPECT_EQ(w.restart_count, 2);
 }
 
+// One rank under torchrun still knows the store (a named backend makes a group of one).
+TEST(World, OneTorchrunRankKeepsTheStoreAddress) {
+    const World w = world_of({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29511"}});
+    EXPECT_FALSE(w.distributed());
+    EXPECT_EQ(w.launcher, "torchrun");
+    EXPECT_EQ(w.master_addr, "127.0.0.1");
+    EXPECT_EQ(w.master_port, 29511);
+}
+
 TEST(World, SrunVariables) {
     const World w = world_of({{"SLURM_PROCID", "3"}, {"SLURM_LOCALID", "1"}, {"SLURM_STEP_NUM_TASKS", "4"},
                               {"SLURM_STEP_TASKS_PER_NODE", "2(x2)"}, {"SLURM_STEP_NODELIST", "gpu[07-08]"}});
