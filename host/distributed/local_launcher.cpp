@@ -30,27 +30,6 @@ void forward_signal(int signo) {
         if (g_ranks[i] > 0) ::kill(g_ranks[i], signo);
 }
 
-// A port the kernel says is free on the loopback interface. Another process could take
-// it before rank 0 listens on it; the rendezvous then fails with a clear error, and the
-// command can be run again.
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw Error(std::string("cannot open a socket to find a free port: ") + std::strerror(errno));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-        const int err = errno;
-        ::close(fd);
-        throw Error(std::string("cannot find a free port on 127.0.0.1: ") + std::strerror(err));
-    }
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
 [[noreturn]] void exec_rank(int rank, int nproc, int port, const std::vector<std::string>& args) {
     ::setpgid(0, 0);                  // terminal signals reach the launcher only
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // no rank outlives a launcher killed with -9
@@ -84,11 +63,32 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128
 
 }  // namespace
 
+// A port the kernel says is free on the loopback interface. Another process could take
+// it before rank 0 listens on it; the rendezvous then fails with a clear error, and the
+// command can be run again.
+int free_loopback_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw Error(std::string("cannot open a socket to find a free port: ") + std::strerror(errno));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        const int err = errno;
+        ::close(fd);
+        throw Error(std::string("cannot find a free port on 127.0.0.1: ") + std::strerror(err));
+    }
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
 int launch_local_ranks(int nproc, const std::vector<std::string>& args, double grace_s) {
     if (nproc < 1 || nproc > kMaxRanks)
         throw Error("--nproc-per-node must be in [1, " + std::to_string(kMaxRanks) + "], not " + std::to_string(nproc),
                     FT_ERR_CONFIG);
-    const int port = free_port();
+    const int port = free_loopback_port();
     struct sigaction sa{};
     sa.sa_handler = &forward_signal;
     sigemptyset(&sa.sa_mask);

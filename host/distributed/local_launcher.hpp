@@ -20,4 +20,7 @@ namespace fthost::host {
 // first failed rank's exit status (128 + signal when it was killed).
 int launch_local_ranks(int nproc, const std::vector<std::string>& args, double grace_s = 60);
 
+// A TCP port the kernel says is free on 127.0.0.1 now (another process may take it first).
+int free_loopback_port();
+
 }  // namespace fthost::host

@@ -6,31 +6,16 @@
 
 #include "distributed/communicator.hpp"
 #include "distributed/gradient_reducer.hpp"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include "distributed/local_launcher.hpp"
 
 namespace fthost::test {
 namespace {
-
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
 
 std::unique_ptr<Communicator> group_of_one() {
     World w;
     w.launcher = "torchrun";
     w.master_addr = "127.0.0.1";
-    w.master_port = free_port();
+    w.master_port = free_loopback_port();
     DistributedConfig cfg;
     cfg.backend = "gloo";  // named: a launcher's single rank gets a real process group
     cfg.timeout_s = 30;
