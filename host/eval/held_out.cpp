@@ -56,31 +56,45 @@ double preference_accuracy(ModelSession& model, const std::vector<Example>& eval
 namespace {
 
 // What on-policy training optimises: the graders' mean over 4 completions per held-out
-// prompt sampled as in training ([stage.generation]), from a fixed seed.
+// prompt sampled as in training ([stage.generation]), from a fixed seed. Across ranks
+// each samples its share (sample j draws from (seed, j) wherever it runs) and rank 0
+// grades them all.
 std::map<std::string, double> sampled_scores(ModelSession& model, const std::vector<Example>& eval, const StageConfig& sc,
-                                             const TextCodec& codec) {
-    constexpr int64_t kSamples = 4;
+                                             const TextCodec& codec, Communicator* comm) {
+    constexpr size_t kSamples = 4;
     std::vector<const Example*> items;
     for (const auto& ex : eval) items.push_back(&ex);
     if (sc.eval.max_examples > 0 && static_cast<int64_t>(items.size()) > sc.eval.max_examples)
         items.resize(sc.eval.max_examples);
+    const bool sharded = comm && comm->connected();
+    const auto [first, last] = sharded ? comm->share(items.size()) : std::pair<size_t, size_t>{0, items.size()};
     std::vector<std::vector<int64_t>> prompts;
     std::vector<const std::vector<Field>*> fields;
-    for (const Example* ex : items)
-        for (int64_t i = 0; i < kSamples; ++i) prompts.push_back(ex->prompt_ids), fields.push_back(&ex->fields);
+    for (size_t i = first; i < last; ++i)
+        for (size_t k = 0; k < kSamples; ++k) prompts.push_back(items[i]->prompt_ids), fields.push_back(&items[i]->fields);
     SamplingOptions o;
     o.max_new_tokens = sc.generation.max_new_tokens;
     o.temperature = sc.generation.temperature;
     o.top_k = sc.generation.top_k;
     o.top_p = sc.generation.top_p;
     o.seed = 20261129;
+    o.first_row = static_cast<int64_t>(first * kSamples);
     o.cuda_graphs = sc.cuda_graphs;
-    AutocastScope autocast(model.device(), sc.bf16);
-    const auto gens = generate(model, prompts, o, sc.eval.batch_size, codec, nullptr, fields);
+    std::vector<std::string> completions;
+    {
+        AutocastScope autocast(model.device(), sc.bf16);
+        if (!prompts.empty())
+            for (const auto& g : generate(model, prompts, o, sc.eval.batch_size, codec, nullptr, fields))
+                completions.push_back(g.text);
+    }
+    if (sharded) {
+        completions = comm->gather_to_leader(completions, "gather of the sampled held-out answers");
+        if (!comm->leader()) return {};
+    }
     std::vector<GradeInput> inputs;
-    for (size_t i = 0; i < gens.size(); ++i) {
+    for (size_t i = 0; i < completions.size(); ++i) {
         const Example& ex = *items[i / kSamples];
-        inputs.push_back({ex.prompt_text, gens[i].text, ex.reference, ex.row_json});
+        inputs.push_back({ex.prompt_text, completions[i], ex.reference, ex.row_json});
     }
     const Grades grades = grade_all(sc.graders, inputs);
     warn_failures(sc.graders, grades, "the sampled held-out eval of stage '" + sc.name + "'");
@@ -112,7 +126,7 @@ std::map<std::string, double> held_out_scores(ModelSession& model, const std::ve
     if (shape == FT_DATA_PAIRS)
         scores["preference_accuracy"] = preference_accuracy(model, eval, sc.train.batch_size, device, comm);
     if (shape == FT_DATA_COMPLETIONS)
-        for (const auto& [k, v] : sampled_scores(model, eval, sc, codec)) scores["sampled/" + k] = v;
+        for (const auto& [k, v] : sampled_scores(model, eval, sc, codec, comm)) scores["sampled/" + k] = v;
     return scores;
 }
 

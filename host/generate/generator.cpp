@@ -12,7 +12,14 @@
 
 namespace fthost::host {
 
-at::Tensor pick_next_tokens(const at::Tensor& logits_in, const SamplingOptions& o, at::Generator& gen) {
+at::Generator row_generator(const SamplingOptions& o, int64_t row) {
+    uint64_t x = o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(o.first_row + row) + 1;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser: neighbouring rows, unrelated streams
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return at::make_generator<at::CPUGeneratorImpl>(x ^ (x >> 31));
+}
+
+at::Tensor pick_next_tokens(const at::Tensor& logits_in, const SamplingOptions& o, std::vector<at::Generator>& gens) {
     at::Tensor logits = logits_in;
     if (o.vocab_limit > 0 && o.vocab_limit < logits.size(-1)) logits = logits.narrow(-1, 0, o.vocab_limit);
     // Greedy on the logits' device: B ids cross to the host, not [B, V] logits (argmax
@@ -34,7 +41,15 @@ at::Tensor pick_next_tokens(const at::Tensor& logits_in, const SamplingOptions& 
         drop.narrow(-1, drop.size(-1) - 1, 1).fill_(false);
         logits = logits.masked_fill(drop.scatter(-1, idx, drop), neg_inf);
     }
-    return at::multinomial(logits.softmax(-1), 1, false, gen).squeeze(-1);
+    const at::Tensor probs = logits.softmax(-1);
+    if (static_cast<int64_t>(gens.size()) != probs.size(0))
+        throw Error("pick_next_tokens: " + std::to_string(gens.size()) + " generators for " +
+                    std::to_string(probs.size(0)) + " rows");
+    at::Tensor ids = at::empty({probs.size(0)}, at::kLong);
+    auto out = ids.accessor<int64_t, 1>();
+    for (int64_t b = 0; b < probs.size(0); ++b)
+        out[b] = at::multinomial(probs[b], 1, false, gens[static_cast<size_t>(b)]).item<int64_t>();
+    return ids;
 }
 
 namespace {
@@ -112,14 +127,15 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
     at::NoGradGuard ng;
     model.set_training(false);
     const auto start = std::chrono::steady_clock::now();
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     const bool cached = o.use_cache && model.supports_kv_cache();
     std::vector<Generation> out(prompts.size());
     int64_t generated = 0, replays = 0, prefilled = 0;
     for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(batch_size)) {
         const size_t last = std::min(prompts.size(), first + static_cast<size_t>(batch_size));
         std::vector<Row> rows;
+        std::vector<at::Generator> gens;
         for (size_t i = first; i < last; ++i) {
+            gens.push_back(row_generator(o, static_cast<int64_t>(i)));
             if (prompts[i].empty()) throw Error("generation needs a non-empty prompt (row " + std::to_string(i) + ")");
             rows.push_back({prompts[i], prompts[i].size(), false, fields.empty() ? nullptr : fields[i]});
         }
@@ -154,7 +170,7 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
             } else {
                 logits = prefill(model, rows, cached ? cache.get() : nullptr, o.share_prefill && step == 0, &prefilled);
             }
-            const at::Tensor next = pick_next_tokens(logits, o, gen);
+            const at::Tensor next = pick_next_tokens(logits, o, gens);
             auto nx = next.accessor<int64_t, 1>();
             bool all_done = true;
             for (size_t r = 0; r < rows.size(); ++r) {

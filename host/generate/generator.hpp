@@ -22,7 +22,14 @@ struct SamplingOptions {
     double temperature = 0.0;  // 0: greedy (argmax)
     int64_t top_k = 0;         // keep the k most likely tokens; 0: off
     double top_p = 1.0;        // keep the smallest set with this much probability; 1: off
-    uint64_t seed = 0;         // sampling is on the CPU from this seed: the same on every device
+    // Sampling is on the CPU, the same on every device. Prompt i draws from its own
+    // generator, seeded from (seed, first_row + i): its tokens do not depend on the batch
+    // it shares, the batch size or the other prompts.
+    uint64_t seed = 0;
+    // prompts[0]'s place among all the prompts drawn from `seed` — a rank's share of a
+    // generation batch starts where the ranks before it end, so N ranks sample what one
+    // process samples.
+    int64_t first_row = 0;
     std::optional<std::vector<int64_t>> stop_ids;  // unset: the codec's stop_ids() (EOS, end of turn)
     std::vector<std::string> stop_strings;  // generation stops once the text contains one
     // Sample only ids below this (a tokenizer inside a larger embedding); 0: the codec's
@@ -58,8 +65,11 @@ std::vector<Generation> generate(ModelSession& model, const std::vector<std::vec
                                  GenerationStats* stats = nullptr,
                                  const std::vector<const std::vector<Field>*>& fields = {});
 
+// The generator prompt `row` (counted from first_row) samples from.
+at::Generator row_generator(const SamplingOptions& options, int64_t row);
+
 // Applies temperature, top-k and top-p to logits [B, V] and picks one id per row
-// (argmax when temperature is 0). Exposed for tests.
-at::Tensor pick_next_tokens(const at::Tensor& logits, const SamplingOptions& options, at::Generator& gen);
+// (argmax when temperature is 0), row b drawing from gens[b]. Exposed for tests.
+at::Tensor pick_next_tokens(const at::Tensor& logits, const SamplingOptions& options, std::vector<at::Generator>& gens);
 
 }  // namespace fthost::host

@@ -22,7 +22,7 @@ std::string number(double v) {
 
 }  // namespace
 
-void record_grading(nlohmann::json& ledger, const StageConfig& sc, const Rollout& r, int64_t step) {
+void record_grading(nlohmann::json& ledger, const StageConfig& sc, const Rollout& r, int64_t step, bool warn) {
     if (!ledger.is_object()) ledger = nlohmann::json::object();
     for (size_t k = 0; k < sc.graders.size(); ++k) {
         const PluginSection& g = sc.graders[k];
@@ -35,12 +35,13 @@ void record_grading(nlohmann::json& ledger, const StageConfig& sc, const Rollout
         e["failed_calls"] = e["failed_calls"].get<int64_t>() + f.calls;
         e["last_error"] = f.reason;
         const int64_t lost = e["lost"], graded = e["graded"], calls = e["failed_calls"];
-        std::cerr << "fthost: warning: stage '" << sc.name << "' step " << step << ": grader '" << g.plugin
-                  << "' failed: " << f.reason << " — its " << f.items << " rewards "
-                  << (g.on_error == "zero" ? "are 0 (on_error = \"zero\")"
-                                           : "are lost (on_error = \"skip\"; their prompts are not trained on)")
-                  << "; so far " << calls << " failed call" << (calls == 1 ? "" : "s") << ", " << lost << " of " << graded
-                  << " rewards lost (" << percent(lost, graded) << ")\n";
+        if (warn)
+            std::cerr << "fthost: warning: stage '" << sc.name << "' step " << step << ": grader '" << g.plugin
+                      << "' failed: " << f.reason << " — its " << f.items << " rewards "
+                      << (g.on_error == "zero" ? "are 0 (on_error = \"zero\")"
+                                               : "are lost (on_error = \"skip\"; their prompts are not trained on)")
+                      << "; so far " << calls << " failed call" << (calls == 1 ? "" : "s") << ", " << lost << " of "
+                      << graded << " rewards lost (" << percent(lost, graded) << ")\n";
         if (static_cast<double>(lost) > g.max_failure_fraction * static_cast<double>(graded))
             throw Error("stage '" + sc.name + "': grader '" + g.plugin + "' has lost " + std::to_string(lost) + " of " +
                             std::to_string(graded) + " rewards (" + percent(lost, graded) +

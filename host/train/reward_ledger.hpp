@@ -13,8 +13,9 @@
 namespace fthost::host {
 
 // Adds rollout `r` (sampled for `step`) to `ledger` ({"<grader>": {"graded", "lost",
-// "failed_calls", "last_error"}}), warns on stderr for each failed call with the counts
-// so far, and throws once a grader's lost share passes its max_failure_fraction.
-void record_grading(nlohmann::json& ledger, const StageConfig& sc, const Rollout& r, int64_t step);
+// "failed_calls", "last_error"}}), warns on stderr (when `warn`: the rank that reports)
+// for each failed call with the counts so far, and throws once a grader's lost share
+// passes its max_failure_fraction.
+void record_grading(nlohmann::json& ledger, const StageConfig& sc, const Rollout& r, int64_t step, bool warn = true);
 
 }  // namespace fthost::host

@@ -165,14 +165,10 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
     const int64_t per_epoch = s.stream->batches_per_epoch();
     const int64_t per_step = sc.train.grad_accum * s.comm.size();  // micro-batches of one step, over all ranks
     s.total_steps = sc.train.steps > 0 ? sc.train.steps
-                    : s.on_policy      ? sc.train.epochs * per_epoch * sc.generation.num_iterations
+                    : s.on_policy ? sc.train.epochs * ((per_epoch + s.comm.size() - 1) / s.comm.size()) *
+                                        sc.generation.num_iterations
                                        : sc.train.epochs * ((per_epoch + per_step - 1) / per_step);
     if (s.comm.connected()) {
-        if (s.on_policy && s.comm.size() > 1)
-            throw Error("stage '" + sc.name + "': objective '" + sc.objective.plugin +
-                            "' samples its completions (on-policy), which does not run across processes yet: run this "
-                            "stage with one process",
-                        FT_ERR_CONFIG);
         // Every rank starts from rank 0's trainable weights (they are equal by seeding; this makes sure).
         std::vector<at::Tensor> params;
         for (const auto& [name, p] : s.trainable) params.push_back(p);
@@ -281,21 +277,28 @@ public:
             return out;
         }
         if (!rollout_ || uses_ == s_.sc.generation.num_iterations) {
-            rollout_ = make_rollout(*s_.model, s_.stream->next().examples, s_.sc, *s_.codec(),
-                                    s_.rc.seed * 1000003ull + s_.state.step);
-            record_grading(s_.state.grader_failures, s_.sc, *rollout_, s_.state.step + 1);
+            // Every rank draws the step's prompt batches in the global order and samples
+            // its own: rank r the r-th.
+            HostBatch mine;
+            for (int r = 0; r < s_.comm.size(); ++r) {
+                HostBatch b = s_.stream->next();
+                if (r == s_.comm.rank()) mine = std::move(b);
+            }
+            rollout_ = make_rollout(*s_.model, mine.examples, s_.sc, *s_.codec(), s_.rc.seed * 1000003ull + s_.state.step,
+                                    s_.comm);
+            record_grading(s_.state.grader_failures, s_.sc, *rollout_, s_.state.step + 1, s_.comm.leader());
             uses_ = 0;
-            for (const auto& [k, v] : rollout_->metrics) s_.objective->host_metric(k, v);
+            // The metrics are the whole batch's on every rank: reported once.
+            if (s_.comm.leader())
+                for (const auto& [k, v] : rollout_->metrics) s_.objective->host_metric(k, v);
         }
         ++uses_;
         out.micro = rollout_->micro;
         out.num_items = rollout_->num_items;
-        out.num_examples = static_cast<int64_t>(rollout_->rows.size());
-        out.global_micro = static_cast<int64_t>(out.micro.size());
-        for (const auto& b : out.micro) {
-            out.index.push_back(static_cast<int64_t>(out.index.size()));
-            out.num_tokens += b.num_tokens;
-        }
+        out.num_examples = rollout_->num_examples;
+        out.num_tokens = rollout_->num_tokens;
+        out.global_micro = rollout_->global_micro;
+        for (size_t a = 0; a < out.micro.size(); ++a) out.index.push_back(rollout_->first_micro + static_cast<int64_t>(a));
         return out;
     }
 
@@ -386,6 +389,8 @@ StepResult optimizer_step(Stage& s, StepBatches& step, double lr, double* window
     }
     s.model->set_training(!s.no_dropout);
     std::vector<double> losses(static_cast<size_t>(step.global_micro), 0.0);  // in the step's global order
+    // A rank with no micro-batch this step (its groups all lost a reward) sends zeros.
+    if (s.reducer && step.micro.empty()) s.reducer->arm();
     for (size_t a = 0; a < step.micro.size(); ++a) {
         if (s.reducer && a + 1 == step.micro.size()) s.reducer->arm();  // gradients reduced during this backward
         at::manual_seed(micro_batch_seed(s, step.index[a]));

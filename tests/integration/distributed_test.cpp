@@ -1,12 +1,15 @@
 // Data parallel across processes (docs/DISTRIBUTED.md): 2 ranks over Gloo on this machine
 // give the losses, metrics and weights of 1 process with twice the accumulation, for
-// full fine-tuning, LoRA and DPO + LoRA; launched by `fthost run --nproc-per-node 2` and
+// full fine-tuning, LoRA, DPO + LoRA and GRPO + LoRA; launched by `fthost run --nproc-per-node 2` and
 // by torchrun. The ranks are real processes of the fthost executable.
 #include "integration/run_support.hpp"
 
 #include "io/safetensors.hpp"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <cmath>
 
 namespace fthost::test {
 namespace {
@@ -21,14 +24,15 @@ int cli_run(const fs::path& cfg, const std::string& extra, const fs::path& log, 
 
 std::string decoder_stage(const std::string& name, const std::string& param, const std::string& objective,
                           const std::string& data, int64_t steps, int64_t batch, int64_t accum,
-                          const std::string& init_from = "", const std::string& extra_train = "") {
+                          const std::string& init_from = "", const std::string& extra_train = "",
+                          const std::string& extra_objective = "") {
     std::string s = "[[stage]]\nname = \"" + name + "\"\n";
     if (!init_from.empty()) s += "init_from = \"" + init_from + "\"\n";
     else
         s += "[stage.model]\nplugin = \"decoder\"\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
              "num_attention_heads = 4\nnum_key_value_heads = 2\n";
     s += "[stage.param]\nplugin = \"" + param + "\"\n" + (param == "lora" ? "r = 4\nlora_alpha = 8.0\nlora_dropout = 0.1\n" : "");
-    s += "[stage.objective]\nplugin = \"" + objective + "\"\n";
+    s += "[stage.objective]\nplugin = \"" + objective + "\"\n" + extra_objective;
     s += "[stage.data]\ntrain = \"" + quickstart_data() + data + "\"\neval_fraction = 0.05\nmax_seq_len = 128\n";
     s += "[stage.train]\nsteps = " + std::to_string(steps) + "\nbatch_size = " + std::to_string(batch) +
          "\ngrad_accum = " + std::to_string(accum) + "\nlr = 3e-3\nlog_every = 1\nwarmup_steps = 1\n" + extra_train;
@@ -56,7 +60,8 @@ void expect_same_run(const fs::path& one, const fs::path& two, const std::vector
         ASSERT_FALSE(a.empty());
         for (size_t i = 0; i < a.size(); ++i)
             for (const auto& [k, v] : a[i].items()) {
-                if (!v.is_number() || k == "tokens_per_s" || k == "comm_s") continue;
+                // Timings differ from run to run.
+                if (!v.is_number() || k == "tokens_per_s" || k == "comm_s" || k.rfind("generation/", 0) == 0) continue;
                 ASSERT_TRUE(b[i].contains(k)) << k;
                 const double x = v.get<double>(), y = b[i][k].get<double>();
                 EXPECT_NEAR(x, y, tol * std::max(1.0, std::abs(x))) << "step " << i + 1 << " " << k;
@@ -89,6 +94,11 @@ TEST_P(TwoRanks, EqualOneProcessWithTwiceTheAccumulation) {
     ASSERT_EQ(cli_run(dir / "one.toml", "", dir / "one.log"), 0) << read_text(dir / "one.log");
     ASSERT_EQ(cli_run(dir / "two.toml", "--nproc-per-node 2", dir / "two.log"), 0) << read_text(dir / "two.log");
     expect_same_run(dir / "one", dir / "two", c.stage_names, 1e-6);
+    if (c.name == "grpo_lora") {  // equal losses prove little if every reward were the same
+        bool varied = false;
+        for (const auto& line : lines_of(dir / "two", "grpo")) varied = varied || line["reward_std"].get<double>() > 0;
+        EXPECT_TRUE(varied) << "no step had rewards that differ: the policy gradient was zero throughout";
+    }
     // One writer: no line twice, and the manifest says how the run was spread.
     EXPECT_EQ(metrics(dir / "one").size(), metrics(dir / "two").size());
     const auto manifest = nlohmann::json::parse(read_text(dir / "two" / "manifest.json"));
@@ -107,7 +117,18 @@ INSTANTIATE_TEST_SUITE_P(
                  return decoder_stage("base", "full", "sft", "train.jsonl", 2, 4, a) +
                         decoder_stage("dpo", "lora", "dpo", "preference_train.jsonl", 3, 2, a, "base");
              },
-             {"base", "dpo"}}),
+             {"base", "dpo"}},
+        // Each rank samples and grades its prompt's group; the rewards are the whole
+        // batch's on both ranks. A lower-case letter rewards some samples of the barely trained
+        // base and not others, so advantages and the policy gradient are not zero.
+        Case{"grpo_lora",
+             [](int64_t a) {
+                 return decoder_stage("base", "full", "sft", "train.jsonl", 2, 4, a) +
+                        decoder_stage("grpo", "lora", "grpo", "train.jsonl", 3, 4, a, "base", "", "beta = 0.04\n") +
+                        "[stage.generation]\nnum_generations = 4\nmax_new_tokens = 6\ntemperature = 1.0\n"
+                        "[[stage.grader]]\nplugin = \"string_check\"\noperation = \"regex\"\npattern = \"[a-z]\"\n";
+             },
+             {"base", "grpo"}}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // torchrun starts the same ranks (its agent hosts the store): the same run, bit for bit
@@ -146,6 +167,51 @@ TEST(Distributed, ZeroOneShardsTheOptimizerStateAndChangesNothingElse) {
         ASSERT_TRUE(b.count(name)) << name;
         EXPECT_TRUE(at::equal(t, b.at(name))) << name;
     }
+}
+
+// A grader that fails on one rank's prompts and not on the other's: that rank's groups
+// are lost (on_error = "skip"; a failed call loses what it graded, and each rank grades
+// its own share), the rank left with no row still takes part in the step's gradient sum,
+// the other's group trains, and the counts are the whole batch's.
+TEST(Distributed, AGroupLostOnOneRankLeavesTheOtherRankTraining) {
+    const fs::path dir = temp_dir("ddp_lost");
+    const fs::path grader = dir / "half.sh";
+    write_file(grader, "#!/bin/sh\n"
+                       "in=$(cat)\n"
+                       "if printf '%s' \"$in\" | grep -Eq '\"reference\": *\" (meat|produce|pantry|household|snacks)\"'; then\n"
+                       "  exit 3\nfi\n"
+                       "n=$(printf '%s' \"$in\" | grep -o '\"reference\":' | wc -l)\n"
+                       "printf '['; i=0; while [ $i -lt $n ]; do [ $i -gt 0 ] && printf ','; printf 1; i=$((i+1)); done\n"
+                       "echo ']'\n");
+    ::chmod(grader.c_str(), 0755);
+    write_file(dir / "two.toml",
+               run_header(dir / "two") + decoder_stage("base", "full", "sft", "train.jsonl", 2, 4, 1) +
+                   decoder_stage("grpo", "lora", "grpo", "train.jsonl", 6, 4, 1, "base") +
+                   "[stage.generation]\nnum_generations = 4\nmax_new_tokens = 6\ntemperature = 1.0\n"
+                   "[[stage.grader]]\nplugin = \"string_check\"\noperation = \"regex\"\npattern = \"[a-z]\"\n"
+                   "[[stage.grader]]\nplugin = \"program\"\ncommand = [\"" + grader.string() + "\"]\n"
+                   "write_paths = [\"" + dir.string() + "\"]\non_error = \"skip\"\nmax_failure_fraction = 1.0\n");
+    ASSERT_EQ(cli_run(dir / "two.toml", "--nproc-per-node 2", dir / "two.log", "timeout 300"), 0) << read_text(dir / "two.log");
+    const auto lines = lines_of(dir / "two", "grpo");
+    ASSERT_EQ(lines.size(), 6u);
+    double dropped = 0;
+    // Steps where one rank's group was lost and the other's trained, with a gradient
+    // (rewards that differ within the kept group).
+    int split = 0, split_with_gradient = 0;
+    for (const auto& line : lines) {
+        dropped += line["rewards/dropped"].get<double>();
+        if (line["rewards/dropped"].get<double>() != 4) continue;
+        ++split;
+        EXPECT_TRUE(std::isfinite(line["loss"].get<double>())) << line.dump();
+        split_with_gradient += line["grad_norm"].get<double>() > 0;
+    }
+    EXPECT_GT(split, 0) << "the seeded order never split a lost and a kept prompt across the ranks";
+    EXPECT_GT(split_with_gradient, 0) << "no split step's kept group had rewards that differ";
+    const auto failures = summary_of(dir / "two", "grpo")["grader_failures"]["program"];
+    EXPECT_EQ(failures["graded"].get<int64_t>(), 6 * 8);  // both ranks' completions, every step
+    EXPECT_EQ(failures["lost"].get<double>(), dropped);
+    EXPECT_NE(failures["last_error"].get<std::string>().find("status 3"), std::string::npos) << failures.dump();
+    EXPECT_TRUE(fs::exists(dir / "two/stages/grpo/final/adapter_config.json"));
 }
 
 TEST(Distributed, LauncherRefusesToNest) {

@@ -9,7 +9,6 @@
 
 #include <fthost/torch.hpp>
 
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <set>
 
@@ -228,11 +227,40 @@ TEST(Generate, SamplingIsReproducibleFromItsSeed) {
     EXPECT_EQ(k1[0].tokens, generate(*model, prompts, g, 2, tok)[0].tokens);
 }
 
+TEST(Generate, APromptSamplesTheSameTokensWhateverBatchItIsIn) {
+    // Each prompt draws from its own generator (seed, first_row + i): batch size, the
+    // other prompts and a rank's offset into the generation batch change nothing — what
+    // lets N ranks sample what one process samples.
+    auto model = tiny_model(12);
+    const auto prompts = prompts_of({"hello", "a longer prompt", "xy", "the quick brown fox"});
+    const TextCodec& tok = *TextCodec::bytes();
+    SamplingOptions o;
+    o.max_new_tokens = 12;
+    o.temperature = 1.0;
+    o.seed = 7;
+    o.stop_ids = std::vector<int64_t>{};
+    const auto whole = generate(*model, prompts, o, 4, tok);
+    const auto one_by_one = generate(*model, prompts, o, 1, tok);
+    SamplingOptions second_half = o;
+    second_half.first_row = 2;
+    const auto tail = generate(*model, {prompts[2], prompts[3]}, second_half, 2, tok);
+    for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(whole[i].tokens, one_by_one[i].tokens) << "prompt " << i;
+    EXPECT_EQ(tail[0].tokens, whole[2].tokens);
+    EXPECT_EQ(tail[1].tokens, whole[3].tokens);
+    // Without the offset the same prompts draw rows 0 and 1's streams: other tokens.
+    const auto unshifted = generate(*model, {prompts[2], prompts[3]}, o, 2, tok);
+    EXPECT_TRUE(unshifted[0].tokens != whole[2].tokens || unshifted[1].tokens != whole[3].tokens);
+    // The same prompt twice in one batch (a GRPO group) gets two different samples.
+    const auto twice = generate(*model, {prompts[1], prompts[1]}, o, 2, tok);
+    EXPECT_NE(twice[0].tokens, twice[1].tokens);
+}
+
 TEST(Generate, TopPKeepsTheSmallestSetWithThatMass) {
     // Probabilities 0.5, 0.3, 0.15, 0.05: top_p 0.7 keeps {0, 1}; top_k 3 drops id 3.
     at::Tensor logits = at::log(at::tensor({0.5, 0.3, 0.15, 0.05}, at::kFloat)).unsqueeze(0).repeat({400, 1});
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
     SamplingOptions o;
+    std::vector<at::Generator> gen;
+    for (int64_t b = 0; b < 400; ++b) gen.push_back(row_generator(o, b));
     o.temperature = 1.0;
     o.top_p = 0.7;
     at::Tensor ids = pick_next_tokens(logits, o, gen);
