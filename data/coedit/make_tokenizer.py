@@ -86,7 +86,7 @@ def main():
     assert again.convert_tokens_to_ids("<extra_id_0>") == n + EXTRA_IDS - 1
     assert again.convert_tokens_to_ids(f"<extra_id_{EXTRA_IDS - 1}>") == n
     sample = "Fix the grammar: The teacher clean the kitchen every morning."
-    assert again(sample)["input_ids"] == sp.encode(sample) + [1], "tokenizer.json disagrees with spiece.model"
+    assert again(sample)["input_ids"] == sp.encode(sample, add_eos=True), "tokenizer.json disagrees with spiece.model"
     print(f"{out}: {n} SentencePiece pieces + {EXTRA_IDS} sentinels = {len(again)} ids; "
           f"'{sample}' -> {len(sp.encode(sample))} pieces")
 

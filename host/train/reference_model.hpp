@@ -43,6 +43,9 @@ public:
                     bool bf16);
 
     bool uses_copy() const { return copy_ != nullptr; }
+    // How the reference is had: "precomputed" (the copy freed), "frozen_copy" or
+    // "adapters_off" — recorded in the stage's summary.
+    const char* kind() const { return precomputed_ ? "precomputed" : copy_ ? "frozen_copy" : "adapters_off"; }
 
 private:
     at::Tensor compute(const ft_batch& batch, double temperature = 1.0);

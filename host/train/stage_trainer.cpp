@@ -574,6 +574,7 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
             {"eval", eval}};
     if (peaks.cuda_index >= 0) result["cuda_peak_mb"] = static_cast<double>(peaks.train_cuda) / (1 << 20);
     if (s.teacher) result["teacher_eval"] = teacher_eval;
+    if (s.reference) result["reference"] = s.reference->kind();
     if (s.on_policy) result["grader_failures"] = s.state.grader_failures;
     if (s.state.nonfinite_skips) result["nonfinite_skips"] = s.state.nonfinite_skips;
     if (s.state.no_reward_steps) result["no_reward_steps"] = s.state.no_reward_steps;
@@ -611,7 +612,9 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     peaks.train_rss = peak_rss_bytes();
     // The loop's device peak, before the final eval and save add theirs.
     if (peaks.cuda_index >= 0) peaks.train_cuda = cuda_peak_bytes(peaks.cuda_index);
-    return finish_stage(s, status, peaks);
+    nlohmann::json result = finish_stage(s, status, peaks);
+    if (opts.on_trained_model) opts.on_trained_model(s.sc.name, *s.model);
+    return result;
 }
 
 }  // namespace fthost::host

@@ -11,6 +11,9 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
+#include <string>
+
 namespace fthost::host {
 
 class Communicator;
@@ -22,6 +25,9 @@ struct StageOptions {
     int64_t stop_after_steps = 0;
     // The run's ranks (distributed/communicator.hpp); null: this process alone.
     Communicator* comm = nullptr;
+    // Optional: called with each completed stage's trained model, after its final/ is
+    // written and before the model is freed (tests compare it with what was saved).
+    std::function<void(const std::string& stage, ModelSession& model)> on_trained_model;
 };
 
 // Runs stage `index` of `rc` into `dir`; returns its summary entry.

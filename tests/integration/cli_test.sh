@@ -252,10 +252,12 @@ check "generate file" 0 "4 completions" -- "$FTHOST" generate "$WORK/run/stages/
   --output "$WORK/out.jsonl" --num-generations 2 --temperature 1.0 --top-p 0.9 --seed 3 --max-new-tokens 4
 n_out=$(wc -l < "$WORK/out.jsonl")
 [ "$n_out" -eq 4 ] && grep -q '"id":7' "$WORK/out.jsonl" && pass=$((pass + 1)) || { echo "FAIL generate output rows: $n_out"; failures=$((failures + 1)); }
-# --no-cuda-graphs changes nothing on the CPU (no graphs there): the same completions.
-"$FTHOST" generate "$WORK/run/stages/sft/final" --input "$WORK/p.jsonl" --output "$WORK/out_eager.jsonl" \
-  --num-generations 2 --temperature 1.0 --top-p 0.9 --seed 3 --max-new-tokens 4 --no-cuda-graphs 2>/dev/null
-cmp -s "$WORK/out.jsonl" "$WORK/out_eager.jsonl" && pass=$((pass + 1)) || { echo "FAIL generate --no-cuda-graphs output differs"; failures=$((failures + 1)); }
+# --no-cuda-graphs: on the CPU this checks only that the flag is accepted (there are no
+# graphs to turn off); what it turns off is tested on a GPU by
+# Generate.DecodeStepsReplayedFromACudaGraphGiveTheEagerTokens.
+check "generate --no-cuda-graphs is accepted" 0 "4 completions" -- "$FTHOST" generate "$WORK/run/stages/sft/final" \
+  --input "$WORK/p.jsonl" --output "$WORK/out_eager.jsonl" --num-generations 2 --temperature 1.0 --top-p 0.9 --seed 3 \
+  --max-new-tokens 4 --no-cuda-graphs
 printf '{"prompt": "a"}\n{"text": "no prompt"}\n' > "$WORK/bad_p.jsonl"
 check "generate bad row" 1 "bad_p.jsonl:2.*needs 'prompt'" -- "$FTHOST" generate "$WORK/run/stages/sft/final" --input "$WORK/bad_p.jsonl"
 check "generate needs prompts" 1 "one of the two" -- "$FTHOST" generate "$WORK/run/stages/sft/final"

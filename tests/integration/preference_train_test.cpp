@@ -52,7 +52,10 @@ TEST(PreferenceTraining, DpoStartsAtLog2WithAdaptersOrAFrozenCopy) {
         ASSERT_EQ(lines.size(), 3u);
         // Policy == reference at step 1 (B = 0 / the copy), so h = 0 and the sigmoid loss
         // is log 2; the RPO term adds its NLL.
-        const double rpo = lines[0].contains("nll_loss") ? 0.5 * lines[0]["nll_loss"].get<double>() : 0.0;
+        const bool with_rpo = std::string(name) == "dpo_full";  // rpo_alpha = 0.5
+        ASSERT_EQ(lines[0].contains("nll_loss"), with_rpo);
+        const double rpo = with_rpo ? 0.5 * lines[0]["nll_loss"].get<double>() : 0.0;
+        if (with_rpo) EXPECT_GT(rpo, 0.1);  // a byte model's NLL: the term moves the loss well past rounding
         EXPECT_NEAR(lines[0]["loss"].get<double>(), std::log(2.0) + rpo, 1e-5);
         EXPECT_NEAR(lines[0]["rewards/margins"].get<double>(), 0.0, 1e-6);
         EXPECT_DOUBLE_EQ(lines[0]["rewards/accuracies"].get<double>(), 0.0);
@@ -61,6 +64,7 @@ TEST(PreferenceTraining, DpoStartsAtLog2WithAdaptersOrAFrozenCopy) {
         // The policy moved away from the reference afterwards.
         EXPECT_GT(std::abs(lines[2]["rewards/margins"].get<double>()), 0.0);
         const auto s = summary_of(dir / "run", name);
+        EXPECT_EQ(s["reference"], std::string(name) == "dpo_lora" ? "adapters_off" : "frozen_copy");
         for (const char* k : {"loss", "rewards/accuracies", "preference_accuracy", "exact_match"})
             EXPECT_TRUE(s["eval"].contains(k)) << k;
         EXPECT_TRUE(s["base_eval"].contains("preference_accuracy"));
@@ -89,6 +93,10 @@ TEST(PreferenceTraining, PrecomputedReferenceGivesTheSameRun) {
         const auto a = lines_of(dir / "run", "dpo"), b = lines_of(dir / "run_pre", "dpo");
         ASSERT_EQ(a.size(), b.size());
         EXPECT_NEAR(b[0]["rewards/margins"].get<double>(), 0.0, 1e-6);
+        // The precomputed run did take that path (and freed its frozen copy); the other
+        // kept the copy.
+        EXPECT_EQ(summary_of(dir / "run_pre", "dpo")["reference"], "precomputed");
+        EXPECT_EQ(summary_of(dir / "run", "dpo")["reference"], "frozen_copy");
         // bf16 rounds the two runs' batches differently once the weights move.
         const double tolerance = precision == "fp32" ? 1e-5 : 1e-3;
         for (size_t i = 0; i < a.size(); ++i) {

@@ -2,6 +2,7 @@
 // the loss and every gradient equal the un-checkpointed pass — for full training and for
 // LoRA over a frozen base with adapter dropout (the recomputation replays the dropout
 // masks) — and the random streams continue as if each layer had run once.
+#include "op_counter.hpp"
 #include "test_support.hpp"
 
 namespace fthost::test {
@@ -11,6 +12,7 @@ struct Pass {
     double loss;
     std::vector<at::Tensor> grads;
     at::Tensor next_random;
+    int64_t forward_attention = 0, backward_attention = 0;  // attention calls in each half
 };
 
 Pass run_pass(const std::string& param, bool checkpointing) {
@@ -26,9 +28,12 @@ Pass run_pass(const std::string& param, bool checkpointing) {
     HostBatch b = collate({{&ex[0]}, {&ex[1]}});
     ft_batch fb = as_ft_batch(b, b.num_labels);
     at::manual_seed(77);
+    OpCounter attention("aten::scaled_dot_product_attention");  // one call per layer and forward
     const at::Tensor loss = -model->token_logprobs(fb, false).sum() / static_cast<double>(b.num_labels);
+    const int64_t forward = attention.calls();
+    attention.reset();
     loss.backward();
-    Pass p{loss.item<double>(), {}, at::rand({4})};
+    Pass p{loss.item<double>(), {}, at::rand({4}), forward, attention.calls()};
     for (auto& [name, t] : model->trainable_parameters()) p.grads.push_back(t.grad().defined() ? t.grad().clone() : at::Tensor());
     return p;
 }
@@ -45,6 +50,11 @@ TEST(ActivationCheckpointing, LossAndGradientsEqualTheUncheckpointedPass) {
         }
         // The generator is where the un-checkpointed pass left it.
         EXPECT_TRUE(plain.next_random.equal(ckpt.next_random)) << param;
+        // And the layers did run again: each of the 2 layers once more during backward.
+        EXPECT_EQ(plain.forward_attention, 2) << param;
+        EXPECT_EQ(ckpt.forward_attention, 2) << param;
+        EXPECT_EQ(plain.backward_attention, 0) << param;
+        EXPECT_EQ(ckpt.backward_attention, 2) << param;
     }
 }
 

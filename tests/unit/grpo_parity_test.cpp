@@ -3,7 +3,8 @@
 // tests/fixtures/make_grpo_fixtures.py fed TRL; loss and clip/KL metrics must agree in
 // float64 to a relative 1e-6, and the gradient with respect to the logits must match
 // finite differences. Covers every loss_type, scale_rewards, GSPO, delta (above and below
-// 1 + epsilon_high, where the clip metrics read the capped ratio), temperature.
+// 1 + epsilon_high, where the clip metrics read the capped ratio), temperature, and a
+// group of one (G = 1: every advantage 0, the loss the KL term alone).
 #include "test_support.hpp"
 
 #include <fthost/torch.hpp>
