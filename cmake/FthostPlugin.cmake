@@ -1,6 +1,7 @@
 # fthost_add_plugin(NAME SOURCES... [NO_TORCH])
 # Builds one plugin library into the build's plugin folder, with hidden visibility so
-# that only the entry symbol is exported.
+# that only the entry symbol is exported; installed into lib/fthost/plugins, beside the
+# installed executable.
 function(fthost_add_plugin name)
   cmake_parse_arguments(ARG "NO_TORCH" "" "SOURCES" ${ARGN})
   add_library(${name} MODULE ${ARG_SOURCES})
@@ -15,4 +16,5 @@ function(fthost_add_plugin name)
   if(NOT ARG_NO_TORCH)
     target_link_libraries(${name} PRIVATE fthost::torch)
   endif()
+  install(TARGETS ${name} LIBRARY DESTINATION lib/fthost/plugins)
 endfunction()

@@ -51,8 +51,16 @@ else()
   message(STATUS "fthost: CPU-only build: ${FTHOST_CPU_ONLY_REASON}")
 endif()
 
+if(FTHOST_WITH_CUDA)
+  set(FTHOST_CUDA_VERSION "${_torch_cuda}")
+else()
+  set(FTHOST_CUDA_VERSION "")
+endif()
 set(FTHOST_WITH_CUDA ${FTHOST_WITH_CUDA} CACHE INTERNAL "CUDA code is compiled")
 set(FTHOST_CPU_ONLY_REASON "${FTHOST_CPU_ONLY_REASON}" CACHE INTERNAL "why the build is CPU-only")
 
 # LibTorch's major.minor, compared with each plugin's at load time.
 string(REGEX MATCH "^([0-9]+)\\.([0-9]+)" FTHOST_TORCH_MAJOR_MINOR "${Torch_VERSION}")
+# The folder of LibTorch's libraries (recorded by `fthost --version` and the installed
+# launcher, which looks there first).
+get_filename_component(FTHOST_TORCH_LIB_DIR "${TORCH_INSTALL_PREFIX}/lib" ABSOLUTE)

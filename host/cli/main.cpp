@@ -1,9 +1,12 @@
-// fthost — the command line: run, validate, plugins, eval, generate, merge, verify.
+// fthost — the command line: run, validate, plugins, eval, generate, merge, verify,
+// doctor, --version.
 #include "distributed/local_launcher.hpp"
 #include "export/verify_command.hpp"
 #include "export/merge_command.hpp"
 #include "generate/generate_command.hpp"
+#include "registry/build_info.hpp"
 #include "registry/plugin_registry.hpp"
+#include "run/doctor_command.hpp"
 #include "run/run_driver.hpp"
 #include "train/stop_signal.hpp"
 
@@ -34,9 +37,12 @@ const char* kUsage =
     "  generate STAGE_DIR (--input F.jsonl | --prompt TEXT) complete prompts with a trained stage\n"
     "  merge STAGE_DIR --out DIR                            fold a stage's adapter into its base weights\n"
     "  verify CHECKPOINT_DIR --reference FIXTURE.json       compare a checkpoint's logits with reference ones\n"
+    "  doctor [--output-dir DIR]                            check what a run needs on this machine\n"
+    "  --version                                            this build: version, commit, ABI, LibTorch, CUDA\n"
     "\n"
-    "`fthost <command> --help` describes a command. Plugins load from the build's plugin\n"
-    "folder and from each folder in FTHOST_PLUGIN_PATH (':'-separated).\n";
+    "`fthost <command> --help` describes a command. Plugins load from the plugins folder\n"
+    "next to the executable (the build's, or an install's lib/fthost/plugins) and from each\n"
+    "folder in FTHOST_PLUGIN_PATH (':'-separated).\n";
 
 PluginRegistry load_registry() {
     PluginRegistry reg;
@@ -114,6 +120,20 @@ int cmd_validate(const std::vector<std::string>& args) {
     if (!load_valid_config(config, sets, reg)) return 2;
     std::cout << config << ": ok\n";
     return 0;
+}
+
+int cmd_doctor(const std::vector<std::string>& args) {
+    po::options_description desc("doctor options");
+    DoctorRequest req;
+    desc.add_options()("output-dir", po::value(&req.output_dir)->default_value("runs"),
+                       "where runs will be written (its free disk is measured)");
+    po::positional_options_description pos;
+    po::variables_map vm;
+    if (!parse(args, desc, pos, vm, "usage: fthost doctor [--output-dir DIR]")) return 0;
+    PluginRegistry reg;
+    reg.print_refusals = false;  // the report lists them
+    for (const auto& d : PluginRegistry::default_search_path()) reg.load_directory(d);
+    return doctor_command(req, reg);
 }
 
 int cmd_plugins(const std::vector<std::string>& args) {
@@ -235,7 +255,12 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     const std::vector<std::string> args(argv + 2, argv + argc);
+    if (cmd == "--version" || cmd == "version") {
+        std::cout << version_text();
+        return 0;
+    }
     try {
+        if (cmd == "doctor") return cmd_doctor(args);
         if (cmd == "run") return cmd_run(args);
         if (cmd == "validate") return cmd_validate(args);
         if (cmd == "plugins") return cmd_plugins(args);

@@ -6,6 +6,7 @@
 
 #include <fthost/plugin.hpp>
 
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -121,6 +122,24 @@ Communicator::Communicator(World world, std::unique_ptr<Impl> impl, std::string 
     : world_(std::move(world)), impl_(std::move(impl)), backend_(std::move(backend)) {}
 
 Communicator::~Communicator() = default;
+
+std::string Communicator::self_test(const std::string& backend, at::Device device) {
+    try {
+        World alone;
+        alone.rank = 0;
+        alone.size = 1;
+        const auto timeout = std::chrono::milliseconds(30000);
+        auto store = c10::make_intrusive<c10d::HashStore>();
+        auto group = backend == "nccl" ? nccl(store, alone, timeout) : gloo(store, alone, timeout);
+        std::vector<at::Tensor> t = {at::arange(4, at::TensorOptions(at::kFloat).device(device))};
+        auto work = group->allreduce(t);
+        if (!work->wait(timeout)) return "the all-reduce did not finish";
+        if (!at::equal(t[0].to(at::kCPU), at::arange(4, at::kFloat))) return "the all-reduce gave wrong values";
+        return "";
+    } catch (const std::exception& e) {
+        return message_of(e);
+    }
+}
 
 std::unique_ptr<Communicator> Communicator::connect(const World& world, const DistributedConfig& cfg, at::Device device) {
     const bool measure_alone = world.launcher != "none" && cfg.backend != "auto" && !world.master_addr.empty();

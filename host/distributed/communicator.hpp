@@ -28,6 +28,10 @@ public:
     // master_addr:master_port), or — a world of one — to nobody, unless a launcher
     // started it and [run.distributed] names a backend (not "auto").
     static std::unique_ptr<Communicator> connect(const World& world, const DistributedConfig& cfg, at::Device device);
+    // `fthost doctor`: makes a one-process group of `backend` ("gloo", or "nccl" on a CUDA
+    // device) over an in-memory store and all-reduces a tensor through it. "" when that
+    // works, else what failed.
+    static std::string self_test(const std::string& backend, at::Device device);
     ~Communicator();
     Communicator(const Communicator&) = delete;
     Communicator& operator=(const Communicator&) = delete;

@@ -84,9 +84,26 @@ static std::string model_table_problem(const ft_model_vtable* vt) {
     return "";
 }
 
+namespace {
+
+// The plugins folder next to the running executable: a build tree's (build/plugins), or an
+// install's (PREFIX/lib/fthost/plugins beside PREFIX/lib/fthost/fthost); "" when none.
+fs::path plugins_beside_executable() {
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (ec) return {};
+    const fs::path dir = exe.parent_path() / "plugins";
+    return fs::is_directory(dir, ec) ? dir : fs::path();
+}
+
+}  // namespace
+
 std::vector<fs::path> PluginRegistry::default_search_path() {
     std::vector<fs::path> dirs;
-    if (std::strlen(FTHOST_BUILD_PLUGIN_DIR) > 0) dirs.emplace_back(FTHOST_BUILD_PLUGIN_DIR);
+    // An installed fthost reads its own plugins, never the build tree it came from; other
+    // executables of the build (the tests) read the build's.
+    if (const fs::path beside = plugins_beside_executable(); !beside.empty()) dirs.push_back(beside);
+    else if (std::strlen(FTHOST_BUILD_PLUGIN_DIR) > 0) dirs.emplace_back(FTHOST_BUILD_PLUGIN_DIR);
     if (const char* env = std::getenv("FTHOST_PLUGIN_PATH")) {
         std::string s(env);
         size_t start = 0;

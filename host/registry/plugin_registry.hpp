@@ -20,7 +20,9 @@ struct LoadedPlugin {
 
 class PluginRegistry {
 public:
-    // The build's plugin folder, then each folder of FTHOST_PLUGIN_PATH (':'-separated).
+    // The plugins folder beside the executable (the build's, or an install's
+    // lib/fthost/plugins), else the build's; then each folder of FTHOST_PLUGIN_PATH
+    // (':'-separated).
     static std::vector<std::filesystem::path> default_search_path();
 
     // Loads every *.so in dir (sorted by name, so refusals are deterministic).

@@ -12,6 +12,7 @@
 #include "model/device.hpp"
 #include "model/model_session.hpp"
 #include "model/stage_inputs.hpp"
+#include "registry/build_info.hpp"
 #include "train/stage_trainer.hpp"
 
 #include <fthost/plugin.hpp>
@@ -24,12 +25,6 @@
 #include <iostream>
 #include <thread>
 
-#ifndef FTHOST_VERSION
-#define FTHOST_VERSION "0.0.0"
-#endif
-#ifndef FTHOST_GIT_COMMIT
-#define FTHOST_GIT_COMMIT "unknown"
-#endif
 
 namespace fs = std::filesystem;
 
@@ -73,8 +68,9 @@ nlohmann::json make_manifest(const RunConfig& rc, at::Device device, const Commu
         for (const auto& f : {s.data.train_file, s.data.eval_file})
             if (!f.empty() && !datasets.contains(f)) datasets[f] = sha256_file(f);
     }
-    return {{"fthost_version", FTHOST_VERSION},
-            {"git_commit", FTHOST_GIT_COMMIT},
+    return {{"fthost_version", build_info().version},
+            {"git_commit", build_info().git_commit},
+            {"build", build_info_json()},
             {"config", rc.file},
             {"seed", rc.seed},
             {"plugins", plugins},

@@ -3,6 +3,7 @@
 // directory holds what DESIGN.md §6 promises.
 #include "integration/run_support.hpp"
 #include "op_counter.hpp"
+#include "registry/build_info.hpp"
 #include "train/checkpoint.hpp"
 #include "io/atomic_file.hpp"
 #include "train/stop_signal.hpp"
@@ -117,6 +118,12 @@ TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {
     EXPECT_EQ(manifest["plugins"].size(), 3u);
     EXPECT_EQ(manifest["plugins"][0]["sha256"].get<std::string>().size(), 64u);
     EXPECT_TRUE(manifest.contains("finished"));
+    // What built the run, from the same source as `fthost --version`.
+    EXPECT_EQ(manifest["build"]["version"], build_info().version);
+    EXPECT_EQ(manifest["fthost_version"], build_info().version);
+    EXPECT_EQ(manifest["build"]["abi"], std::to_string(FTHOST_ABI_MAJOR) + "." + std::to_string(FTHOST_ABI_MINOR));
+    EXPECT_EQ(manifest["build"]["torch"].get<std::string>().rfind(torch_major_minor(), 0), 0u);
+    EXPECT_FALSE(manifest["build"]["torch_loaded_from"].get<std::string>().empty());
     // A second run into the same directory is refused; nothing in it changes.
     const auto before = read_text(dir / "run/summary.json");
     EXPECT_THROW(run(dir / "c.toml"), Error);
