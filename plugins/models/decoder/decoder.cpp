@@ -1,9 +1,11 @@
 // decoder — a Llama-family decoder: RMSNorm, rotary position embeddings (optionally with
 // Llama 3's frequency scaling), SwiGLU MLP, grouped-query attention through
-// scaled_dot_product_attention, optional q/k/v biases (Qwen2), optional tied embeddings.
-// Parameter names are Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM names, every
-// attention and MLP projection is a linear site that param plugins can adapt, and it
-// reads those architectures' config.json (options_from_hf_config, hf_config.cpp).
+// scaled_dot_product_attention, optional biases (q/k/v as Qwen2, o_proj too as Llama's
+// attention_bias, the MLP's as mlp_bias), optional per-head q/k RMSNorm (Qwen3), an
+// explicit head width, optional tied embeddings. Parameter names are Hugging Face's
+// LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM names, every attention and MLP
+// projection is a linear site that param plugins can adapt, and it reads those
+// architectures' config.json (options_from_hf_config, hf_config.cpp).
 #include "hf_config.hpp"
 
 #include <ATen/autocast_mode.h>
@@ -31,6 +33,9 @@ const ft_option kOptions[] = {
     option("initializer_range", FT_OPT_FLOAT, "0.02", "std of the normal initialisation"),
     option("head_dim", FT_OPT_INT, "0", "width of one attention head (0 = hidden_size / num_attention_heads)"),
     option("attention_bias", FT_OPT_BOOL, "false", "biases on the q, k and v projections (Qwen2)"),
+    option("o_proj_bias", FT_OPT_BOOL, "false", "a bias on the attention output projection (Llama's attention_bias)"),
+    option("mlp_bias", FT_OPT_BOOL, "false", "biases on gate_proj, up_proj and down_proj"),
+    option("qk_norm", FT_OPT_BOOL, "false", "RMSNorm over each head's queries and keys before rotary (Qwen3)"),
     option("rope_scaling_type", FT_OPT_STRING, "\"default\"", "rotary frequency scaling: default or llama3"),
     option("rope_scaling_factor", FT_OPT_FLOAT, "8.0", "llama3: long-wavelength frequencies are divided by it"),
     option("rope_scaling_low_freq_factor", FT_OPT_FLOAT, "1.0", "llama3: low_freq_factor"),
@@ -52,7 +57,8 @@ public:
         validate(cfg);
         const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
         head_dim_ = cfg.get_int("head_dim") > 0 ? cfg.get_int("head_dim") : hidden_ / heads_;
-        const bool qkv_bias = cfg.get_bool("attention_bias");
+        const bool qkv_bias = cfg.get_bool("attention_bias"), o_bias = cfg.get_bool("o_proj_bias");
+        const bool mlp_bias = cfg.get_bool("mlp_bias"), qk_norm = cfg.get_bool("qk_norm");
         inv_freq_ = inv_freq_dev_ = rotary_inverse_frequencies(cfg);
         const double std = cfg.get_float("initializer_range");
         const auto opts = at::TensorOptions().dtype(at::kFloat);
@@ -64,11 +70,15 @@ public:
             l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts, qkv_bias);
             l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
             l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
-            l.o = &linear(p + "self_attn.o_proj", heads_ * head_dim_, hidden_, std, opts);
+            l.o = &linear(p + "self_attn.o_proj", heads_ * head_dim_, hidden_, std, opts, o_bias);
+            if (qk_norm) {
+                l.q_norm = register_parameter(p + "self_attn.q_norm.weight", at::ones({head_dim_}, opts));
+                l.k_norm = register_parameter(p + "self_attn.k_norm.weight", at::ones({head_dim_}, opts));
+            }
             l.post_norm = register_parameter(p + "post_attention_layernorm.weight", at::ones({hidden_}, opts));
-            l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts);
-            l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts);
-            l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts);
+            l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts, mlp_bias);
+            l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts, mlp_bias);
+            l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts, mlp_bias);
             layers_.push_back(l);
         }
         norm_ = register_parameter("model.norm.weight", at::ones({hidden_}, opts));
@@ -135,8 +145,8 @@ public:
     // forward_cached is device work only (rotary from the batch's positions, the mask and
     // slots from KvCache's device cursor): its decode steps may be replayed from a CUDA graph.
     static constexpr bool graph_safe_decode = true;
-    static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
-                                                       nullptr};
+    static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                                       "MistralForCausalLM", nullptr};
     static std::string options_from_hf_config(const std::string& config_json) {
         return decoder_options_from_hf_config(config_json);
     }
@@ -144,6 +154,7 @@ public:
 private:
     struct Layer {
         at::Tensor input_norm, post_norm;
+        at::Tensor q_norm, k_norm;  // [head_dim] (qk_norm), else undefined
         fthost::LinearSite *q, *k, *v, *o, *gate, *up, *down;
     };
 
@@ -166,8 +177,11 @@ private:
         const int64_t B = x.size(0), T = x.size(1);
         const Layer& l = layers_[i];
         at::Tensor h = rms_norm(x, l.input_norm);
-        at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_}).transpose(1, 2);
-        at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+        at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_});
+        at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_});
+        if (l.q_norm.defined()) q = rms_norm(q, l.q_norm), k = rms_norm(k, l.k_norm);  // per head, before rotary
+        q = q.transpose(1, 2);
+        k = k.transpose(1, 2);
         at::Tensor v = (*l.v)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
         q = q * cos + rotate_half(q) * sin;
         k = k * cos + rotate_half(k) * sin;
@@ -252,5 +266,6 @@ private:
 
 }  // namespace
 
-FTHOST_MODEL(decoder, Decoder, "decoder", "0.1.0", "Llama-family decoder (RMSNorm, RoPE, SwiGLU, GQA)", kOptions);
+FTHOST_MODEL(decoder, Decoder, "decoder", "0.2.0", "Llama-family decoder (Llama, Mistral, Qwen2, Qwen3: RMSNorm, RoPE, SwiGLU, GQA)",
+             kOptions);
 FTHOST_PLUGINS(decoder)

@@ -24,15 +24,23 @@ std::string decoder_options_from_hf_config(const std::string& config_json) {
 
     if (const json* v = find(c, "hidden_act"); v && *v != "silu")
         unsupported("hidden_act", "'" + v->get<std::string>() + "' is not supported (the decoder's MLP is SwiGLU: silu)");
-    if (const json* v = find(c, "mlp_bias"); v && v->get<bool>()) unsupported("mlp_bias", "MLP biases are not supported");
-    // Qwen2 always has q/k/v biases (its config has no key for them); Llama says attention_bias,
-    // which also puts a bias on o_proj — not supported.
+    if (const json* v = find(c, "mlp_bias"); v && v->get<bool>()) o["mlp_bias"] = true;
+    // Qwen2 always has q/k/v biases (its config has no key for them); Llama's and Qwen3's
+    // attention_bias puts one on o_proj too.
     if (arch == "Qwen2ForCausalLM") {
         o["attention_bias"] = true;
+    } else if (const json* v = find(c, "attention_bias"); v && v->get<bool>()) {
+        o["attention_bias"] = true;
+        o["o_proj_bias"] = true;
+    }
+    if (arch == "Qwen3ForCausalLM") o["qk_norm"] = true;
+    if (arch == "Qwen2ForCausalLM" || arch == "Qwen3ForCausalLM") {
         if (const json* v = find(c, "use_sliding_window"); v && v->get<bool>())
             unsupported("use_sliding_window", "sliding-window attention is not supported");
-    } else if (const json* v = find(c, "attention_bias"); v && v->get<bool>()) {
-        unsupported("attention_bias", "biases on all four attention projections (o_proj too) are not supported");
+        if (const json* types = find(c, "layer_types"); types && types->is_array())
+            for (const auto& t : *types)
+                if (t != "full_attention")
+                    unsupported("layer_types", "'" + t.get<std::string>() + "' layers are not supported (full_attention is)");
     }
     if (arch == "MistralForCausalLM")
         if (find(c, "sliding_window")) unsupported("sliding_window", "sliding-window attention is not supported");
