@@ -86,12 +86,13 @@ static std::string model_table_problem(const ft_model_vtable* vt) {
 
 namespace {
 
-// The plugins folder next to the running executable: a build tree's (build/plugins), or an
-// install's (PREFIX/lib/fthost/plugins beside PREFIX/lib/fthost/fthost); "" when none.
+// The plugins folder next to the running fthost executable: a build tree's (build/plugins),
+// or an install's (PREFIX/lib/fthost/plugins beside PREFIX/lib/fthost/fthost); "" when
+// none, or when the process is another program (the tests: build/tests/ has plugins of its own).
 fs::path plugins_beside_executable() {
     std::error_code ec;
     const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    if (ec) return {};
+    if (ec || exe.filename() != "fthost") return {};
     const fs::path dir = exe.parent_path() / "plugins";
     return fs::is_directory(dir, ec) ? dir : fs::path();
 }

@@ -4,7 +4,8 @@
 # the build folder); `fthost --version`, `fthost plugins` and `fthost doctor` from it; a
 # short quickstart from its share/fthost; the launcher's message when LibTorch is
 # missing; examples/keyword_grader built out of tree against that install's SDK alone and
-# loaded by the installed fthost; and the Debian package, unpacked, running the same.
+# loaded by the installed fthost; and the Debian package, unpacked, listing its plugins and
+# running the quickstart.
 # Usage: install_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 BUILD="$1" SRC="$2"
@@ -80,4 +81,9 @@ done
 dpkg-deb -x "$deb" "$WORK/root"
 "$WORK/root/usr/bin/fthost" plugins 2>&1 | grep -q "$WORK/root/usr/lib/fthost/plugins/libfthost_decoder.so" ||
   fail "the unpacked package's plugins"
+(cd "$WORK/root/usr/share/fthost" && "$WORK/root/usr/bin/fthost" run configs/quickstart.toml \
+  --set "run.output_dir=\"$WORK/qs_deb\"" --set stage.pretrain.train.steps=2 --set stage.finetune.train.steps=2 \
+  --set stage.pretrain.train.eval_every=0 --set stage.finetune.train.eval_every=0 \
+  --set stage.finetune.eval.max_examples=4 >"$WORK/qs_deb.log" 2>&1) || { cat "$WORK/qs_deb.log"; fail "the quickstart from the package"; }
+grep -q '"status": "completed"' "$WORK/qs_deb/summary.json" || fail "the package's quickstart did not complete"
 echo "install: relocated prefix, --version, plugins, doctor, quickstart, missing LibTorch, SDK plugin and .deb all work"
