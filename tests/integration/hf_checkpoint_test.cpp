@@ -2,7 +2,8 @@
 // tests/fixtures/hf/ — tiny random-weight checkpoints written by transformers with their
 // fp32 logits (make_hf_fixtures.py): Llama with GQA, llama3 rope scaling and bf16
 // weights; Llama with tied embeddings in fp32 shards; Qwen2 with q/k/v biases in fp16;
-// Llama with attention and MLP biases and an explicit head_dim; Qwen3 with q/k norms in bf16.
+// Llama with attention and MLP biases and an explicit head_dim; Qwen3 with q/k norms in bf16;
+// Mistral with a sliding window; Gemma 2 (soft-capping, sandwich norms, alternating windows).
 //  * `fthost verify` agrees with transformers within 1e-4 on each;
 //  * load -> save keeps every tensor byte for byte (dtype, shape, bytes), sharded or not;
 //  * transformers 4.x's config keys (rope_theta, rope_scaling) read as 5.x's do;
@@ -22,7 +23,8 @@ using nlohmann::json;
 
 fs::path fixture(const std::string& name) { return fs::path(source_dir()) / "tests/fixtures/hf" / name; }
 
-const char* kCases[] = {"llama_gqa_llama3", "llama_gqa_tied", "qwen2_bias", "llama_bias_head_dim", "qwen3_qk_norm"};
+const char* kCases[] = {"llama_gqa_llama3", "llama_gqa_tied", "qwen2_bias", "llama_bias_head_dim", "qwen3_qk_norm",
+                         "mistral_sliding_window", "gemma2_softcap"};
 
 TEST(HfCheckpoint, LogitsEqualTransformers) {
     for (const std::string name : kCases) {
@@ -114,6 +116,10 @@ TEST(HfCheckpoint, UnsupportedSettingsAreErrorsNamingTheKey) {
         {[](json& c) { c["architectures"] = {"Qwen3ForCausalLM"}; c["layer_types"] = {"sliding_attention", "full_attention"}; },
          "layer_types: 'sliding_attention' layers are not supported"},
         {[](json& c) { c["architectures"] = {"Qwen2ForCausalLM"}; c["use_sliding_window"] = true; }, "use_sliding_window"},
+        {[](json& c) { c["architectures"] = {"Gemma2ForCausalLM"}; c["hidden_activation"] = "gelu"; c["layer_types"] = {"full_attention", "full_attention"}; },
+         "hidden_activation: 'gelu' is not supported"},
+        {[](json& c) { c["architectures"] = {"Gemma2ForCausalLM"}; c["hidden_activation"] = "gelu_pytorch_tanh"; c.erase("layer_types"); }, "layer_types: missing"},
+        {[](json& c) { c["architectures"] = {"MistralForCausalLM"}; c["sliding_window"] = 0; }, "sliding_window: must be a positive"},
         {[](json& c) { c["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "rope_parameters.rope_type: 'yarn' is not supported"},
         {[](json& c) { c["rope_parameters"] = {{"rope_type", "llama3"}, {"factor", 4.0}}; }, "rope_parameters.low_freq_factor: missing"},
         {[](json& c) { c.erase("hidden_size"); }, "hidden_size: missing"},

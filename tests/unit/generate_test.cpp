@@ -49,6 +49,46 @@ TEST(Generate, GreedyWithKvCacheEqualsRecomputingThePrefix) {
     }
 }
 
+// A sliding window: each token sees the last 4 tokens, itself included, whether its
+// prefix is recomputed (left-padded rows, a mask) or cached (the cache's mask) — on every
+// layer (Mistral) or on alternate ones with Gemma 2's soft-capped eager attention — and
+// the window is felt: without it the same weights decode otherwise.
+TEST(Generate, ASlidingWindowHoldsWithAndWithoutTheCache) {
+    const auto model_with = [](const std::string& extra) {
+        at::manual_seed(11);
+        return std::make_unique<ModelSession>(plugin(FT_KIND_MODEL, "decoder", std::string(kTinyDecoder) + extra), registry(),
+                                              at::Device(at::kCPU));
+    };
+    const std::string gemma2 =
+        "hidden_act = \"gelu_tanh\"\nnorm_plus_one = true\nembedding_scale = true\nsandwich_norms = true\n"
+        "query_pre_attn_scalar = 12.0\nattn_logit_softcapping = 5.0\nfinal_logit_softcapping = 3.0\n";
+    for (const auto& [windowed_options, plain_options] :
+         std::vector<std::pair<std::string, std::string>>{
+             {"sliding_window = 4\n", ""},
+             {gemma2 + "sliding_window = 4\nlayer_types = [\"sliding_attention\", \"full_attention\"]\n", gemma2}}) {
+        SCOPED_TRACE(windowed_options);
+        auto windowed = model_with(windowed_options), full = model_with(plain_options);
+        const auto prompts = prompts_of({"a", "query: milk\ncategory:", "xyz", "the quick brown fox jumps"});
+        SamplingOptions o;
+        o.max_new_tokens = 16;
+        o.stop_ids = std::vector<int64_t>{};
+        const TextCodec& tok = *TextCodec::bytes();
+        bool felt = false;
+        for (int64_t batch : {1, 4}) {
+            o.use_cache = true;
+            const auto cached = generate(*windowed, prompts, o, batch, tok);
+            o.use_cache = false;
+            const auto recomputed = generate(*windowed, prompts, o, batch, tok);
+            const auto unwindowed = generate(*full, prompts, o, batch, tok);
+            for (size_t i = 0; i < prompts.size(); ++i) {
+                EXPECT_EQ(cached[i].tokens, recomputed[i].tokens) << "prompt " << i << " batch " << batch;
+                felt = felt || cached[i].tokens != unwindowed[i].tokens;
+            }
+        }
+        EXPECT_TRUE(felt) << "the window changed no token: it was not applied";
+    }
+}
+
 // A GRPO group's samples share one prefill: the cache is prefilled once per distinct
 // prompt and its rows repeated, and the sampled tokens are those of prefilling every
 // sample on its own.

@@ -2,7 +2,9 @@
 // Llama 3's frequency scaling), SwiGLU MLP, grouped-query attention through
 // scaled_dot_product_attention, optional biases (q/k/v as Qwen2, o_proj too as Llama's
 // attention_bias, the MLP's as mlp_bias), optional per-head q/k RMSNorm (Qwen3), an
-// explicit head width, optional tied embeddings. Parameter names are Hugging Face's
+// explicit head width, a sliding window on every layer (Mistral) or on some (Gemma 2), and
+// Gemma 2's pieces: (1 + w) norms, scaled embeddings, GeGLU, the norms around attention
+// and MLP, query_pre_attn_scalar and soft-capped attention scores and logits. Parameter names are Hugging Face's
 // LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM names, every attention and MLP
 // projection is a linear site that param plugins can adapt, and it reads those
 // architectures' config.json (options_from_hf_config, hf_config.cpp).
@@ -36,6 +38,17 @@ const ft_option kOptions[] = {
     option("o_proj_bias", FT_OPT_BOOL, "false", "a bias on the attention output projection (Llama's attention_bias)"),
     option("mlp_bias", FT_OPT_BOOL, "false", "biases on gate_proj, up_proj and down_proj"),
     option("qk_norm", FT_OPT_BOOL, "false", "RMSNorm over each head's queries and keys before rotary (Qwen3)"),
+    option("sliding_window", FT_OPT_INT, "0", "each token attends to the last this many tokens, itself included (Mistral); 0 = all"),
+    option("layer_types", FT_OPT_STRING_LIST, "[]",
+           "per layer: sliding_attention (the window applies) or full_attention; [] = the window applies to every layer"),
+    option("hidden_act", FT_OPT_STRING, "\"silu\"", "the gated MLP's activation: silu (SwiGLU) or gelu_tanh (Gemma's GeGLU)"),
+    option("norm_plus_one", FT_OPT_BOOL, "false", "RMSNorm scales by 1 + weight, in float32 (Gemma)"),
+    option("embedding_scale", FT_OPT_BOOL, "false", "embeddings multiplied by sqrt(hidden_size) (Gemma)"),
+    option("sandwich_norms", FT_OPT_BOOL, "false",
+           "norms after attention and around the MLP: post_attention, pre_ and post_feedforward_layernorm (Gemma 2)"),
+    option("query_pre_attn_scalar", FT_OPT_FLOAT, "0.0", "attention scores scaled by its -1/2 power (0 = head_dim)"),
+    option("attn_logit_softcapping", FT_OPT_FLOAT, "0.0", "scores become c tanh(s / c) before the mask (0 = off)"),
+    option("final_logit_softcapping", FT_OPT_FLOAT, "0.0", "logits become c tanh(z / c) (0 = off)"),
     option("rope_scaling_type", FT_OPT_STRING, "\"default\"", "rotary frequency scaling: default or llama3"),
     option("rope_scaling_factor", FT_OPT_FLOAT, "8.0", "llama3: long-wavelength frequencies are divided by it"),
     option("rope_scaling_low_freq_factor", FT_OPT_FLOAT, "1.0", "llama3: low_freq_factor"),
@@ -53,35 +66,54 @@ public:
           kv_heads_(cfg.get_int("num_key_value_heads") > 0 ? cfg.get_int("num_key_value_heads") : heads_),
           theta_(cfg.get_float("rope_theta")),
           eps_(cfg.get_float("rms_norm_eps")),
-          tied_(cfg.get_bool("tie_word_embeddings")) {
+          tied_(cfg.get_bool("tie_word_embeddings")),
+          window_(cfg.get_int("sliding_window")),
+          gelu_(cfg.get_string("hidden_act") == "gelu_tanh"),
+          norm_plus_one_(cfg.get_bool("norm_plus_one")),
+          embedding_scale_(cfg.get_bool("embedding_scale")),
+          sandwich_(cfg.get_bool("sandwich_norms")),
+          attn_softcap_(cfg.get_float("attn_logit_softcapping")),
+          final_softcap_(cfg.get_float("final_logit_softcapping")) {
         validate(cfg);
         const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
         head_dim_ = cfg.get_int("head_dim") > 0 ? cfg.get_int("head_dim") : hidden_ / heads_;
+        const double scalar = cfg.get_float("query_pre_attn_scalar");
+        if (scalar > 0) scale_ = 1.0 / std::sqrt(scalar);
+        const auto types = cfg.get_string_list("layer_types");
         const bool qkv_bias = cfg.get_bool("attention_bias"), o_bias = cfg.get_bool("o_proj_bias");
         const bool mlp_bias = cfg.get_bool("mlp_bias"), qk_norm = cfg.get_bool("qk_norm");
         inv_freq_ = inv_freq_dev_ = rotary_inverse_frequencies(cfg);
         const double std = cfg.get_float("initializer_range");
         const auto opts = at::TensorOptions().dtype(at::kFloat);
         embed_ = register_parameter("model.embed_tokens.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
+        // A norm's weight as stored: 1 (w), or 0 when the norm scales by 1 + w.
+        const auto norm = [&](const std::string& name, int64_t n) {
+            return register_parameter(name, norm_plus_one_ ? at::zeros({n}, opts) : at::ones({n}, opts));
+        };
         for (int64_t i = 0; i < layers; ++i) {
             const std::string p = "model.layers." + std::to_string(i) + ".";
             Layer l;
-            l.input_norm = register_parameter(p + "input_layernorm.weight", at::ones({hidden_}, opts));
+            l.window = types.empty() || types[static_cast<size_t>(i)] == "sliding_attention" ? window_ : 0;
+            l.input_norm = norm(p + "input_layernorm.weight", hidden_);
             l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts, qkv_bias);
             l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
             l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
             l.o = &linear(p + "self_attn.o_proj", heads_ * head_dim_, hidden_, std, opts, o_bias);
             if (qk_norm) {
-                l.q_norm = register_parameter(p + "self_attn.q_norm.weight", at::ones({head_dim_}, opts));
-                l.k_norm = register_parameter(p + "self_attn.k_norm.weight", at::ones({head_dim_}, opts));
+                l.q_norm = norm(p + "self_attn.q_norm.weight", head_dim_);
+                l.k_norm = norm(p + "self_attn.k_norm.weight", head_dim_);
             }
-            l.post_norm = register_parameter(p + "post_attention_layernorm.weight", at::ones({hidden_}, opts));
+            l.post_norm = norm(p + "post_attention_layernorm.weight", hidden_);
+            if (sandwich_) {
+                l.pre_ff_norm = norm(p + "pre_feedforward_layernorm.weight", hidden_);
+                l.post_ff_norm = norm(p + "post_feedforward_layernorm.weight", hidden_);
+            }
             l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts, mlp_bias);
             l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts, mlp_bias);
             l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts, mlp_bias);
             layers_.push_back(l);
         }
-        norm_ = register_parameter("model.norm.weight", at::ones({hidden_}, opts));
+        norm_ = norm("model.norm.weight", hidden_);
         if (!tied_) lm_head_ = register_parameter("lm_head.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
     }
 
@@ -99,6 +131,17 @@ public:
         if (head_dim == 0 && (hidden / heads) % 2 != 0)
             cfg.fail("num_attention_heads", "hidden_size / num_attention_heads must be even (rotary)");
         if (cfg.get_float("rms_norm_eps") <= 0) cfg.fail("rms_norm_eps", "must be positive");
+        if (cfg.get_int("sliding_window") < 0) cfg.fail("sliding_window", "must be 0 (off) or positive");
+        const auto types = cfg.get_string_list("layer_types");
+        if (!types.empty() && static_cast<int64_t>(types.size()) != cfg.get_int("num_hidden_layers"))
+            cfg.fail("layer_types", "must name one type per layer (" + std::to_string(cfg.get_int("num_hidden_layers")) + ")");
+        for (const auto& t : types)
+            if (t != "sliding_attention" && t != "full_attention")
+                cfg.fail("layer_types", "'" + t + "' is not sliding_attention or full_attention");
+        const std::string act = cfg.get_string("hidden_act");
+        if (act != "silu" && act != "gelu_tanh") cfg.fail("hidden_act", "must be silu or gelu_tanh");
+        for (const char* k : {"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"})
+            if (cfg.get_float(k) < 0) cfg.fail(k, "must be 0 (off) or positive");
         const std::string rope = cfg.get_string("rope_scaling_type");
         if (rope != "default" && rope != "llama3") cfg.fail("rope_scaling_type", "must be default or llama3");
         if (rope == "llama3") {
@@ -113,40 +156,44 @@ public:
     at::Tensor forward(const fthost::BatchView& b) {
         const auto& ids = b.input_ids;
         const int64_t T = ids.size(1);
-        at::Tensor x = at::embedding(embed_, ids);
+        at::Tensor x = embed(ids);
         auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
-        // One document per row with no padding: plain causal attention (the flash path).
-        // Otherwise a mask keeps every token inside its own document.
-        std::optional<at::Tensor> mask;
+        // One document per row with no padding, shorter than any sliding window: plain causal
+        // attention (the flash path). Otherwise a mask keeps every token inside its own
+        // document (and its window: a document's tokens sit in consecutive slots).
         const at::Tensor& seq = b.sequence_ids;
         const bool plain = (seq.eq(seq.select(1, 0).unsqueeze(1)) & seq.ge(0)).all().item<bool>();  // one sync
-        if (!plain) {
-            at::Tensor same = seq.unsqueeze(2).eq(seq.unsqueeze(1));
-            at::Tensor causal = at::ones({T, T}, seq.options().dtype(at::kBool)).tril();
-            mask = additive_mask((same & causal).unsqueeze(1), x);
-        }
-        return layers(x, cos, sin, mask, nullptr);
+        Masks masks;
+        // Soft-capped scores are computed here, not by SDPA: they need an explicit mask.
+        if (!plain || attn_softcap_ > 0) masks.full = document_mask(seq, x, 0);
+        if (window_ > 0 && T > window_) masks.window = document_mask(seq, x, window_);
+        return layers(x, cos, sin, masks, nullptr);
     }
 
     // Incremental decoding: the new tokens attend to the cached ones of their row.
     at::Tensor forward_cached(const fthost::BatchView& b, fthost::KvCache& cache) {
-        at::Tensor x = at::embedding(embed_, b.input_ids);
+        at::Tensor x = embed(b.input_ids);
         auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
-        const at::Tensor mask = cache.extend(b.sequence_ids.ge(0));
-        return layers(x, cos, sin, mask, &cache);
+        Masks masks;
+        masks.full = cache.extend(b.sequence_ids.ge(0));
+        if (window_ > 0) masks.window = cache.sliding_window(*masks.full, window_);
+        return layers(x, cos, sin, masks, &cache);
     }
 
     // Over the vocabulary padded to a multiple of 64 (<fthost/padded_vocab.hpp>); the
     // logits, the saved weight and its gradient keep the real size.
-    at::Tensor lm_head(const at::Tensor& hidden) { return head_.logits(hidden, tied_ ? embed_ : lm_head_); }
+    at::Tensor lm_head(const at::Tensor& hidden) {
+        at::Tensor logits = head_.logits(hidden, tied_ ? embed_ : lm_head_);
+        return final_softcap_ > 0 ? at::tanh(logits / final_softcap_) * final_softcap_ : logits;
+    }
     int64_t vocab_size() const { return vocab_; }
 
     static constexpr bool supports_activation_checkpointing = true;
     // forward_cached is device work only (rotary from the batch's positions, the mask and
     // slots from KvCache's device cursor): its decode steps may be replayed from a CUDA graph.
     static constexpr bool graph_safe_decode = true;
-    static constexpr const char* hf_architectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                                       "MistralForCausalLM", nullptr};
+    static constexpr const char* hf_architectures[] = {"LlamaForCausalLM",   "Qwen2ForCausalLM",  "Qwen3ForCausalLM",
+                                                       "MistralForCausalLM", "Gemma2ForCausalLM", nullptr};
     static std::string options_from_hf_config(const std::string& config_json) {
         return decoder_options_from_hf_config(config_json);
     }
@@ -154,15 +201,24 @@ public:
 private:
     struct Layer {
         at::Tensor input_norm, post_norm;
-        at::Tensor q_norm, k_norm;  // [head_dim] (qk_norm), else undefined
+        at::Tensor q_norm, k_norm;         // [head_dim] (qk_norm), else undefined
+        at::Tensor pre_ff_norm, post_ff_norm;  // sandwich_norms, else undefined
+        int64_t window = 0;                // this layer's sliding window (0: full attention)
         fthost::LinearSite *q, *k, *v, *o, *gate, *up, *down;
     };
 
     // The decoder layers and the final norm. No mask = plain causal attention; with a
     // cache, each layer's keys and values are appended to it and attention spans them.
-    at::Tensor layers(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const std::optional<at::Tensor>& mask,
+    // The attention masks of a forward: for full-attention layers and for sliding ones.
+    // Unset: plain causal attention (SDPA's is_causal).
+    struct Masks {
+        std::optional<at::Tensor> full, window;
+    };
+
+    at::Tensor layers(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const Masks& masks,
                       fthost::KvCache* cache) {
         for (size_t i = 0; i < layers_.size(); ++i) {
+            const std::optional<at::Tensor>& mask = layers_[i].window > 0 && masks.window ? masks.window : masks.full;
             if (activation_checkpointing() && !cache)
                 x = fthost::checkpointed(&checkpointed_layer, this, static_cast<int64_t>(i), x, cos, sin,
                                          mask ? *mask : at::Tensor());
@@ -170,6 +226,22 @@ private:
                 x = layer(i, x, cos, sin, mask, cache);
         }
         return rms_norm(x, norm_);
+    }
+
+    at::Tensor embed(const at::Tensor& ids) const {
+        at::Tensor x = at::embedding(embed_, ids);
+        // As Gemma: the scale in the embedding's dtype.
+        return embedding_scale_ ? x * at::scalar_tensor(std::sqrt(static_cast<double>(hidden_)), x.options()) : x;
+    }
+
+    // Additive [B, 1, T, T]: each token sees its own document's earlier tokens (and only
+    // the last `window` of them when window > 0: i - j < window).
+    static at::Tensor document_mask(const at::Tensor& seq, const at::Tensor& x, int64_t window) {
+        const int64_t T = seq.size(1);
+        at::Tensor same = seq.unsqueeze(2).eq(seq.unsqueeze(1));
+        at::Tensor causal = at::ones({T, T}, seq.options().dtype(at::kBool)).tril();
+        if (window > 0) causal = causal.triu(-(window - 1));
+        return additive_mask((same & causal).unsqueeze(1), x);
     }
 
     at::Tensor layer(size_t i, at::Tensor x, const at::Tensor& cos, const at::Tensor& sin,
@@ -186,11 +258,36 @@ private:
         q = q * cos + rotate_half(q) * sin;
         k = k * cos + rotate_half(k) * sin;
         if (cache) std::tie(k, v) = cache->append(i, k, v);
-        at::Tensor a = at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/!mask.has_value(),
-                                                        std::nullopt, /*enable_gqa=*/kv_heads_ != heads_);
-        x = x + (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
-        h = rms_norm(x, l.post_norm);
-        return x + (*l.down)(at::silu((*l.gate)(h)) * (*l.up)(h));
+        const at::Tensor a = attention(q, k, v, mask);
+        const at::Tensor attn = (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
+        if (!sandwich_) {
+            x = x + attn;
+            return x + mlp(l, rms_norm(x, l.post_norm));
+        }
+        x = x + rms_norm(attn, l.post_norm);
+        return x + rms_norm(mlp(l, rms_norm(x, l.pre_ff_norm)), l.post_ff_norm);
+    }
+
+    at::Tensor mlp(const Layer& l, const at::Tensor& h) const {
+        const at::Tensor g = (*l.gate)(h);
+        return (*l.down)((gelu_ ? at::gelu(g, "tanh") : at::silu(g)) * (*l.up)(h));
+    }
+
+    // q [B, H, T, D], k and v [B, KV, S, D]; mask additive or boolean [B, 1, T, S], or
+    // unset for plain causal attention. Soft-capped scores (Gemma 2) are computed here as
+    // transformers' eager attention does; otherwise SDPA.
+    at::Tensor attention(const at::Tensor& q, at::Tensor k, at::Tensor v, const std::optional<at::Tensor>& mask) const {
+        if (attn_softcap_ <= 0)
+            return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/!mask.has_value(), scale_,
+                                                    /*enable_gqa=*/kv_heads_ != heads_);
+        const double scale = scale_ ? *scale_ : 1.0 / std::sqrt(static_cast<double>(head_dim_));
+        if (kv_heads_ != heads_) k = k.repeat_interleave(heads_ / kv_heads_, 1), v = v.repeat_interleave(heads_ / kv_heads_, 1);
+        at::Tensor s = at::matmul(q, k.transpose(2, 3)) * scale;
+        s = at::tanh(s / attn_softcap_) * attn_softcap_;
+        const at::Tensor& m = *mask;  // set whenever scores are soft-capped
+        s = m.scalar_type() == at::kBool ? s.masked_fill(m.logical_not(), -std::numeric_limits<double>::infinity())
+                                         : s + m;
+        return at::matmul(at::softmax(s, -1, at::kFloat).to(q.scalar_type()), v);
     }
 
     // One layer as activation checkpointing calls it: {x, cos, sin, mask or undefined}.
@@ -226,7 +323,11 @@ private:
         return at::where(medium, smoothed, scaled);
     }
 
-    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const { return fthost::ops::rms_norm(x, w, eps_); }
+    // Gemma's norm scales by 1 + w in float32, then returns to x's dtype.
+    at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+        if (!norm_plus_one_) return fthost::ops::rms_norm(x, w, eps_);
+        return fthost::ops::rms_norm(x.to(at::kFloat), 1.0 + w.to(at::kFloat), eps_).to(x.scalar_type());
+    }
 
     // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
     std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {
@@ -257,6 +358,10 @@ private:
     int64_t vocab_, hidden_, heads_, kv_heads_, head_dim_ = 0;
     double theta_, eps_;
     bool tied_;
+    int64_t window_;  // sliding window (0: off)
+    bool gelu_, norm_plus_one_, embedding_scale_, sandwich_;
+    double attn_softcap_, final_softcap_;
+    std::optional<double> scale_;  // query_pre_attn_scalar^-1/2; unset: head_dim^-1/2 (SDPA's own)
     at::Tensor embed_, norm_, lm_head_;
     fthost::PaddedVocabHead head_;
     at::Tensor inv_freq_;                // [head_dim / 2] float32, on the CPU
@@ -266,6 +371,7 @@ private:
 
 }  // namespace
 
-FTHOST_MODEL(decoder, Decoder, "decoder", "0.2.0", "Llama-family decoder (Llama, Mistral, Qwen2, Qwen3: RMSNorm, RoPE, SwiGLU, GQA)",
+FTHOST_MODEL(decoder, Decoder, "decoder", "0.2.0",
+             "Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2: RMSNorm, RoPE, gated MLP, GQA)",
              kOptions);
 FTHOST_PLUGINS(decoder)

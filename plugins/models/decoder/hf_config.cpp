@@ -22,8 +22,22 @@ std::string decoder_options_from_hf_config(const std::string& config_json) {
     if (const json* v = find(c, "initializer_range")) o["initializer_range"] = v->get<double>();
     o["tie_word_embeddings"] = find(c, "tie_word_embeddings") ? c["tie_word_embeddings"].get<bool>() : false;
 
-    if (const json* v = find(c, "hidden_act"); v && *v != "silu")
+    const bool gemma2 = arch == "Gemma2ForCausalLM";
+    if (gemma2) {
+        // Gemma 2: (1 + w) norms, sqrt(hidden)-scaled embeddings, GeGLU, norms around
+        // attention and MLP, soft-capped attention scores and logits.
+        const json* act = find(c, "hidden_activation");
+        if (!act) act = find(c, "hidden_act");
+        if (act && *act != "gelu_pytorch_tanh")
+            unsupported("hidden_activation", "'" + act->get<std::string>() + "' is not supported (Gemma 2's is gelu_pytorch_tanh)");
+        o["hidden_act"] = "gelu_tanh";
+        o["norm_plus_one"] = o["embedding_scale"] = o["sandwich_norms"] = true;
+        o["tie_word_embeddings"] = find(c, "tie_word_embeddings") ? c["tie_word_embeddings"].get<bool>() : true;
+        for (const char* k : {"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"})
+            if (const json* v = find(c, k)) o[k] = v->get<double>();
+    } else if (const json* v = find(c, "hidden_act"); v && *v != "silu") {
         unsupported("hidden_act", "'" + v->get<std::string>() + "' is not supported (the decoder's MLP is SwiGLU: silu)");
+    }
     if (const json* v = find(c, "mlp_bias"); v && v->get<bool>()) o["mlp_bias"] = true;
     // Qwen2 always has q/k/v biases (its config has no key for them); Llama's and Qwen3's
     // attention_bias puts one on o_proj too.
@@ -42,8 +56,17 @@ std::string decoder_options_from_hf_config(const std::string& config_json) {
                 if (t != "full_attention")
                     unsupported("layer_types", "'" + t.get<std::string>() + "' layers are not supported (full_attention is)");
     }
-    if (arch == "MistralForCausalLM")
-        if (find(c, "sliding_window")) unsupported("sliding_window", "sliding-window attention is not supported");
+    // Mistral's window covers every layer; Gemma 2's the layers layer_types names sliding.
+    if (arch == "MistralForCausalLM" || gemma2)
+        if (const json* v = find(c, "sliding_window")) {
+            if (!v->is_number_integer() || v->get<int64_t>() < 1) unsupported("sliding_window", "must be a positive integer or null");
+            o["sliding_window"] = *v;
+        }
+    if (gemma2) {
+        const json* types = find(c, "layer_types");
+        if (!types || !types->is_array()) unsupported("layer_types", "missing (Gemma 2 names each layer's attention)");
+        o["layer_types"] = *types;
+    }
 
     // Rotary embeddings: transformers 5 writes rope_parameters {rope_type, rope_theta, ...};
     // 4.x wrote rope_theta and rope_scaling {rope_type or type, ...}.

@@ -174,6 +174,13 @@ public:
         at::Tensor allowed = (valid.unsqueeze(1) & k.le(q).unsqueeze(0)) | k.eq(q).unsqueeze(0);
         return allowed.unsqueeze(1);
     }
+    // The mask extend() returned, for a layer with a sliding window of w keys: query i
+    // sees key j only when i - j < w (transformers' sliding-window mask). A row's real
+    // tokens sit in consecutive slots after its left padding, so slots count positions.
+    at::Tensor sliding_window(const at::Tensor& allowed, int64_t w) const {
+        const at::Tensor k = at::arange(span(), slots_.options()).unsqueeze(0), q = slots_.unsqueeze(1);
+        return allowed & (q - k).lt(w).unsqueeze(0).unsqueeze(0);
+    }
     // Writes a layer's new keys and values [B, kv_heads, t, head_dim] into this forward's
     // slots; returns that layer's over the span (see extend).
     std::pair<at::Tensor, at::Tensor> append(size_t layer, const at::Tensor& k, const at::Tensor& v) {
