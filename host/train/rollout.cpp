@@ -187,9 +187,9 @@ Rollout make_rollout(ModelSession& model, const std::vector<const Example*>& pro
     const int64_t rows_per_micro = sc.train.batch_size;
     std::vector<int64_t> row_index;
     std::vector<int64_t> kept_by_rank(static_cast<size_t>(comm.size()), 0);
+    int rank = 0;  // whose completion kept[q] is: kept is in the global order, so it only grows
     for (size_t q = 0; q < K; ++q) {
         const size_t i = kept[q];
-        int rank = 0;
         while (static_cast<size_t>(offsets[static_cast<size_t>(rank) + 1]) * G <= i) ++rank;
         ++kept_by_rank[static_cast<size_t>(rank)];
         if (i < first || i >= first + gens.size()) continue;

@@ -39,13 +39,6 @@ std::string rl_stage(const std::string& name, const std::string& objective, cons
            "[[stage.grader]]\nplugin = \"string_check\"\noperation = \"regex\"\npattern = \"e\"\n";
 }
 
-nlohmann::json stage_summary(const fs::path& run, const std::string& name) {
-    const auto summary = nlohmann::json::parse(read_text(run / "summary.json"));
-    for (const auto& s : summary["stages"])
-        if (s["name"] == name) return s;
-    return {};
-}
-
 TEST(GrpoTraining, SamplesGradesAndTrains) {
     at::set_num_threads(2);
     auto dir = temp_dir("grpo");
@@ -77,7 +70,7 @@ TEST(GrpoTraining, SamplesGradesAndTrains) {
         EXPECT_TRUE(varied) << "every step's rewards were equal: the policy gradient never had a signal";
         // A fresh generation batch is on-policy: the ratio is 1 and nothing is clipped.
         EXPECT_DOUBLE_EQ(lines[0]["clip_ratio/region_mean"].get<double>(), 0.0);
-        const auto summary = stage_summary(dir / "run", name);
+        const auto summary = summary_of(dir / "run", name);
         EXPECT_TRUE(summary["eval"].contains("exact_match"));
         EXPECT_TRUE(summary["eval"].contains("sampled/exact_match"));
         EXPECT_TRUE(summary["base_eval"].contains("sampled/exact_match"));
@@ -87,7 +80,7 @@ TEST(GrpoTraining, SamplesGradesAndTrains) {
     // 20 steps move the policy toward the reward it is given: the held-out "e" check,
     // greedy and sampled from the eval's fixed seed, rises (seeds 1-6 and 9: sampled
     // +0.03 to +0.25, greedy to 1.0 from 0.125-0.875).
-    const auto grpo = stage_summary(dir / "run", "grpo");
+    const auto grpo = summary_of(dir / "run", "grpo");
     std::cout << "grpo: held-out 'e' check greedy " << grpo["base_eval"]["string_check"] << " -> " << grpo["eval"]["string_check"]
               << ", sampled " << grpo["base_eval"]["sampled/string_check"] << " -> " << grpo["eval"]["sampled/string_check"] << "\n";
     EXPECT_GT(grpo["eval"]["string_check"].get<double>(), grpo["base_eval"]["string_check"].get<double>());
