@@ -10,6 +10,7 @@ namespace fthost::host {
 namespace {
 
 uint64_t g_seed = 42;
+thread_local bool t_loading_weights = false;
 
 void log(ft_log_level level, const char* plugin, const char* message) {
     static const char* names[] = {"debug", "info", "warning", "error"};
@@ -87,11 +88,15 @@ const ft_host_api kApi = {
             for (auto& [name, t] : run->model_outputs(*batch, model)) visit(user, name.c_str(), reinterpret_cast<ft_tensor>(&t));
         });
     },
+    []() -> int32_t { return t_loading_weights ? 1 : 0; },
 };
 
 }  // namespace
 
 const ft_host_api* host_api() { return &kApi; }
 void set_host_seed(uint64_t seed) { g_seed = seed; }
+
+LoadingWeightsScope::LoadingWeightsScope() : outer_(t_loading_weights) { t_loading_weights = true; }
+LoadingWeightsScope::~LoadingWeightsScope() { t_loading_weights = outer_; }
 
 }  // namespace fthost::host

@@ -24,4 +24,17 @@ namespace fthost::host {
 const ft_host_api* host_api();
 void set_host_seed(uint64_t seed);
 
+// While one lives (on this thread), ft_host_api.loading_weights answers 1: the model the
+// host creates meanwhile has every parameter replaced from a checkpoint next.
+class LoadingWeightsScope {
+public:
+    LoadingWeightsScope();
+    ~LoadingWeightsScope();
+    LoadingWeightsScope(const LoadingWeightsScope&) = delete;
+    LoadingWeightsScope& operator=(const LoadingWeightsScope&) = delete;
+
+private:
+    bool outer_;
+};
+
 }  // namespace fthost::host

@@ -67,34 +67,57 @@ void save_safetensors(const std::string& path, const TensorList& tensors, const 
 
 namespace {
 
-// A read-only file mapped copy-on-write: tensors point into it (writes to them go to
-// private pages, never to the file) and keep it mapped while any of them lives.
-class Mapping {
+// A read-only file, open for as long as its tensors are being mapped.
+class File {
 public:
-    explicit Mapping(const std::string& path) {
+    explicit File(const std::string& path) : path_(path) {
         fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd_ < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
         struct stat st {};
-        if (::fstat(fd_, &st) != 0) throw Error(path + ": cannot stat (" + std::strerror(errno) + ")");
-        size_ = static_cast<uint64_t>(st.st_size);
-        if (size_ > 0) {
-            void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, 0);
-            if (p == MAP_FAILED) throw Error(path + ": cannot map (" + std::strerror(errno) + ")");
-            data_ = static_cast<char*>(p);
+        if (::fstat(fd_, &st) != 0) {
+            ::close(fd_);
+            throw Error(path + ": cannot stat (" + std::strerror(errno) + ")");
         }
+        size_ = static_cast<uint64_t>(st.st_size);
     }
-    ~Mapping() {
-        if (data_) ::munmap(data_, size_);
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    char* data() const { return data_; }
+    ~File() { ::close(fd_); }
+    File(const File&) = delete;
+    File& operator=(const File&) = delete;
     uint64_t size() const { return size_; }
 
+    // `n` bytes from `offset` into `out`.
+    void read(uint64_t offset, uint64_t n, char* out) const {
+        while (n > 0) {
+            const ssize_t got = ::pread(fd_, out, n, static_cast<off_t>(offset));
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) throw Error(path_ + ": cannot read (" + (got < 0 ? std::strerror(errno) : "end of file") + ")");
+            out += got, offset += static_cast<uint64_t>(got), n -= static_cast<uint64_t>(got);
+        }
+    }
+
+    // The bytes [offset, offset + n) as a tensor. Each tensor gets its own copy-on-write
+    // mapping of the pages it spans (writes go to private pages, never to the file), and
+    // the mapping goes with the last reference to the tensor: a loader that replaces a
+    // weight by another form (qlora's NF4) gives its pages back one tensor at a time.
+    at::Tensor tensor(uint64_t offset, uint64_t n, at::IntArrayRef shape, at::ScalarType dtype) const {
+        const auto opts = at::TensorOptions().dtype(dtype);
+        if (n == 0 || offset % c10::elementSize(dtype) != 0) {  // nothing to map, or misaligned for its dtype: copy
+            at::Tensor x = at::empty(shape, opts);
+            // An empty tensor has no storage (a null data pointer, which read must not get).
+            if (n > 0) read(offset, n, static_cast<char*>(x.data_ptr()));
+            return x;
+        }
+        static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+        const uint64_t start = offset - offset % page, length = offset + n - start;
+        void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, static_cast<off_t>(start));
+        if (base == MAP_FAILED) throw Error(path_ + ": cannot map (" + std::strerror(errno) + ")");
+        return at::from_blob(static_cast<char*>(base) + (offset - start), shape,
+                             [base, length](void*) { ::munmap(base, length); }, opts);
+    }
+
 private:
+    std::string path_;
     int fd_ = -1;
-    char* data_ = nullptr;
     uint64_t size_ = 0;
 };
 
@@ -181,26 +204,16 @@ uint64_t header_length(const std::string& path, const unsigned char* first8, uin
 }  // namespace
 
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-    auto file = std::make_shared<Mapping>(path);
-    const uint64_t file_size = file->size();
-    const uint64_t n = header_length(path, reinterpret_cast<const unsigned char*>(file->data()), file_size);
-    const uint64_t data_size = file_size - 8 - n;
-    char* data = file->data() + 8 + n;
+    const File file(path);
+    const uint64_t file_size = file.size();
+    unsigned char first8[8] = {};
+    file.read(0, std::min<uint64_t>(file_size, 8), reinterpret_cast<char*>(first8));
+    const uint64_t n = header_length(path, first8, file_size);
+    std::string header(n, '\0');
+    file.read(8, n, header.data());
     std::map<std::string, at::Tensor> out;
-    for (const Entry& t : parse_header(path, file->data() + 8, n, data_size, metadata)) {
-        const auto opts = at::TensorOptions().dtype(t.dtype->type);
-        const uint64_t elem = c10::elementSize(t.dtype->type);
-        char* p = data + t.begin;
-        if (reinterpret_cast<uintptr_t>(p) % elem == 0) {
-            // Zero-copy: the tensor is the mapped bytes, and holds the mapping alive.
-            out.emplace(t.name, at::from_blob(p, t.shape, [file](void*) {}, opts));
-        } else {  // misaligned for its dtype: copy out
-            at::Tensor x = at::empty(t.shape, opts);
-            // An empty tensor has no storage (a null data pointer, which memcpy must not get).
-            if (t.end > t.begin) std::memcpy(x.data_ptr(), p, t.end - t.begin);
-            out.emplace(t.name, x);
-        }
-    }
+    for (const Entry& t : parse_header(path, header.data(), n, file_size - 8 - n, metadata))
+        out.emplace(t.name, file.tensor(8 + n + t.begin, t.end - t.begin, t.shape, t.dtype->type));
     return out;
 }
 

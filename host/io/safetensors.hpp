@@ -21,9 +21,10 @@ void save_safetensors(const std::string& path, const TensorList& tensors,
 
 // Reads every tensor. Rejects a malformed header, unknown dtypes, shapes that do not
 // match their byte ranges (or overflow), and ranges outside the file or overlapping each
-// other; nothing is read before its range is checked. The file is memory-mapped
-// (copy-on-write): the tensors share its pages instead of holding a second copy, and keep
-// the mapping alive as long as one of them does.
+// other; nothing is read before its range is checked. Each tensor is its own
+// copy-on-write mapping of the file's pages (none is copied; one misaligned for its dtype
+// is read instead), unmapped with the tensor's last reference: a loader that keeps only
+// another form of a weight (NF4) holds the file's pages one tensor at a time.
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path,
                                                    std::map<std::string, std::string>* metadata = nullptr);
 

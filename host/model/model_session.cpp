@@ -8,6 +8,7 @@
 #include <fthost/torch.hpp>
 
 #include <cstddef>
+#include <optional>
 
 namespace fthost::host {
 
@@ -20,14 +21,19 @@ static TensorList collect(const std::function<ft_status(ft_tensor_visitor, void*
     return out;
 }
 
-ModelSession::ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device)
+ModelSession::ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device,
+                           bool loading_weights)
     : model_(model), device_(device), registry_(&registry) {
     if (!model_.loaded) model_.loaded = &registry.require(FT_KIND_MODEL, model_.plugin);
     mvt_ = static_cast<const ft_model_vtable*>(model_.loaded->desc->vtable);
     traits_ = model_traits(mvt_);
     ft_error err{};
-    check(mvt_->create(host_api(), &model_.config, &model_handle_, &err), err);
-    if (device_ != at::kCPU) {
+    {
+        std::optional<LoadingWeightsScope> loading;
+        if (loading_weights) loading.emplace();
+        check(mvt_->create(host_api(), &model_.config, &model_handle_, &err), err);
+    }
+    if (!loading_weights && device_ != at::kCPU) {
         at::NoGradGuard ng;
         for (auto& [_, p] : model_parameters()) p.set_data(p.to(device_));
     }
@@ -190,10 +196,10 @@ at::Tensor ModelSession::forward_checked(const ft_batch& batch, bool adapters_of
 
 std::unique_ptr<ModelSession> ModelSession::frozen_copy() const {
     if (!registry_) throw Error("frozen_copy: this model was not made from a plugin registry");
-    auto copy = std::make_unique<ModelSession>(model_, *registry_, device_);
+    auto copy = std::make_unique<ModelSession>(model_, *registry_, device_, /*loading_weights=*/true);
     at::NoGradGuard ng;
-    const TensorList src = model_parameters(), dst = copy->model_parameters();
-    for (size_t i = 0; i < src.size(); ++i) dst[i].second.copy_(src[i].second);
+    TensorList src = model_parameters(), dst = copy->model_parameters();
+    for (size_t i = 0; i < src.size(); ++i) adopt_parameter(dst[i].second, src[i].second.detach().clone());
     copy->freeze();
     return copy;
 }
@@ -240,6 +246,17 @@ void ModelSession::load_parameters(const std::map<std::string, at::Tensor>& tens
     }
     for (const auto& [name, _] : tensors)
         if (!used.count(name)) throw Error(from + ": unexpected tensor '" + name + "'");
+}
+
+bool ModelSession::keeps_stored_dtypes() const {
+    return FT_HAS_FIELD(mvt_, ft_model_vtable, keeps_stored_dtypes) && mvt_->keeps_stored_dtypes != 0;
+}
+
+void adopt_parameter(at::Tensor& p, const at::Tensor& value) {
+    // set_data refuses a meta tensor (its dispatch keys are not a dense backend's); the
+    // metadata copy below is what set_data does once its check passes.
+    if (p.is_meta()) p.unsafeGetTensorImpl()->shallow_copy_from(value.getIntrusivePtr());
+    else p.set_data(value);
 }
 
 int64_t ModelSession::vocab_size() const { return mvt_->vocab_size ? mvt_->vocab_size(model_handle_) : 0; }

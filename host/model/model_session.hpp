@@ -27,16 +27,31 @@ nlohmann::json section_to_json(const Section& s);
 // directory written before the plugin gained an option still loads).
 Section section_from_json(const nlohmann::json& j, const std::string& path, const LoadedPlugin* plugin = nullptr);
 
+// The dtype of the weights a model is loaded with: the one its plugin created each
+// parameter in (float32: what numerical checks and exports compare), or the one the
+// checkpoint stores (a bf16 base stays bf16 where the model keeps stored dtypes, ABI 1.8):
+// what a training stage's starting model and a teacher use.
+enum class WeightDtypes { as_created, as_stored };
+
+// Puts `value` in the place of parameter `p` — its storage, device and dtype — keeping p's
+// identity (every handle the plugin holds, requires_grad). p may be on the meta device.
+void adopt_parameter(at::Tensor& p, const at::Tensor& value);
+
 class ModelSession {
 public:
-    // A fresh model from its plugin (random init from the current seed).
-    ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device);
+    // A fresh model from its plugin (random init from the current seed). With
+    // loading_weights the plugin is told that every parameter is replaced next
+    // (ft_host_api.loading_weights): it may make them on the meta device, and they stay
+    // off the run's device until loaded.
+    ModelSession(const PluginSection& model, const PluginRegistry& registry, at::Device device,
+                 bool loading_weights = false);
     // The model saved in a stage's final/ directory — or a Hugging Face checkpoint
     // directory (config.json + safetensors) — with any adapter merged in (or, with
     // merge_adapter = false, installed on top as it was trained).
     static std::unique_ptr<ModelSession> from_stage_dir(const std::filesystem::path& final_dir,
                                                         const PluginRegistry& registry, at::Device device,
-                                                        bool merge_adapter = true);
+                                                        bool merge_adapter = true,
+                                                        WeightDtypes dtypes = WeightDtypes::as_created);
     ~ModelSession();
     ModelSession(const ModelSession&) = delete;
     ModelSession& operator=(const ModelSession&) = delete;
@@ -141,9 +156,12 @@ private:
     // The hidden states that predict each label, row-major over labels != -100 ([N, H]),
     // and those labels ([N]), as the model's label alignment says.
     std::pair<at::Tensor, at::Tensor> labelled_states(const at::Tensor& hidden, const at::Tensor& labels) const;
-    // Loads the checkpoint's tensors into the model, remembering the dtype each was read in.
-    void load_weights(const std::filesystem::path& dir);
-    void load_weights(const std::filesystem::path& dir, std::map<std::string, at::Tensor> tensors);
+    // Puts the checkpoint's tensors in the model's parameters, on the model's device, in
+    // the dtype `dtypes` says, remembering the dtype each was read in. A tensor already
+    // on the device in that dtype is taken as it is: a memory-mapped file's pages.
+    void load_weights(const std::filesystem::path& dir, WeightDtypes dtypes);
+    void load_weights(const std::filesystem::path& dir, std::map<std::string, at::Tensor> tensors, WeightDtypes dtypes);
+    bool keeps_stored_dtypes() const;
     // Takes the tensors the model's hf_extra_tensors names out of `tensors`: kept to be
     // written back (carried_) or remembered as another name of a parameter (aliases_).
     void set_aside_extra_tensors(std::map<std::string, at::Tensor>& tensors, const std::string& from);

@@ -135,14 +135,31 @@ void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes,
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
 
-void ModelSession::load_weights(const fs::path& dir) {
-    load_weights(dir, load_hf_tensors(dir));  // model.safetensors, or the shards of its index
+void ModelSession::load_weights(const fs::path& dir, WeightDtypes dtypes) {
+    load_weights(dir, load_hf_tensors(dir), dtypes);  // model.safetensors, or the shards of its index
 }
 
-void ModelSession::load_weights(const fs::path& dir, std::map<std::string, at::Tensor> tensors) {
+void ModelSession::load_weights(const fs::path& dir, std::map<std::string, at::Tensor> tensors, WeightDtypes dtypes) {
     for (const auto& [name, t] : tensors) stored_dtypes_[name] = t.scalar_type();
     set_aside_extra_tensors(tensors, dir.string());
-    load_parameters(tensors, model_parameters(), dir.string());
+    const bool as_stored = dtypes == WeightDtypes::as_stored && keeps_stored_dtypes();
+    at::NoGradGuard ng;
+    std::set<std::string> used;
+    for (auto& [name, p] : model_parameters()) {
+        auto it = tensors.find(name);
+        if (it == tensors.end()) throw Error(dir.string() + ": missing tensor '" + name + "'");
+        if (it->second.sizes() != p.sizes())
+            throw Error(dir.string() + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
+                        ", the model expects " + c10::str(p.sizes()));
+        const at::ScalarType dtype = as_stored && it->second.is_floating_point() ? it->second.scalar_type() : p.scalar_type();
+        // One tensor at a time onto the device; the map's entry is dropped once moved, so
+        // that a tensor's file pages are released as soon as nothing else holds them.
+        adopt_parameter(p, it->second.to(device_, dtype));
+        it->second = at::Tensor();
+        used.insert(name);
+    }
+    for (const auto& [name, _] : tensors)
+        if (!used.count(name)) throw Error(dir.string() + ": unexpected tensor '" + name + "'");
     if (fs::exists(dir / "config.json")) hf_config_ = read_text(dir / "config.json");
 }
 
@@ -180,14 +197,15 @@ TensorList ModelSession::with_extra_tensors(TensorList params) const {
 }
 
 std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
-                                                           at::Device device, bool merge_adapter) {
+                                                           at::Device device, bool merge_adapter, WeightDtypes dtypes) {
     const fs::path sj = final_dir / "stage.json";
     if (!fs::exists(sj) && is_hf_checkpoint(final_dir)) {
         auto tensors = load_hf_tensors(final_dir);
         std::vector<std::string> names;
         for (const auto& [name, _] : tensors) names.push_back(name);
-        auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, names, registry), registry, device);
-        s->load_weights(final_dir, std::move(tensors));
+        auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, names, registry), registry, device,
+                                                /*loading_weights=*/true);
+        s->load_weights(final_dir, std::move(tensors), dtypes);
         return s;
     }
     if (!fs::exists(sj))
@@ -202,14 +220,15 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
     if (stage.value("format", "") != "fthost-stage-1") throw Error(sj.string() + ": not an fthost stage directory");
     std::unique_ptr<ModelSession> s;
     if (stage.contains("base")) {
-        s = from_stage_dir(fs::weakly_canonical(final_dir / stage["base"].get<std::string>()), registry, device);
+        s = from_stage_dir(fs::weakly_canonical(final_dir / stage["base"].get<std::string>()), registry, device, true,
+                           dtypes);
     } else {
         PluginSection m;
         m.plugin = stage["model_plugin"].get<std::string>();
         m.loaded = &registry.require(FT_KIND_MODEL, m.plugin);
         m.config = section_from_json(stage["model_config"], sj.string() + " model_config", m.loaded);
-        s = std::make_unique<ModelSession>(m, registry, device);
-        s->load_weights(final_dir);
+        s = std::make_unique<ModelSession>(m, registry, device, /*loading_weights=*/true);
+        s->load_weights(final_dir, dtypes);
     }
     if (stage.contains("param_plugin")) {
         PluginSection p;

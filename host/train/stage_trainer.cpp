@@ -78,7 +78,9 @@ std::unique_ptr<ModelSession> starting_model(Stage& s, const PluginRegistry& reg
     const StageConfig& sc = s.sc;
     if (!sc.init_from.empty()) {
         s.base_dir = is_stage_path(sc.init_from) ? fs::path(sc.init_from) : s.dir.final_dir(sc.init_from);
-        return ModelSession::from_stage_dir(s.base_dir, registry, s.device);
+        // Stored dtypes: a frozen bf16 base stays bf16; what trains gets its precision
+        // from the parameterisation (full: float32 masters).
+        return ModelSession::from_stage_dir(s.base_dir, registry, s.device, true, WeightDtypes::as_stored);
     }
     PluginSection m = sc.model;
     // A text model's vocabulary is its tokenizer's unless the config sets it.
@@ -93,7 +95,7 @@ std::unique_ptr<ModelSession> starting_model(Stage& s, const PluginRegistry& reg
 // The teacher of a distillation stage: frozen, in this process, with the student's vocabulary.
 std::unique_ptr<ModelSession> load_teacher(const Stage& s, const PluginRegistry& registry) {
     const fs::path tdir = is_stage_path(s.sc.teacher) ? fs::path(s.sc.teacher) : s.dir.final_dir(s.sc.teacher);
-    auto teacher = ModelSession::from_stage_dir(tdir, registry, s.device);
+    auto teacher = ModelSession::from_stage_dir(tdir, registry, s.device, true, WeightDtypes::as_stored);
     teacher->freeze();
     if (teacher->vocab_size() != s.model->vocab_size())
         throw Error("stage '" + s.sc.name + "': the teacher (" + tdir.string() + ") has vocab_size " +
@@ -532,10 +534,12 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
     return status;
 }
 
-// Memory high-water marks of a stage: loading (and quantising), then the loop's own.
+// Memory high-water marks of a stage: loading (and quantising), then the loop's own; and
+// how long the loading took.
 struct Peaks {
     int64_t load_rss = 0, train_rss = 0, train_cuda = 0;
     int cuda_index = -1;
+    double load_seconds = 0;
 };
 
 // Final evaluation (the objective's loss and the graders, the teacher's beside a
@@ -568,6 +572,7 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
             {"train_examples", s.data.train.size()},
             {"eval_examples", s.data.eval.size()},
             {"skipped_malformed", s.data.train_stats.skipped + s.data.eval_stats.skipped},
+            {"load_seconds", peaks.load_seconds},
             {"load_peak_rss_mb", static_cast<double>(peaks.load_rss) / (1 << 20)},
             {"train_peak_rss_mb", static_cast<double>(peaks.train_rss) / (1 << 20)},
             {"base_eval", s.state.base_eval.is_null() ? nlohmann::json::object() : s.state.base_eval},
@@ -585,7 +590,8 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
 
 nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegistry& registry, RunDir& dir,
                            at::Device device, const StageOptions& opts) {
-    reset_peak_rss();  // this stage's peaks only, not an earlier stage's
+    release_free_memory();  // what an earlier stage freed
+    reset_peak_rss();       // this stage's peaks only, not an earlier stage's
     std::unique_ptr<Communicator> alone;
     Communicator* comm = opts.comm;
     if (!comm) {
@@ -593,10 +599,14 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
         comm = alone.get();
     }
     Stage s{rc, rc.stages.at(index), index, dir, device, *comm};
+    const auto setup_start = Clock::now();
+    map_large_blocks_on_their_own();  // loading: weight-sized blocks go back to the system when freed
     setup_stage(s, registry);
     start_or_resume(s, opts);
+    reuse_large_blocks();  // the loop: blocks freed and allocated again each step
 
     Peaks peaks;
+    peaks.load_seconds = std::chrono::duration<double>(Clock::now() - setup_start).count();
     peaks.load_rss = peak_rss_bytes();
     reset_peak_rss();
     peaks.cuda_index = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;

@@ -84,6 +84,50 @@ TEST(AdapterExport, TensorNamesShapesAndConfigEqualPeft) {
     }
 }
 
+// Phi-3's fused projections take LoRA as PEFT's do: PEFT's own adapter over the tiny Phi-3
+// checkpoint (qkv_proj and gate_up_proj adapted whole, B random) gives PEFT's logits here,
+// and the adapter fthost saves over it has PEFT's tensor names, shapes and targets.
+TEST(AdapterExport, Phi3FusedSitesComputeAndExportPeftsAdapter) {
+    const fs::path base = fs::path(source_dir()) / "tests/fixtures/hf/phi3_fused";
+    const fs::path want = fs::path(source_dir()) / "tests/fixtures/peft_export/phi3_all";
+    auto m = ModelSession::from_stage_dir(base, registry(), at::Device(at::kCPU));
+    m->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\nlora_alpha = 8.0\ntarget_modules = [\"all-linear\"]\n"));
+    const fs::path adapter = want / "adapter_model.safetensors";
+    m->load_parameters(host::load_safetensors(adapter.string()), m->trainable_parameters(), adapter.string());
+
+    const json ref = read_json(want / "logits.json");
+    std::vector<Example> rows;
+    for (const auto& ids : ref["input_ids"]) {
+        Example e;
+        e.ids = ids.get<std::vector<int64_t>>();
+        e.labels = e.ids;
+        rows.push_back(e);
+    }
+    HostBatch b = collate({{&rows[0]}, {&rows[1]}});
+    at::NoGradGuard ng;
+    const at::Tensor logits = m->logits(m->hidden_states(b)), expected = tensor_from_json(ref["logits"], at::kFloat);
+    const at::Tensor unadapted = [&] {
+        m->set_adapters_enabled(false);
+        at::Tensor l = m->logits(m->hidden_states(b));
+        m->set_adapters_enabled(true);
+        return l;
+    }();
+    EXPECT_GT(max_abs_diff(unadapted, expected), 1e-2);  // the adapter matters
+    EXPECT_LT(max_abs_diff(logits, expected), 1e-5);
+
+    const fs::path out = temp_dir("phi3_export");
+    m->save_final(out, base);
+    const json want_tensors = read_json(want / "tensors.json");
+    const auto got = host::load_safetensors((out / "adapter_model.safetensors").string());
+    ASSERT_EQ(got.size(), want_tensors.size());
+    for (const auto& [tensor, t] : got) {
+        ASSERT_TRUE(want_tensors.contains(tensor)) << "PEFT has no tensor " << tensor;
+        EXPECT_EQ(t.sizes().vec(), want_tensors[tensor]["shape"].get<std::vector<int64_t>>()) << tensor;
+    }
+    const auto targets = [](const fs::path& f) { return read_json(f)["target_modules"].get<std::set<std::string>>(); };
+    EXPECT_EQ(targets(out / "adapter_config.json"), targets(want / "adapter_config.json"));
+}
+
 HostBatch sample_batch() {
     static std::vector<Example> ex = {text_example("aisle 7: coffee filters"), text_example("where are the eggs?"),
                                       text_example("the lazy dog, twice over")};

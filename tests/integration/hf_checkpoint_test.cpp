@@ -3,7 +3,9 @@
 // fp32 logits (make_hf_fixtures.py): Llama with GQA, llama3 rope scaling and bf16
 // weights; Llama with tied embeddings in fp32 shards; Qwen2 with q/k/v biases in fp16;
 // Llama with attention and MLP biases and an explicit head_dim; Qwen3 with q/k norms in bf16;
-// Mistral with a sliding window; Gemma 2 (soft-capping, sandwich norms, alternating windows).
+// Mistral with a sliding window; Gemma 2 (soft-capping, sandwich norms, alternating windows);
+// Phi-3 (fused qkv_proj and gate_up_proj, a sliding window); Gemma 3 (q/k norms, a local
+// rotary base on sliding layers, linear scaling on full ones).
 //  * `fthost verify` agrees with transformers within 1e-4 on each;
 //  * load -> save keeps every tensor byte for byte (dtype, shape, bytes), sharded or not;
 //  * transformers 4.x's config keys (rope_theta, rope_scaling) read as 5.x's do;
@@ -24,7 +26,7 @@ using nlohmann::json;
 fs::path fixture(const std::string& name) { return fs::path(source_dir()) / "tests/fixtures/hf" / name; }
 
 const char* kCases[] = {"llama_gqa_llama3", "llama_gqa_tied", "qwen2_bias", "llama_bias_head_dim", "qwen3_qk_norm",
-                         "mistral_sliding_window", "gemma2_softcap"};
+                         "mistral_sliding_window", "gemma2_softcap", "phi3_fused", "gemma3_text"};
 
 TEST(HfCheckpoint, LogitsEqualTransformers) {
     for (const std::string name : kCases) {
@@ -122,6 +124,15 @@ TEST(HfCheckpoint, UnsupportedSettingsAreErrorsNamingTheKey) {
         {[](json& c) { c["architectures"] = {"MistralForCausalLM"}; c["sliding_window"] = 0; }, "sliding_window: must be a positive"},
         {[](json& c) { c["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "rope_parameters.rope_type: 'yarn' is not supported"},
         {[](json& c) { c["rope_parameters"] = {{"rope_type", "llama3"}, {"factor", 4.0}}; }, "rope_parameters.low_freq_factor: missing"},
+        {[](json& c) { c["architectures"] = {"Phi3ForCausalLM"}; c["rope_parameters"] = {{"rope_type", "default"}, {"partial_rotary_factor", 0.75}}; },
+         "partial_rotary_factor: rotary embeddings over part of each head are not supported"},
+        {[](json& c) { c["architectures"] = {"Phi3ForCausalLM"}; c["rope_parameters"] = {{"rope_type", "longrope"}}; },
+         "rope_parameters.rope_type: 'longrope' is not supported"},
+        {[](json& c) { c["architectures"] = {"Gemma3ForCausalLM"}; c["hidden_activation"] = "gelu_pytorch_tanh"; c["layer_types"] = {"full_attention", "full_attention"}; c["use_bidirectional_attention"] = true; },
+         "use_bidirectional_attention: bidirectional attention"},
+        {[](json& c) { c["architectures"] = {"Gemma3ForCausalLM"}; c["hidden_activation"] = "gelu_pytorch_tanh"; c["layer_types"] = {"full_attention", "full_attention"};
+                       c["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}}}, {"sliding_attention", {{"rope_type", "yarn"}}}}; },
+         "rope_parameters.sliding_attention.rope_type: 'yarn' is not supported"},
         {[](json& c) { c.erase("hidden_size"); }, "hidden_size: missing"},
         {[](json& c) { c["num_key_value_heads"] = 3; }, "num_key_value_heads"},
     };

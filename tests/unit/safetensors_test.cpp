@@ -4,6 +4,7 @@
 #include "test_support.hpp"
 
 #include "io/atomic_file.hpp"
+#include "train/process_memory.hpp"
 
 namespace fthost::test {
 namespace {
@@ -106,6 +107,24 @@ TEST(Safetensors, LoadedTensorsAreMappedCopyOnWrite) {
     // The tensors outlive the map they came in and keep the file's bytes.
     at::Tensor kept = host::load_safetensors(p.string()).at("w");
     EXPECT_TRUE(at::equal(kept, at::arange(6, at::kFloat)));
+}
+
+// Each tensor is its own mapping: dropping one gives its pages back while the file's
+// other tensors stay (what lets qlora quantise a checkpoint one weight at a time).
+TEST(Safetensors, ATensorsPagesGoWithItsLastReference) {
+    auto dir = temp_dir("st-pages");
+    const fs::path p = dir / "t.safetensors";
+    const int64_t n = 16 << 20;  // 64 MB each in float32
+    host::save_safetensors(p.string(), {{"a", at::full({n}, 1.5f)}, {"b", at::full({n}, 2.5f)}, {"c", at::arange(5, at::kFloat)}});
+    release_free_memory();
+    auto t = host::load_safetensors(p.string());
+    EXPECT_EQ(t.at("a").sum().item<double>() + t.at("b").sum().item<double>(), 4.0 * n);  // both read: resident
+    const double both = static_cast<double>(current_rss_bytes()) / (1 << 20);
+    t.erase("a");
+    const double one = static_cast<double>(current_rss_bytes()) / (1 << 20);
+    EXPECT_GT(both - one, 56.0) << both << " MB -> " << one << " MB";
+    EXPECT_EQ(t.at("b").sum().item<double>(), 2.5 * n);
+    EXPECT_TRUE(at::equal(t.at("c"), at::arange(5, at::kFloat)));
 }
 
 }  // namespace

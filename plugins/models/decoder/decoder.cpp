@@ -4,8 +4,10 @@
 // attention_bias, the MLP's as mlp_bias), optional per-head q/k RMSNorm (Qwen3), an
 // explicit head width, a sliding window on every layer (Mistral) or on some (Gemma 2), and
 // Gemma 2's pieces: (1 + w) norms, scaled embeddings, GeGLU, the norms around attention
-// and MLP, query_pre_attn_scalar and soft-capped attention scores and logits. Parameter names are Hugging Face's
-// LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM names, every attention and MLP
+// and MLP, query_pre_attn_scalar and soft-capped attention scores and logits; Gemma 3's
+// q/k norms and its sliding layers' own rotary base; Phi-3's fused
+// qkv_proj and gate_up_proj. Parameter names are Hugging Face's
+// LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM / Phi3ForCausalLM names, every attention and MLP
 // projection is a linear site that param plugins can adapt, and it reads those
 // architectures' config.json (options_from_hf_config, hf_config.cpp).
 #include "hf_config.hpp"
@@ -41,6 +43,9 @@ const ft_option kOptions[] = {
     option("sliding_window", FT_OPT_INT, "0", "each token attends to the last this many tokens, itself included (Mistral); 0 = all"),
     option("layer_types", FT_OPT_STRING_LIST, "[]",
            "per layer: sliding_attention (the window applies) or full_attention; [] = the window applies to every layer"),
+    option("fused_qkv", FT_OPT_BOOL, "false",
+           "one qkv_proj site computes queries, keys and values, concatenated in that order (Phi-3)"),
+    option("fused_gate_up", FT_OPT_BOOL, "false", "one gate_up_proj site computes the gate, then the up projection (Phi-3)"),
     option("hidden_act", FT_OPT_STRING, "\"silu\"", "the gated MLP's activation: silu (SwiGLU) or gelu_tanh (Gemma's GeGLU)"),
     option("norm_plus_one", FT_OPT_BOOL, "false", "RMSNorm scales by 1 + weight, in float32 (Gemma)"),
     option("embedding_scale", FT_OPT_BOOL, "false", "embeddings multiplied by sqrt(hidden_size) (Gemma)"),
@@ -49,8 +54,12 @@ const ft_option kOptions[] = {
     option("query_pre_attn_scalar", FT_OPT_FLOAT, "0.0", "attention scores scaled by its -1/2 power (0 = head_dim)"),
     option("attn_logit_softcapping", FT_OPT_FLOAT, "0.0", "scores become c tanh(s / c) before the mask (0 = off)"),
     option("final_logit_softcapping", FT_OPT_FLOAT, "0.0", "logits become c tanh(z / c) (0 = off)"),
-    option("rope_scaling_type", FT_OPT_STRING, "\"default\"", "rotary frequency scaling: default or llama3"),
-    option("rope_scaling_factor", FT_OPT_FLOAT, "8.0", "llama3: long-wavelength frequencies are divided by it"),
+    option("rope_scaling_type", FT_OPT_STRING, "\"default\"",
+           "rotary frequency scaling: default, linear (frequencies divided by rope_scaling_factor) or llama3"),
+    option("rope_scaling_factor", FT_OPT_FLOAT, "8.0",
+           "linear: every frequency is divided by it; llama3: the long-wavelength ones are"),
+    option("sliding_rope_theta", FT_OPT_FLOAT, "0.0",
+           "rotary base of the sliding-window layers, unscaled (Gemma 3's local base); 0 = rope_theta with its scaling"),
     option("rope_scaling_low_freq_factor", FT_OPT_FLOAT, "1.0", "llama3: low_freq_factor"),
     option("rope_scaling_high_freq_factor", FT_OPT_FLOAT, "4.0", "llama3: high_freq_factor"),
     option("rope_scaling_original_max_position_embeddings", FT_OPT_INT, "8192",
@@ -59,7 +68,7 @@ const ft_option kOptions[] = {
 
 class Decoder : public fthost::ModelBase {
 public:
-    Decoder(const fthost::Host&, const fthost::Config& cfg)
+    Decoder(const fthost::Host& host, const fthost::Config& cfg)
         : vocab_(cfg.get_int("vocab_size")),
           hidden_(cfg.get_int("hidden_size")),
           heads_(cfg.get_int("num_attention_heads")),
@@ -82,9 +91,11 @@ public:
         const auto types = cfg.get_string_list("layer_types");
         const bool qkv_bias = cfg.get_bool("attention_bias"), o_bias = cfg.get_bool("o_proj_bias");
         const bool mlp_bias = cfg.get_bool("mlp_bias"), qk_norm = cfg.get_bool("qk_norm");
-        inv_freq_ = inv_freq_dev_ = rotary_inverse_frequencies(cfg);
+        inv_freq_ = inv_freq_dev_ = rotary_inverse_frequencies(theta_, &cfg);
+        if (cfg.get_float("sliding_rope_theta") > 0)
+            local_inv_freq_ = local_inv_freq_dev_ = rotary_inverse_frequencies(cfg.get_float("sliding_rope_theta"), nullptr);
         const double std = cfg.get_float("initializer_range");
-        const auto opts = at::TensorOptions().dtype(at::kFloat);
+        const auto opts = parameter_options(host);
         embed_ = register_parameter("model.embed_tokens.weight", at::empty({vocab_, hidden_}, opts).normal_(0, std));
         // A norm's weight as stored: 1 (w), or 0 when the norm scales by 1 + w.
         const auto norm = [&](const std::string& name, int64_t n) {
@@ -93,11 +104,16 @@ public:
         for (int64_t i = 0; i < layers; ++i) {
             const std::string p = "model.layers." + std::to_string(i) + ".";
             Layer l;
-            l.window = types.empty() || types[static_cast<size_t>(i)] == "sliding_attention" ? window_ : 0;
+            l.sliding = types.empty() || types[static_cast<size_t>(i)] == "sliding_attention";
+            l.window = l.sliding ? window_ : 0;
             l.input_norm = norm(p + "input_layernorm.weight", hidden_);
-            l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts, qkv_bias);
-            l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
-            l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
+            if (cfg.get_bool("fused_qkv")) {
+                l.qkv = &linear(p + "self_attn.qkv_proj", hidden_, (heads_ + 2 * kv_heads_) * head_dim_, std, opts, qkv_bias);
+            } else {
+                l.q = &linear(p + "self_attn.q_proj", hidden_, heads_ * head_dim_, std, opts, qkv_bias);
+                l.k = &linear(p + "self_attn.k_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
+                l.v = &linear(p + "self_attn.v_proj", hidden_, kv_heads_ * head_dim_, std, opts, qkv_bias);
+            }
             l.o = &linear(p + "self_attn.o_proj", heads_ * head_dim_, hidden_, std, opts, o_bias);
             if (qk_norm) {
                 l.q_norm = norm(p + "self_attn.q_norm.weight", head_dim_);
@@ -108,8 +124,12 @@ public:
                 l.pre_ff_norm = norm(p + "pre_feedforward_layernorm.weight", hidden_);
                 l.post_ff_norm = norm(p + "post_feedforward_layernorm.weight", hidden_);
             }
-            l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts, mlp_bias);
-            l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts, mlp_bias);
+            if (cfg.get_bool("fused_gate_up")) {
+                l.gate_up = &linear(p + "mlp.gate_up_proj", hidden_, 2 * inter, std, opts, mlp_bias);
+            } else {
+                l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts, mlp_bias);
+                l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts, mlp_bias);
+            }
             l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts, mlp_bias);
             layers_.push_back(l);
         }
@@ -143,9 +163,11 @@ public:
         for (const char* k : {"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"})
             if (cfg.get_float(k) < 0) cfg.fail(k, "must be 0 (off) or positive");
         const std::string rope = cfg.get_string("rope_scaling_type");
-        if (rope != "default" && rope != "llama3") cfg.fail("rope_scaling_type", "must be default or llama3");
+        if (rope != "default" && rope != "linear" && rope != "llama3")
+            cfg.fail("rope_scaling_type", "must be default, linear or llama3");
+        if (rope != "default" && cfg.get_float("rope_scaling_factor") <= 0) cfg.fail("rope_scaling_factor", "must be positive");
+        if (cfg.get_float("sliding_rope_theta") < 0) cfg.fail("sliding_rope_theta", "must be 0 (rope_theta) or positive");
         if (rope == "llama3") {
-            if (cfg.get_float("rope_scaling_factor") <= 0) cfg.fail("rope_scaling_factor", "must be positive");
             if (cfg.get_float("rope_scaling_high_freq_factor") <= cfg.get_float("rope_scaling_low_freq_factor"))
                 cfg.fail("rope_scaling_high_freq_factor", "must exceed rope_scaling_low_freq_factor");
             if (cfg.get_int("rope_scaling_original_max_position_embeddings") < 1)
@@ -157,7 +179,7 @@ public:
         const auto& ids = b.input_ids;
         const int64_t T = ids.size(1);
         at::Tensor x = embed(ids);
-        auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
+        const Rotary rope = rotary(b.position_ids, x.scalar_type());
         // One document per row with no padding, shorter than any sliding window: plain causal
         // attention (the flash path). Otherwise a mask keeps every token inside its own
         // document (and its window: a document's tokens sit in consecutive slots).
@@ -167,17 +189,17 @@ public:
         // Soft-capped scores are computed here, not by SDPA: they need an explicit mask.
         if (!plain || attn_softcap_ > 0) masks.full = document_mask(seq, x, 0);
         if (window_ > 0 && T > window_) masks.window = document_mask(seq, x, window_);
-        return layers(x, cos, sin, masks, nullptr);
+        return layers(x, rope, masks, nullptr);
     }
 
     // Incremental decoding: the new tokens attend to the cached ones of their row.
     at::Tensor forward_cached(const fthost::BatchView& b, fthost::KvCache& cache) {
         at::Tensor x = embed(b.input_ids);
-        auto [cos, sin] = rotary(b.position_ids, x.scalar_type());
+        const Rotary rope = rotary(b.position_ids, x.scalar_type());
         Masks masks;
         masks.full = cache.extend(b.sequence_ids.ge(0));
         if (window_ > 0) masks.window = cache.sliding_window(*masks.full, window_);
-        return layers(x, cos, sin, masks, &cache);
+        return layers(x, rope, masks, &cache);
     }
 
     // Over the vocabulary padded to a multiple of 64 (<fthost/padded_vocab.hpp>); the
@@ -189,11 +211,15 @@ public:
     int64_t vocab_size() const { return vocab_; }
 
     static constexpr bool supports_activation_checkpointing = true;
+    // Every product goes through ops::linear / ops::rms_norm / ops::embedding and the
+    // padded head, which cast where a stored bf16 weight meets float32 activations.
+    static constexpr bool keeps_stored_dtypes = true;
     // forward_cached is device work only (rotary from the batch's positions, the mask and
     // slots from KvCache's device cursor): its decode steps may be replayed from a CUDA graph.
     static constexpr bool graph_safe_decode = true;
     static constexpr const char* hf_architectures[] = {"LlamaForCausalLM",   "Qwen2ForCausalLM",  "Qwen3ForCausalLM",
-                                                       "MistralForCausalLM", "Gemma2ForCausalLM", nullptr};
+                                                       "MistralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+                                                       "Phi3ForCausalLM",    nullptr};
     static std::string options_from_hf_config(const std::string& config_json) {
         return decoder_options_from_hf_config(config_json);
     }
@@ -203,8 +229,12 @@ private:
         at::Tensor input_norm, post_norm;
         at::Tensor q_norm, k_norm;         // [head_dim] (qk_norm), else undefined
         at::Tensor pre_ff_norm, post_ff_norm;  // sandwich_norms, else undefined
+        bool sliding = false;              // layer_types calls it sliding_attention (or names none)
         int64_t window = 0;                // this layer's sliding window (0: full attention)
-        fthost::LinearSite *q, *k, *v, *o, *gate, *up, *down;
+        fthost::LinearSite *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+        fthost::LinearSite* qkv = nullptr;  // fused_qkv: q, k and v in one site
+        fthost::LinearSite *gate = nullptr, *up = nullptr, *down = nullptr;
+        fthost::LinearSite* gate_up = nullptr;  // fused_gate_up: gate and up in one site
     };
 
     // The decoder layers and the final norm. No mask = plain causal attention; with a
@@ -215,10 +245,18 @@ private:
         std::optional<at::Tensor> full, window;
     };
 
-    at::Tensor layers(at::Tensor x, const at::Tensor& cos, const at::Tensor& sin, const Masks& masks,
-                      fthost::KvCache* cache) {
+    // cos/sin [B, 1, T, head_dim] of a forward's positions; the local pair (Gemma 3's
+    // sliding layers, their own base) only with sliding_rope_theta.
+    struct Rotary {
+        at::Tensor cos, sin, local_cos, local_sin;
+    };
+
+    at::Tensor layers(at::Tensor x, const Rotary& rope, const Masks& masks, fthost::KvCache* cache) {
         for (size_t i = 0; i < layers_.size(); ++i) {
             const std::optional<at::Tensor>& mask = layers_[i].window > 0 && masks.window ? masks.window : masks.full;
+            const bool local = layers_[i].sliding && rope.local_cos.defined();
+            const at::Tensor& cos = local ? rope.local_cos : rope.cos;
+            const at::Tensor& sin = local ? rope.local_sin : rope.sin;
             if (activation_checkpointing() && !cache)
                 x = fthost::checkpointed(&checkpointed_layer, this, static_cast<int64_t>(i), x, cos, sin,
                                          mask ? *mask : at::Tensor());
@@ -229,8 +267,8 @@ private:
     }
 
     at::Tensor embed(const at::Tensor& ids) const {
-        at::Tensor x = at::embedding(embed_, ids);
-        // As Gemma: the scale in the embedding's dtype.
+        at::Tensor x = fthost::ops::embedding(embed_, ids);  // float32 whatever the table's dtype
+        // As Gemma (computing in float32): the scale in the activations' dtype.
         return embedding_scale_ ? x * at::scalar_tensor(std::sqrt(static_cast<double>(hidden_)), x.options()) : x;
     }
 
@@ -249,12 +287,13 @@ private:
         const int64_t B = x.size(0), T = x.size(1);
         const Layer& l = layers_[i];
         at::Tensor h = rms_norm(x, l.input_norm);
-        at::Tensor q = (*l.q)(h).view({B, T, heads_, head_dim_});
-        at::Tensor k = (*l.k)(h).view({B, T, kv_heads_, head_dim_});
+        auto [q, k, v] = project_qkv(l, h);
+        q = q.reshape({B, T, heads_, head_dim_});  // a view, fused or not
+        k = k.reshape({B, T, kv_heads_, head_dim_});
         if (l.q_norm.defined()) q = rms_norm(q, l.q_norm), k = rms_norm(k, l.k_norm);  // per head, before rotary
         q = q.transpose(1, 2);
         k = k.transpose(1, 2);
-        at::Tensor v = (*l.v)(h).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+        v = v.reshape({B, T, kv_heads_, head_dim_}).transpose(1, 2);
         q = q * cos + rotate_half(q) * sin;
         k = k * cos + rotate_half(k) * sin;
         if (cache) std::tie(k, v) = cache->append(i, k, v);
@@ -268,9 +307,25 @@ private:
         return x + rms_norm(mlp(l, rms_norm(x, l.pre_ff_norm)), l.post_ff_norm);
     }
 
+    // Queries, keys and values [B, T, heads x head_dim] (keys and values kv_heads wide):
+    // three sites, or one fused site's output cut in that order.
+    std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const Layer& l, const at::Tensor& h) const {
+        if (!l.qkv) return {(*l.q)(h), (*l.k)(h), (*l.v)(h)};
+        const at::Tensor qkv = (*l.qkv)(h);
+        const int64_t nq = heads_ * head_dim_, nkv = kv_heads_ * head_dim_;
+        return {qkv.narrow(-1, 0, nq), qkv.narrow(-1, nq, nkv), qkv.narrow(-1, nq + nkv, nkv)};
+    }
+
     at::Tensor mlp(const Layer& l, const at::Tensor& h) const {
-        const at::Tensor g = (*l.gate)(h);
-        return (*l.down)((gelu_ ? at::gelu(g, "tanh") : at::silu(g)) * (*l.up)(h));
+        at::Tensor g, u;
+        if (l.gate_up) {
+            const at::Tensor gu = (*l.gate_up)(h);
+            const int64_t inter = gu.size(-1) / 2;
+            g = gu.narrow(-1, 0, inter), u = gu.narrow(-1, inter, inter);
+        } else {
+            g = (*l.gate)(h), u = (*l.up)(h);
+        }
+        return (*l.down)((gelu_ ? at::gelu(g, "tanh") : at::silu(g)) * u);
     }
 
     // q [B, H, T, D], k and v [B, KV, S, D]; mask additive or boolean [B, 1, T, S], or
@@ -305,13 +360,17 @@ private:
     }
 
     // Hugging Face's rotary inverse frequencies, 1 / theta^(2i / head_dim) in fp32, with
-    // Llama 3's scaling when asked: wavelengths longer than original_ctx / low_freq_factor
-    // are divided by factor, shorter than original_ctx / high_freq_factor kept, and those
-    // between interpolated smoothly.
-    at::Tensor rotary_inverse_frequencies(const fthost::Config& cfg) const {
-        at::Tensor inv = 1.0 / at::pow(theta_, at::arange(0, head_dim_, 2, at::kLong).to(at::kFloat) /
-                                                   static_cast<double>(head_dim_));
-        if (cfg.get_string("rope_scaling_type") != "llama3") return inv;
+    // the configured scaling (none when `scaling` is null): linear divides every frequency
+    // by factor; llama3 divides wavelengths longer than original_ctx / low_freq_factor by
+    // it, keeps those shorter than original_ctx / high_freq_factor, and interpolates
+    // smoothly between.
+    at::Tensor rotary_inverse_frequencies(double theta, const fthost::Config* scaling) const {
+        at::Tensor inv = 1.0 / at::pow(theta, at::arange(0, head_dim_, 2, at::kLong).to(at::kFloat) /
+                                                  static_cast<double>(head_dim_));
+        const std::string type = scaling ? scaling->get_string("rope_scaling_type") : "default";
+        if (type == "linear") return inv / scaling->get_float("rope_scaling_factor");
+        if (type != "llama3") return inv;
+        const fthost::Config& cfg = *scaling;
         const double factor = cfg.get_float("rope_scaling_factor"), low = cfg.get_float("rope_scaling_low_freq_factor");
         const double high = cfg.get_float("rope_scaling_high_freq_factor");
         const double ctx = static_cast<double>(cfg.get_int("rope_scaling_original_max_position_embeddings"));
@@ -329,11 +388,18 @@ private:
         return fthost::ops::rms_norm(x.to(at::kFloat), 1.0 + w.to(at::kFloat), eps_).to(x.scalar_type());
     }
 
-    // cos/sin [B, 1, T, head_dim] for the given positions (rotate_half convention).
-    std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype) const {
+    // cos/sin for the given positions (rotate_half convention), and the local pair.
+    Rotary rotary(const at::Tensor& pos, at::ScalarType dtype) const {
+        Rotary r;
+        std::tie(r.cos, r.sin) = rotary(pos, dtype, inv_freq_, inv_freq_dev_);
+        if (local_inv_freq_.defined()) std::tie(r.local_cos, r.local_sin) = rotary(pos, dtype, local_inv_freq_, local_inv_freq_dev_);
+        return r;
+    }
+    static std::pair<at::Tensor, at::Tensor> rotary(const at::Tensor& pos, at::ScalarType dtype, const at::Tensor& inv_freq,
+                                                    at::Tensor& on_device) {
         const auto ft = at::promote_types(dtype, at::kFloat);
-        if (inv_freq_dev_.device() != pos.device()) inv_freq_dev_ = inv_freq_.to(pos.device());  // once per device
-        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * inv_freq_dev_.to(ft);
+        if (on_device.device() != pos.device()) on_device = inv_freq.to(pos.device());  // once per device
+        at::Tensor freqs = pos.to(ft).unsqueeze(-1) * on_device.to(ft);
         at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
         return {emb.cos().to(dtype), emb.sin().to(dtype)};
     }
@@ -366,12 +432,14 @@ private:
     fthost::PaddedVocabHead head_;
     at::Tensor inv_freq_;                // [head_dim / 2] float32, on the CPU
     mutable at::Tensor inv_freq_dev_;    // the same on the device of the last forward
+    at::Tensor local_inv_freq_;          // sliding layers' (sliding_rope_theta), else undefined
+    mutable at::Tensor local_inv_freq_dev_;
     std::vector<Layer> layers_;
 };
 
 }  // namespace
 
 FTHOST_MODEL(decoder, Decoder, "decoder", "0.2.0",
-             "Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2: RMSNorm, RoPE, gated MLP, GQA)",
+             "Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2 and 3, Phi-3: RMSNorm, RoPE, gated MLP, GQA)",
              kOptions);
 FTHOST_PLUGINS(decoder)

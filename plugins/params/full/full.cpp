@@ -1,5 +1,6 @@
-// full — full fine-tuning: every model parameter trains; linear sites keep their plain
-// forward. There is nothing to merge, and no adapter to switch off.
+// full — full fine-tuning: every model parameter trains, in float32 (a checkpoint's bf16
+// or fp16 weights are widened here: they are the optimizer's masters); linear sites keep
+// their plain forward. There is nothing to merge, and no adapter to switch off.
 #include <fthost/torch.hpp>
 
 namespace {
@@ -8,7 +9,12 @@ class Full : public fthost::ParamBase {
 public:
     Full(const fthost::Host&, const fthost::Config&, fthost::ModelRef model) : ParamBase(model) {
         params_ = model.named_parameters();
-        for (auto& [_, p] : params_) p.set_requires_grad(true);
+        at::NoGradGuard ng;
+        for (auto& [_, p] : params_) {
+            if (p.is_floating_point() && at::promote_types(p.scalar_type(), at::kFloat) != p.scalar_type())
+                p.set_data(p.to(at::kFloat));
+            p.set_requires_grad(true);
+        }
     }
     fthost::NamedTensors trainable_parameters() { return params_; }
     bool is_full() const { return true; }

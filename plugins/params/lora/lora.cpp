@@ -10,7 +10,9 @@
 //          dequantised on the fly; adapters as lora (use_dora = true: as dora, W being
 //          the dequantised weight, as PEFT's DoRA over bitsandbytes layers).
 // A [r, in] ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B [out, r] = 0,
-// so a fresh adapter leaves the model unchanged. Base weights are frozen. Tensor names
+// so a fresh adapter leaves the model unchanged. Base weights are frozen, in the dtype the
+// checkpoint stores them in (a bf16 base computes in bf16, as PEFT's); adapters train in
+// float32 (PEFT's autocast_adapter_dtype). Tensor names
 // and adapter_config.json follow PEFT's saved adapters: base_model.model.<site>.lora_A.weight
 // / lora_B.weight (/ lora_magnitude_vector).
 #include <fthost/nf4.hpp>
@@ -91,7 +93,9 @@ public:
             Adapter a;
             a.site = site;
             a.base = K == Kind::qlora ? static_cast<int64_t>(i) : -1;
-            const auto opts = site.weight.options().dtype(K == Kind::qlora ? dtype_[i] : site.weight.scalar_type());
+            // Adapters train in float32 over a base of any dtype (PEFT's autocast_adapter_dtype).
+            const at::ScalarType base_dtype = K == Kind::qlora ? dtype_[i] : site.weight.scalar_type();
+            const auto opts = site.weight.options().dtype(at::promote_types(base_dtype, at::kFloat));
             at::NoGradGuard ng;
             if (init_ == "gaussian")
                 a.A = at::empty({r_, site.in_features}, opts).normal_(0, 1.0 / static_cast<double>(r_));
@@ -239,7 +243,7 @@ private:
     }
 
     at::Tensor base_linear(const Adapter& a, const at::Tensor& x) const {
-        if (a.base < 0) return at::linear(x, a.site.weight, a.site.bias);
+        if (a.base < 0) return fthost::ops::linear(x, a.site.weight, a.site.bias);  // in a stored bf16 W's dtype
         return quantized_linear(static_cast<size_t>(a.base), x);
     }
 

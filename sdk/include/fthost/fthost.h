@@ -31,7 +31,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 7
+#define FTHOST_ABI_MINOR 8
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -173,6 +173,13 @@ typedef struct ft_host_api {
        without named outputs visits nothing. */
     ft_status (*run_model_outputs)(ft_run* run, const struct ft_batch* batch, int32_t model, ft_tensor_visitor visit,
                                    void* user, ft_error* err);
+
+    /* ---- ABI 1.8 ---- */
+    /* Nonzero while the host runs a model's create() for a model whose parameters it then
+       replaces, every one, with a checkpoint's tensors: the model may make them on the meta
+       device, with neither memory nor initialisation spent on values that are overwritten
+       (fthost::ModelBase::parameter_options does). Zero at any other time. */
+    int32_t (*loading_weights)(void);
 } ft_host_api;
 
 #define FT_RUN_POLICY 0
@@ -376,6 +383,15 @@ typedef struct ft_model_vtable {
        names none (PEFT's defaults for the architecture: T5 {"q", "v"}); NULL: the
        adapter's own default. Matched as target_modules are (name or dotted suffix). */
     const char* const* default_adapter_targets;
+
+    /* ---- ABI 1.8: weights in the dtype a checkpoint stores ---- */
+    /* 1: the model computes with parameters of whatever floating dtype a checkpoint stores
+       them in (bf16, fp16, fp32), casting where dtypes meet (<fthost/torch.hpp>'s
+       ops::linear and ops::rms_norm do), so the host loads a checkpoint's tensors as
+       stored: a frozen base costs its stored size, and a parameterisation that trains
+       weights (full) gives them the precision it needs. 0: the host converts every loaded
+       tensor to the dtype create() gave its parameter. */
+    int32_t keeps_stored_dtypes;
 } ft_model_vtable;
 
 /* ---- parameterisation plugins ------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace fthost {
@@ -27,8 +28,12 @@ inline int64_t padded_vocab_size(int64_t vocab) {
 
 class PaddedVocabHead {
 public:
-    // weight: the model's [V, H] head (or tied embedding) parameter.
+    // weight: the model's [V, H] head (or tied embedding) parameter. A head kept in a
+    // narrower dtype than `hidden` (a frozen bf16 base) computes in its own dtype, as
+    // ops::linear does; the logits come back in hidden's.
     at::Tensor logits(const at::Tensor& hidden, at::Tensor& weight) {
+        if (hidden.scalar_type() != weight.scalar_type() && !at::autocast::is_autocast_enabled(hidden.device().type()))
+            return logits(hidden.to(weight.scalar_type()), weight).to(hidden.scalar_type());
         const int64_t vocab = weight.size(0), padded = padded_vocab_size(vocab);
         if (padded == vocab) return at::linear(hidden, weight);
         if (!buffer_.defined() || !weight.is_alias_of(buffer_) || buffer_.size(0) != padded) {

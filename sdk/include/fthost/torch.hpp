@@ -6,6 +6,7 @@
 #include <fthost/plugin.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/headeronly/version.h>
@@ -104,12 +105,34 @@ private:
 namespace ops {
 
 // Hugging Face's LlamaRMSNorm: w * cast(x * rsqrt(mean(x^2) + eps)), statistics in fp32+.
-inline at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+// A weight kept in a checkpoint's narrower dtype (a frozen bf16 base) meets x in x's.
+inline at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+    const at::Tensor w = weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
     static const auto op = c10::Dispatcher::singleton().findSchema({"fthost::rms_norm", ""});
     if (op) return op->typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>().call(x, w, eps);
     at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
     xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
     return w * xf.to(x.scalar_type());
+}
+
+// x W^T + b for a W of any floating dtype. When W is narrower than x (a frozen base kept
+// in the checkpoint's bf16) and autocast is off, x is cast to W's dtype for the product, as
+// PEFT's base layers compute, and the result back to x's: autograd then keeps the narrow
+// x and the W that is already held, never a widened copy of W. Under autocast LibTorch
+// casts both itself.
+inline at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}) {
+    if (x.scalar_type() == w.scalar_type() || at::autocast::is_autocast_enabled(x.device().type()))
+        return at::linear(x, w, b);
+    const at::Tensor bias = b.defined() && b.scalar_type() != w.scalar_type() ? b.to(w.scalar_type()) : b;
+    return at::linear(x.to(w.scalar_type()), w, bias).to(x.scalar_type());
+}
+
+// What an embedding lookup hands the residual stream: float32 at least, whatever dtype
+// the table is stored in.
+inline at::Tensor embedding(const at::Tensor& table, const at::Tensor& ids) {
+    at::Tensor x = at::embedding(table, ids);
+    const auto wide = at::promote_types(x.scalar_type(), at::kFloat);
+    return x.scalar_type() == wide ? x : x.to(wide);
 }
 
 }  // namespace ops
@@ -126,7 +149,7 @@ struct LinearSite {
     void* ctx = nullptr;
 
     at::Tensor operator()(const at::Tensor& x) const {
-        if (!fn) return at::linear(x, weight, bias);
+        if (!fn) return ops::linear(x, weight, bias);
         at::Tensor in = x;
         ft_tensor y = nullptr;
         ft_error err{};
@@ -264,6 +287,16 @@ public:
     // blocks with fthost::checkpointed, <fthost/activation_checkpoint.hpp>).
     bool activation_checkpointing() const { return checkpointing_; }
     void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+
+    // Where parameters are made: on the meta device while the host creates the model to
+    // load a checkpoint into it (ft_host_api.loading_weights: no memory, and initialisers
+    // run as no-ops), else on the CPU; in `dtype`. The host moves them to the run's device.
+    static at::TensorOptions parameter_options(const Host& host, at::ScalarType dtype = at::kFloat) {
+        const ft_host_api* api = host.api();
+        const bool loading = FT_HAS_FIELD(api, ft_host_api, loading_weights) && api->loading_weights &&
+                             api->loading_weights() != 0;
+        return at::TensorOptions().dtype(dtype).device(loading ? at::kMeta : at::kCPU);
+    }
 
 protected:
     at::Tensor register_parameter(const std::string& name, at::Tensor t) {
@@ -408,6 +441,13 @@ inline std::vector<std::string> parse_string_array(const char* json) {
         if (*p++ != ',') fail();
     }
 }
+
+// ABI 1.8: `static constexpr bool keeps_stored_dtypes = true` — the model computes with
+// parameters in a checkpoint's stored dtype (ops::linear, ops::rms_norm, ops::embedding).
+template <class M, class = void>
+struct KeepsStoredDtypes : std::false_type {};
+template <class M>
+struct KeepsStoredDtypes<M, std::void_t<decltype(M::keeps_stored_dtypes)>> : std::bool_constant<M::keeps_stored_dtypes> {};
 
 template <class M, class = void>
 struct SupportsCheckpointing : std::false_type {};
@@ -582,7 +622,8 @@ struct ModelThunks {
                                             kDecoderStart ? &decoder_start_id : nullptr,
                                             kHfCheckpoint ? &options_from_hf_checkpoint : nullptr,
                                             HfExtraTensors<M>::value,
-                                            DefaultAdapterTargets<M>::value};
+                                            DefaultAdapterTargets<M>::value,
+                                            KeepsStoredDtypes<M>::value ? 1 : 0};
 };
 }  // namespace detail
 
