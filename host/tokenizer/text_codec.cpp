@@ -131,6 +131,8 @@ std::shared_ptr<const TextCodec> TextCodec::for_model(const fs::path& dir, const
     if (c->template_) {
         const char* end_of_turn = *c->template_ == ChatTemplate::chatml ? "<|im_end|>"
                                   : *c->template_ == ChatTemplate::llama3 ? "<|eot_id|>"
+                                  : *c->template_ == ChatTemplate::gemma  ? "<end_of_turn>"
+                                  : *c->template_ == ChatTemplate::phi3   ? "<|end|>"
                                                                           : nullptr;
         if (end_of_turn)
             if (auto id = c->tokenizer_->token_to_id(end_of_turn)) add_unique(c->stop_ids_, *id);

@@ -283,8 +283,8 @@ printf '[run]\noutput_dir = "%s"\n[[stage]]\nname = "ft"\ninit_from = "%s"\n[sta
   "$WORK/hf_run" "$HF/qwen2_bias" "$SRC/data/quickstart/train.jsonl" > "$WORK/hf_init.toml"
 check "init_from a checkpoint without tokenizer" 2 "hf_init.toml:5:.*without its tokenizer" -- \
   "$FTHOST" validate "$WORK/hf_init.toml"
-sed -i 's/^chat_template.*//; s/^train = .*/&\nchat_template = "gemma"/' "$WORK/hf_init.toml"
-check "an unknown chat_template" 2 "hf_init.toml:.*unknown chat template 'gemma'" -- "$FTHOST" validate "$WORK/hf_init.toml"
+sed -i 's/^chat_template.*//; s/^train = .*/&\nchat_template = "vicuna"/' "$WORK/hf_init.toml"
+check "an unknown chat_template" 2 "hf_init.toml:.*unknown chat template 'vicuna'" -- "$FTHOST" validate "$WORK/hf_init.toml"
 
 # The recipe: fine-tune a checkpoint directory (the bundled tiny Qwen2) with its own
 # tokenizer and chat template, merge, and generate from the merged checkpoint.

@@ -27,11 +27,12 @@ std::vector<host::ChatMessage> messages_of(const json& conv) {
 std::string rendered_turn(const std::string& name, std::string content, const std::string& eos) {
     if (name == "chatml") return content + "<|im_end|>";
     if (name == "mistral") return content + eos;
+    if (name == "phi3") return content + "<|end|>";
     if (name == "plain") return content + "\n";
-    const char* ws = " \t\n\r\f\v";  // llama3: Jinja's trim
+    const char* ws = " \t\n\r\f\v";  // llama3 and gemma: Jinja's trim
     content.erase(0, content.find_first_not_of(ws));
     content.erase(content.find_last_not_of(ws) + 1);
-    return content + "<|eot_id|>";
+    return content + (name == "gemma" ? "<end_of_turn>" : "<|eot_id|>");
 }
 
 TEST(ChatTemplate, RendersAsTransformersDoes) {
@@ -63,7 +64,7 @@ TEST(ChatTemplate, RendersAsTransformersDoes) {
             }
         }
     }
-    EXPECT_EQ(checked, 3 * 4 * 2 - 2);  // mistral refuses the system-message conversation
+    EXPECT_EQ(checked, 5 * 4 * 2 - 4);  // mistral and gemma refuse the system-message conversation
 }
 
 TEST(ChatTemplate, PlainIsContentsOnePerLine) {
@@ -79,16 +80,29 @@ TEST(ChatTemplate, RecognisedFromTokenizerConfig) {
     EXPECT_EQ(host::recognise_chat_template(kDir / "chatml"), host::ChatTemplate::chatml);
     EXPECT_EQ(host::recognise_chat_template(kDir / "llama3"), host::ChatTemplate::llama3);
     EXPECT_EQ(host::recognise_chat_template(kDir / "mistral"), host::ChatTemplate::mistral);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "gemma"), host::ChatTemplate::gemma);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "phi3"), host::ChatTemplate::phi3);
     try {
         host::recognise_chat_template(kDir / "unknown");
-        FAIL() << "recognised Gemma's template as one of ours";
+        FAIL() << "recognised an unknown template as one of ours";
     } catch (const Error& e) {
         const std::string m = e.what();
         EXPECT_NE(m.find("unknown/tokenizer_config.json: the chat template is not one fthost recognises"), std::string::npos)
             << m;
         EXPECT_NE(m.find("set [stage.data] chat_template"), std::string::npos) << m;
     }
-    EXPECT_THROW(host::chat_template_from_name("gemma"), Error);
+    EXPECT_THROW(host::chat_template_from_name("vicuna"), Error);
+    // Qwen3's ChatML with reasoning blocks is refused, not rendered as plain ChatML.
+    const fs::path qwen3 = temp_dir("chat-qwen3");
+    write_file(qwen3 / "tokenizer_config.json",
+               R"({"chat_template": "{{'<|im_start|>' + m.role }}<think>\n\n</think>\n\n{{ m.content + '<|im_end|>' }}"})");
+    try {
+        host::recognise_chat_template(qwen3);
+        FAIL() << "rendered Qwen3's reasoning template as ChatML";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("a reasoning chat template (<think> blocks, Qwen3's) is not built"),
+                  std::string::npos) << e.what();
+    }
     // transformers >= 4.43 writes the template to chat_template.jinja instead.
     EXPECT_EQ(host::recognise_chat_template(fs::path(source_dir()) / "tests/fixtures/hf/qwen2_chat"),
               host::ChatTemplate::chatml);
