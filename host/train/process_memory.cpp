@@ -42,11 +42,6 @@ void map_large_blocks_on_their_own() {
 #endif
 }
 
-void reuse_large_blocks() {
-#if defined(__GLIBC__)
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's own ceiling for the dynamic threshold
-#endif
-}
 
 int64_t cuda_peak_bytes(int device_index) {
     return c10::getDeviceAllocator(at::kCUDA)->getDeviceStats(static_cast<c10::DeviceIndex>(device_index)).allocated_bytes[0].peak;

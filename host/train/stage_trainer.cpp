@@ -600,10 +600,9 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     }
     Stage s{rc, rc.stages.at(index), index, dir, device, *comm};
     const auto setup_start = Clock::now();
-    map_large_blocks_on_their_own();  // loading: weight-sized blocks go back to the system when freed
+    map_large_blocks_on_their_own();  // weight-sized blocks go back to the system when freed
     setup_stage(s, registry);
     start_or_resume(s, opts);
-    reuse_large_blocks();  // the loop: blocks freed and allocated again each step
 
     Peaks peaks;
     peaks.load_seconds = std::chrono::duration<double>(Clock::now() - setup_start).count();
