@@ -184,11 +184,19 @@ at::Tensor ModelSession::forward_checked(const ft_batch& batch, bool adapters_of
             throw Error("full fine-tuning has no adapters to switch off: its reference is a frozen copy");
         set_adapters_enabled(false);
     }
+    // A forward with gradients collects named outputs, for the auxiliary loss among them.
+    std::map<std::string, at::Tensor> collected;
+    if (!outputs && at::GradMode::is_enabled()) outputs = &collected;
     ft_model_output out{sizeof(ft_model_output), nullptr, outputs ? &keep_output : nullptr, outputs};
     ft_error err{};
     const ft_status s = mvt_->forward(model_handle_, &batch, &out, &err);
     if (adapters_off) set_adapters_enabled(true);
     check(s, err);
+    if (outputs) {
+        auto aux = outputs->find(kAuxiliaryLoss);
+        if (aux != outputs->end() && aux->second.requires_grad())
+            auxiliary_ = auxiliary_.defined() ? auxiliary_ + aux->second : aux->second;
+    }
     if (!out.hidden_states) throw Error("model plugin '" + model_.plugin + "': forward returned no hidden states");
     return take(out.hidden_states);
 }

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <string>
 
 namespace fthost::host {
@@ -32,6 +33,9 @@ Section section_from_json(const nlohmann::json& j, const std::string& path, cons
 // checkpoint stores (a bf16 base stays bf16 where the model keeps stored dtypes, ABI 1.8):
 // what a training stage's starting model and a teacher use.
 enum class WeightDtypes { as_created, as_stored };
+
+// The named output a model adds to the training loss (fthost.h, ft_model_output).
+inline constexpr const char* kAuxiliaryLoss = "auxiliary_loss";
 
 // Puts `value` in the place of parameter `p` — its storage, device and dtype — keeping p's
 // identity (every handle the plugin holds, requires_grad). p may be on the meta device.
@@ -135,6 +139,9 @@ public:
 
     int64_t vocab_size() const;
     at::Device device() const { return device_; }
+    // The sum of the "auxiliary_loss" outputs (fthost.h) of the forwards with gradients
+    // since the last call (undefined when none gave one), and a fresh start.
+    at::Tensor take_auxiliary_loss() { return std::exchange(auxiliary_, at::Tensor()); }
     const PluginSection& model_section() const { return model_; }
 
 private:
@@ -168,6 +175,7 @@ private:
     // `params` and the checkpoint's extra tensors, as save writes them.
     TensorList with_extra_tensors(TensorList params) const;
 
+    at::Tensor auxiliary_;   // see take_auxiliary_loss
     std::string hf_config_;  // config.json of the Hugging Face checkpoint the weights came from ("" = none)
     std::map<std::string, at::ScalarType> stored_dtypes_;  // tensor -> dtype in the file it was read from
     std::map<std::string, at::Tensor> carried_;           // unused tensors of the checkpoint, as read

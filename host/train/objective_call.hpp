@@ -47,13 +47,23 @@ public:
         ft_tensor out = nullptr;
         ft_error err{};
         current_ = &b;
+        model_.take_auxiliary_loss();  // none left over from a forward outside a loss
         {
             AutocastScope autocast(model_.device(), bf16_);  // forward and loss; backward replays the dtypes
             check(vt_->loss(handle_, &run_, &fb, &out, &err), err);
         }
         current_ = nullptr;
-        return take(out);
+        at::Tensor loss = take(out);
+        // The policy's auxiliary loss (a mixture of experts' load balancing), as transformers
+        // adds it to every forward's loss: averaged over the step's micro-batches.
+        if (const at::Tensor aux = model_.take_auxiliary_loss(); aux.defined()) {
+            run_.metric("auxiliary_loss", aux.detach().item<double>());
+            loss = loss + aux.to(loss.scalar_type()) * auxiliary_weight_;
+        }
+        return loss;
     }
+    // 1 / the micro-batches of a step over every rank.
+    void set_auxiliary_weight(double w) { auxiliary_weight_ = w; }
     void set_bf16(bool on) { bf16_ = on; }
     // A host-side metric (rollout rewards, generation speed) in the training window.
     void host_metric(const std::string& name, double value) { run_.metric(name, value); }
@@ -77,6 +87,7 @@ public:
 
 private:
     bool bf16_ = false;
+    double auxiliary_weight_ = 1.0;
     ModelSession& model_;
     const ft_objective_vtable* vt_;
     ObjectiveTraits traits_;

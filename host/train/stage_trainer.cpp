@@ -166,6 +166,7 @@ void setup_stage(Stage& s, const PluginRegistry& registry) {
                                              s.shape);
     const int64_t per_epoch = s.stream->batches_per_epoch();
     const int64_t per_step = sc.train.grad_accum * s.comm.size();  // micro-batches of one step, over all ranks
+    s.objective->set_auxiliary_weight(1.0 / static_cast<double>(per_step));
     s.total_steps = sc.train.steps > 0 ? sc.train.steps
                     : s.on_policy ? sc.train.epochs * ((per_epoch + s.comm.size() - 1) / s.comm.size()) *
                                         sc.generation.num_iterations

@@ -5,7 +5,8 @@
 // Llama with attention and MLP biases and an explicit head_dim; Qwen3 with q/k norms in bf16;
 // Mistral with a sliding window; Gemma 2 (soft-capping, sandwich norms, alternating windows);
 // Phi-3 (fused qkv_proj and gate_up_proj, a sliding window); Gemma 3 (q/k norms, a local
-// rotary base on sliding layers, linear scaling on full ones).
+// rotary base on sliding layers, linear scaling on full ones); Mixtral and Qwen3-MoE
+// (top-2 of 4 experts, renormalised or not), whose load-balancing loss equals transformers'.
 //  * `fthost verify` agrees with transformers within 1e-4 on each;
 //  * load -> save keeps every tensor byte for byte (dtype, shape, bytes), sharded or not;
 //  * transformers 4.x's config keys (rope_theta, rope_scaling) read as 5.x's do;
@@ -26,7 +27,8 @@ using nlohmann::json;
 fs::path fixture(const std::string& name) { return fs::path(source_dir()) / "tests/fixtures/hf" / name; }
 
 const char* kCases[] = {"llama_gqa_llama3", "llama_gqa_tied", "qwen2_bias", "llama_bias_head_dim", "qwen3_qk_norm",
-                         "mistral_sliding_window", "gemma2_softcap", "phi3_fused", "gemma3_text"};
+                         "mistral_sliding_window", "gemma2_softcap", "phi3_fused", "gemma3_text", "mixtral_moe",
+                         "qwen3_moe"};
 
 TEST(HfCheckpoint, LogitsEqualTransformers) {
     for (const std::string name : kCases) {
@@ -109,6 +111,84 @@ std::string error_of(const std::function<void()>& f) {
     return "";
 }
 
+// The fixture's two rows as a batch, with gradients on.
+HostBatch fixture_batch(const json& ref, std::vector<Example>& rows) {
+    for (const auto& ids : ref["input_ids"]) {
+        Example e;
+        e.ids = ids.get<std::vector<int64_t>>();
+        e.labels = e.ids;
+        rows.push_back(e);
+    }
+    return collate({{&rows[0]}, {&rows[1]}});
+}
+
+// A copy of a fixture with config.json edited.
+fs::path with_config(const std::string& name, const std::function<void(json&)>& edit) {
+    const fs::path d = temp_dir("hf_cfg_" + name);
+    for (const auto& f : fs::directory_iterator(fixture(name))) fs::copy_file(f.path(), d / f.path().filename());
+    json c = json::parse(host::read_text(d / "config.json"));
+    edit(c);
+    host::write_text_atomically(d / "config.json", c.dump(2));
+    return d;
+}
+
+TEST(HfCheckpoint, AMixtureOfExpertsReportsTransformersLoadBalancingLoss) {
+    // mixtral_moe was saved with output_router_logits and router_aux_loss_coef 0.02; qwen3_moe
+    // without (no auxiliary loss), then with them turned on here.
+    const std::vector<std::tuple<std::string, fs::path, double>> cases = {
+        {"mixtral_moe", fixture("mixtral_moe"), 0.02},
+        {"qwen3_moe", with_config("qwen3_moe", [](json& c) { c["output_router_logits"] = true; }), 0.001}};
+    for (const auto& [name, dir, coef] : cases) {
+        const json ref = json::parse(host::read_text(fixture(name + ".logits.json")));
+        auto m = ModelSession::from_stage_dir(dir, registry(), at::Device(at::kCPU));
+        m->set_training(true);
+        std::vector<Example> rows;
+        HostBatch b = fixture_batch(ref, rows);
+        m->hidden_states(b);
+        const at::Tensor aux = m->take_auxiliary_loss();
+        ASSERT_TRUE(aux.defined()) << name;
+        EXPECT_NEAR(aux.item<double>(), coef * ref["aux_loss"].get<double>(), 1e-6 * coef) << name;
+        EXPECT_TRUE(aux.requires_grad()) << name;  // it trains the routers
+        {
+            at::NoGradGuard ng;  // no gradients (eval): no auxiliary loss
+            m->hidden_states(b);
+            EXPECT_FALSE(m->take_auxiliary_loss().defined()) << name;
+        }
+    }
+    auto plain = ModelSession::from_stage_dir(fixture("qwen3_moe"), registry(), at::Device(at::kCPU));
+    plain->set_training(true);
+    std::vector<Example> rows;
+    HostBatch b = fixture_batch(json::parse(host::read_text(fixture("qwen3_moe.logits.json"))), rows);
+    plain->hidden_states(b);
+    EXPECT_FALSE(plain->take_auxiliary_loss().defined());  // output_router_logits false: transformers adds none
+}
+
+TEST(HfCheckpoint, ExpertsAreLinearSitesThatLoraTrainsAndTheCachedPathRoutesTheSame) {
+    const json ref = json::parse(host::read_text(fixture("mixtral_moe.logits.json")));
+    auto m = ModelSession::from_stage_dir(fixture("mixtral_moe"), registry(), at::Device(at::kCPU));
+    m->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\ntarget_modules = [\"w1\", \"w2\", \"w3\"]\n"));
+    EXPECT_EQ(m->trainable_parameters().size(), 2u * 3u * 4u * 2u);  // A, B x 3 sites x 4 experts x 2 layers
+    std::vector<Example> rows;
+    HostBatch b = fixture_batch(ref, rows);
+    {
+        at::NoGradGuard ng;
+        for (auto& [name, t] : m->trainable_parameters())
+            if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.1);
+    }
+    m->logits(m->hidden_states(b)).pow(2).mean().backward();
+    int trained = 0;
+    for (const auto& [name, t] : m->trainable_parameters())
+        trained += t.grad().defined() && t.grad().abs().sum().item<double>() > 0;
+    EXPECT_GT(trained, 8);  // experts that tokens were routed to
+    // Decoding runs every expert weighted by its routing (no host synchronisation): the
+    // same hidden states as the sparse dispatch.
+    at::NoGradGuard ng;
+    m->set_training(false);
+    const at::Tensor sparse = m->hidden_states(b);
+    auto cache = m->new_kv_cache();
+    EXPECT_LT(max_abs_diff(m->hidden_states_cached(cache.get(), b), sparse), 1e-5);
+}
+
 TEST(HfCheckpoint, UnsupportedSettingsAreErrorsNamingTheKey) {
     const json base = json::parse(host::read_text(fixture("llama_gqa_tied") / "config.json"));
     const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
@@ -133,6 +213,11 @@ TEST(HfCheckpoint, UnsupportedSettingsAreErrorsNamingTheKey) {
         {[](json& c) { c["architectures"] = {"Gemma3ForCausalLM"}; c["hidden_activation"] = "gelu_pytorch_tanh"; c["layer_types"] = {"full_attention", "full_attention"};
                        c["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}}}, {"sliding_attention", {{"rope_type", "yarn"}}}}; },
          "rope_parameters.sliding_attention.rope_type: 'yarn' is not supported"},
+        {[](json& c) { c["architectures"] = {"Qwen3MoeForCausalLM"}; c["num_experts"] = 4; c["num_experts_per_tok"] = 2; c["mlp_only_layers"] = {0}; },
+         "mlp_only_layers: dense layers among the sparse ones are not supported"},
+        {[](json& c) { c["architectures"] = {"MixtralForCausalLM"}; c["num_local_experts"] = 4; c["num_experts_per_tok"] = 2; c["router_jitter_noise"] = 0.1; },
+         "router_jitter_noise: jittered routing is not supported"},
+        {[](json& c) { c["architectures"] = {"MixtralForCausalLM"}; }, "num_local_experts: missing"},
         {[](json& c) { c.erase("hidden_size"); }, "hidden_size: missing"},
         {[](json& c) { c["num_key_value_heads"] = 3; }, "num_key_value_heads"},
     };

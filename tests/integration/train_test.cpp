@@ -91,6 +91,35 @@ TEST(Training, Bf16AutocastTracksTheFp32Run) {
     EXPECT_GE(attention_calls[2] - attention_calls[1], 2 * 12);
 }
 
+// A mixture of experts with its load-balancing loss on: every training line reports the
+// auxiliary loss, and `loss` carries it (the same run without it logs smaller losses by
+// about coef x aux, from the same start); with the coefficient at 0 there is none.
+TEST(Training, AMixtureOfExpertsAddsItsLoadBalancingLossToTheTrainingLoss) {
+    const auto run_with = [](const std::string& name, double coef) {
+        const fs::path d = temp_dir(name);
+        std::string cfg = tiny_base_config(d / "run", 5, "sft", "train.jsonl", true);
+        cfg.replace(cfg.find("num_key_value_heads = 2\n"), 24,
+                    "num_key_value_heads = 2\nnum_experts = 4\nnum_experts_per_tok = 2\nrouter_aux_loss_coef = " +
+                        std::to_string(coef) + "\n");
+        write_file(d / "c.toml", cfg);
+        EXPECT_EQ(run(d / "c.toml"), 0);
+        return lines_of(d / "run", "base");
+    };
+    const auto with = run_with("moe-aux", 0.5), without = run_with("moe-noaux", 0.0);
+    ASSERT_EQ(with.size(), 3u);
+    ASSERT_EQ(without.size(), 3u);
+    for (const auto& l : without) EXPECT_FALSE(l.contains("auxiliary_loss")) << l.dump();
+    for (const auto& l : with) {
+        ASSERT_TRUE(l.contains("auxiliary_loss")) << l.dump();
+        const double aux = l["auxiliary_loss"].get<double>();  // 0.5 x E sum_e f_e p_e: 1 when perfectly balanced
+        EXPECT_GT(aux, 0.5) << l.dump();
+        EXPECT_LT(aux, 0.5 * 4) << l.dump();
+    }
+    // Step 1 starts from the same weights: its loss differs by exactly the auxiliary term.
+    EXPECT_NEAR(with[0]["loss"].get<double>() - without[0]["loss"].get<double>(), with[0]["auxiliary_loss"].get<double>(),
+                1e-4);
+}
+
 TEST(Training, EvalLossFallsAndRunDirectoryIsComplete) {
     at::set_num_threads(2);
     auto dir = temp_dir("e2e");

@@ -5,7 +5,8 @@
 // explicit head width, a sliding window on every layer (Mistral) or on some (Gemma 2), and
 // Gemma 2's pieces: (1 + w) norms, scaled embeddings, GeGLU, the norms around attention
 // and MLP, query_pre_attn_scalar and soft-capped attention scores and logits; Gemma 3's
-// q/k norms and its sliding layers' own rotary base; Phi-3's fused
+// q/k norms and its sliding layers' own rotary base; Mixtral's and Qwen3-MoE's mixtures of
+// experts (top-k routing, experts as linear sites, the load-balancing loss); Phi-3's fused
 // qkv_proj and gate_up_proj. Parameter names are Hugging Face's
 // LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM / Phi3ForCausalLM names, every attention and MLP
 // projection is a linear site that param plugins can adapt, and it reads those
@@ -46,6 +47,17 @@ const ft_option kOptions[] = {
     option("fused_qkv", FT_OPT_BOOL, "false",
            "one qkv_proj site computes queries, keys and values, concatenated in that order (Phi-3)"),
     option("fused_gate_up", FT_OPT_BOOL, "false", "one gate_up_proj site computes the gate, then the up projection (Phi-3)"),
+    option("num_experts", FT_OPT_INT, "0", "experts per MLP: 0 = one gated MLP; else a mixture of experts (Mixtral, Qwen3-MoE)"),
+    option("num_experts_per_tok", FT_OPT_INT, "2", "experts each token is routed to: the top k of the router's softmax"),
+    option("moe_intermediate_size", FT_OPT_INT, "0", "an expert's MLP width (0 = intermediate_size)"),
+    option("norm_topk_prob", FT_OPT_BOOL, "true",
+           "the top-k routing weights renormalised to sum to 1 (Mixtral always; Qwen3-MoE's norm_topk_prob)"),
+    option("expert_names", FT_OPT_STRING, "\"mixtral\"",
+           "expert parameter names: mixtral (block_sparse_moe.experts.N.w1 / w3 / w2, block_sparse_moe.gate) or "
+           "qwen3_moe (mlp.experts.N.gate_proj / up_proj / down_proj, mlp.gate)"),
+    option("router_aux_loss_coef", FT_OPT_FLOAT, "0.0",
+           "weight of the routers' load-balancing loss added to the training loss (transformers' aux_loss with "
+           "output_router_logits); 0 = off"),
     option("hidden_act", FT_OPT_STRING, "\"silu\"", "the gated MLP's activation: silu (SwiGLU) or gelu_tanh (Gemma's GeGLU)"),
     option("norm_plus_one", FT_OPT_BOOL, "false", "RMSNorm scales by 1 + weight, in float32 (Gemma)"),
     option("embedding_scale", FT_OPT_BOOL, "false", "embeddings multiplied by sqrt(hidden_size) (Gemma)"),
@@ -82,7 +94,11 @@ public:
           embedding_scale_(cfg.get_bool("embedding_scale")),
           sandwich_(cfg.get_bool("sandwich_norms")),
           attn_softcap_(cfg.get_float("attn_logit_softcapping")),
-          final_softcap_(cfg.get_float("final_logit_softcapping")) {
+          final_softcap_(cfg.get_float("final_logit_softcapping")),
+          experts_(cfg.get_int("num_experts")),
+          top_k_(cfg.get_int("num_experts_per_tok")),
+          norm_topk_(cfg.get_bool("norm_topk_prob")),
+          aux_coef_(cfg.get_float("router_aux_loss_coef")) {
         validate(cfg);
         const int64_t layers = cfg.get_int("num_hidden_layers"), inter = cfg.get_int("intermediate_size");
         head_dim_ = cfg.get_int("head_dim") > 0 ? cfg.get_int("head_dim") : hidden_ / heads_;
@@ -124,13 +140,15 @@ public:
                 l.pre_ff_norm = norm(p + "pre_feedforward_layernorm.weight", hidden_);
                 l.post_ff_norm = norm(p + "post_feedforward_layernorm.weight", hidden_);
             }
-            if (cfg.get_bool("fused_gate_up")) {
+            if (experts_ > 0) {
+                add_experts(l, p, cfg, std, opts);
+            } else if (cfg.get_bool("fused_gate_up")) {
                 l.gate_up = &linear(p + "mlp.gate_up_proj", hidden_, 2 * inter, std, opts, mlp_bias);
             } else {
                 l.gate = &linear(p + "mlp.gate_proj", hidden_, inter, std, opts, mlp_bias);
                 l.up = &linear(p + "mlp.up_proj", hidden_, inter, std, opts, mlp_bias);
             }
-            l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts, mlp_bias);
+            if (experts_ == 0) l.down = &linear(p + "mlp.down_proj", inter, hidden_, std, opts, mlp_bias);
             layers_.push_back(l);
         }
         norm_ = norm("model.norm.weight", hidden_);
@@ -158,6 +176,17 @@ public:
         for (const auto& t : types)
             if (t != "sliding_attention" && t != "full_attention")
                 cfg.fail("layer_types", "'" + t + "' is not sliding_attention or full_attention");
+        if (cfg.get_int("num_experts") < 0) cfg.fail("num_experts", "must be 0 (a dense MLP) or positive");
+        if (cfg.get_int("num_experts") > 0) {
+            if (cfg.get_int("num_experts_per_tok") < 1 || cfg.get_int("num_experts_per_tok") > cfg.get_int("num_experts"))
+                cfg.fail("num_experts_per_tok", "must be between 1 and num_experts");
+            if (cfg.get_int("moe_intermediate_size") < 0) cfg.fail("moe_intermediate_size", "must be 0 or positive");
+            const std::string names = cfg.get_string("expert_names");
+            if (names != "mixtral" && names != "qwen3_moe") cfg.fail("expert_names", "must be mixtral or qwen3_moe");
+            if (cfg.get_bool("fused_gate_up")) cfg.fail("fused_gate_up", "experts have their own gate and up projections");
+            if (cfg.get_bool("mlp_bias")) cfg.fail("mlp_bias", "experts have no biases");
+        }
+        if (cfg.get_float("router_aux_loss_coef") < 0) cfg.fail("router_aux_loss_coef", "must be 0 (off) or positive");
         const std::string act = cfg.get_string("hidden_act");
         if (act != "silu" && act != "gelu_tanh") cfg.fail("hidden_act", "must be silu or gelu_tanh");
         for (const char* k : {"query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"})
@@ -173,6 +202,22 @@ public:
             if (cfg.get_int("rope_scaling_original_max_position_embeddings") < 1)
                 cfg.fail("rope_scaling_original_max_position_embeddings", "must be positive");
         }
+    }
+
+    // The routers' load-balancing loss, weighted, goes out as "auxiliary_loss" (the host
+    // adds it to the training loss) when there is one to compute.
+    at::Tensor forward(const fthost::BatchView& b, const fthost::ModelOutputs& outputs) {
+        const bool aux = experts_ > 0 && aux_coef_ > 0 && training() && at::GradMode::is_enabled();
+        if (aux && activation_checkpointing())
+            throw fthost::Error("router_aux_loss_coef needs activation_checkpointing = false: a recomputed block's "
+                                "router would count its tokens twice", FT_ERR_CONFIG);
+        if (aux) routing_ = RoutingStats{b.sequence_ids.ge(0).reshape({-1})};
+        at::Tensor hidden = forward(b);
+        if (aux) {
+            outputs.add("auxiliary_loss", routing_->load_balancing_loss(experts_) * aux_coef_);
+            routing_.reset();
+        }
+        return hidden;
     }
 
     at::Tensor forward(const fthost::BatchView& b) {
@@ -219,14 +264,20 @@ public:
     static constexpr bool graph_safe_decode = true;
     static constexpr const char* hf_architectures[] = {"LlamaForCausalLM",   "Qwen2ForCausalLM",  "Qwen3ForCausalLM",
                                                        "MistralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
-                                                       "Phi3ForCausalLM",    nullptr};
+                                                       "Phi3ForCausalLM",    "MixtralForCausalLM", "Qwen3MoeForCausalLM",
+                                                       nullptr};
     static std::string options_from_hf_config(const std::string& config_json) {
         return decoder_options_from_hf_config(config_json);
     }
 
 private:
+    struct Expert {
+        fthost::LinearSite *gate = nullptr, *up = nullptr, *down = nullptr;
+    };
     struct Layer {
         at::Tensor input_norm, post_norm;
+        at::Tensor router;                 // [experts, hidden] (num_experts > 0)
+        std::vector<Expert> experts;       // empty: a dense MLP
         at::Tensor q_norm, k_norm;         // [head_dim] (qk_norm), else undefined
         at::Tensor pre_ff_norm, post_ff_norm;  // sandwich_norms, else undefined
         bool sliding = false;              // layer_types calls it sliding_attention (or names none)
@@ -301,10 +352,10 @@ private:
         const at::Tensor attn = (*l.o)(a.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
         if (!sandwich_) {
             x = x + attn;
-            return x + mlp(l, rms_norm(x, l.post_norm));
+            return x + mlp(l, rms_norm(x, l.post_norm), cache != nullptr);
         }
         x = x + rms_norm(attn, l.post_norm);
-        return x + rms_norm(mlp(l, rms_norm(x, l.pre_ff_norm)), l.post_ff_norm);
+        return x + rms_norm(mlp(l, rms_norm(x, l.pre_ff_norm), cache != nullptr), l.post_ff_norm);
     }
 
     // Queries, keys and values [B, T, heads x head_dim] (keys and values kv_heads wide):
@@ -316,7 +367,10 @@ private:
         return {qkv.narrow(-1, 0, nq), qkv.narrow(-1, nq, nkv), qkv.narrow(-1, nq + nkv, nkv)};
     }
 
-    at::Tensor mlp(const Layer& l, const at::Tensor& h) const {
+    // every_expert: a mixture of experts runs each expert on every token, weighted by zero
+    // where it is not routed — no host synchronisation, as a replayed decode step needs.
+    at::Tensor mlp(const Layer& l, const at::Tensor& h, bool every_expert = false) {
+        if (!l.experts.empty()) return mixture(l, h, every_expert);
         at::Tensor g, u;
         if (l.gate_up) {
             const at::Tensor gu = (*l.gate_up)(h);
@@ -325,8 +379,80 @@ private:
         } else {
             g = (*l.gate)(h), u = (*l.up)(h);
         }
-        return (*l.down)((gelu_ ? at::gelu(g, "tanh") : at::silu(g)) * u);
+        return (*l.down)(activation(g) * u);
     }
+
+    at::Tensor activation(const at::Tensor& g) const { return gelu_ ? at::gelu(g, "tanh") : at::silu(g); }
+
+    // One expert's gated MLP.
+    at::Tensor expert(const Expert& e, const at::Tensor& x) const { return (*e.down)(activation((*e.gate)(x)) * (*e.up)(x)); }
+
+    // transformers' sparse MoE block: router logits, softmax in float32, the top k (their
+    // weights renormalised when norm_topk_prob), each token's experts weighted and summed.
+    at::Tensor mixture(const Layer& l, const at::Tensor& h, bool every_expert) {
+        const at::Tensor x = h.reshape({-1, h.size(-1)});
+        const at::Tensor logits = fthost::ops::linear(x, l.router);
+        const at::Tensor probs = at::softmax(logits, -1, at::kFloat);
+        auto [weights, chosen] = probs.topk(top_k_, -1);
+        if (norm_topk_) weights = weights / weights.sum(-1, true);
+        weights = weights.to(x.scalar_type());
+        if (routing_) routing_->add(probs, chosen);
+        at::Tensor out = at::zeros_like(x);
+        if (every_expert) {
+            const at::Tensor dense = at::zeros({x.size(0), experts_}, weights.options()).scatter_(1, chosen, weights);
+            for (int64_t e = 0; e < experts_; ++e)
+                out = out + expert(l.experts[static_cast<size_t>(e)], x) * dense.select(1, e).unsqueeze(1);
+            return out.view(h.sizes());
+        }
+        for (int64_t e = 0; e < experts_; ++e) {
+            const at::Tensor hits = at::nonzero(chosen.eq(e));  // [M, 2]: token, slot
+            if (hits.size(0) == 0) continue;
+            const at::Tensor tokens = hits.select(1, 0), slots = hits.select(1, 1);
+            const at::Tensor w = weights.index({tokens, slots}).unsqueeze(1);
+            out = out.index_add(0, tokens, expert(l.experts[static_cast<size_t>(e)], x.index_select(0, tokens)) * w);
+        }
+        return out.view(h.sizes());
+    }
+
+    // The experts' sites and the router of one layer, under the checkpoint's names.
+    void add_experts(Layer& l, const std::string& p, const fthost::Config& cfg, double std, const at::TensorOptions& opts) {
+        const int64_t inter = cfg.get_int("moe_intermediate_size") > 0 ? cfg.get_int("moe_intermediate_size")
+                                                                       : cfg.get_int("intermediate_size");
+        const bool mixtral = cfg.get_string("expert_names") == "mixtral";
+        const std::string block = p + (mixtral ? "block_sparse_moe." : "mlp.");
+        l.router = register_parameter(block + "gate.weight", at::empty({experts_, hidden_}, opts).normal_(0, std));
+        for (int64_t e = 0; e < experts_; ++e) {
+            const std::string n = block + "experts." + std::to_string(e) + ".";
+            Expert x;
+            x.gate = &linear(n + (mixtral ? "w1" : "gate_proj"), hidden_, inter, std, opts);
+            x.up = &linear(n + (mixtral ? "w3" : "up_proj"), hidden_, inter, std, opts);
+            x.down = &linear(n + (mixtral ? "w2" : "down_proj"), inter, hidden_, std, opts);
+            l.experts.push_back(x);
+        }
+    }
+
+    // What the load-balancing loss needs from every layer's router over one forward
+    // (transformers' load_balancing_loss_func): top-k assignments and router
+    // probabilities summed per expert over the real (not padding) tokens.
+    struct RoutingStats {
+        at::Tensor valid;  // float [N]: 1 for a real token
+        at::Tensor assigned, probability;  // float [E]
+        at::Tensor rows;                   // float scalar
+        explicit RoutingStats(const at::Tensor& is_real) : valid(is_real.to(at::kFloat)) {}
+        void add(const at::Tensor& probs, const at::Tensor& chosen) {
+            const int64_t k = chosen.size(1);
+            const at::Tensor counts = at::zeros({probs.size(1)}, probs.options())
+                                          .scatter_add_(0, chosen.reshape({-1}), valid.repeat_interleave(k));
+            const at::Tensor p = (probs * valid.unsqueeze(1)).sum(0);
+            assigned = assigned.defined() ? assigned + counts : counts;
+            probability = probability.defined() ? probability + p : p;
+            rows = rows.defined() ? rows + valid.sum() : valid.sum();
+        }
+        // E * sum_e (tokens routed to e / rows) * (mean router probability of e)
+        at::Tensor load_balancing_loss(int64_t experts) const {
+            return (assigned / rows * (probability / rows)).sum() * static_cast<double>(experts);
+        }
+    };
 
     // q [B, H, T, D], k and v [B, KV, S, D]; mask additive or boolean [B, 1, T, S], or
     // unset for plain causal attention. Soft-capped scores (Gemma 2) are computed here as
@@ -427,6 +553,10 @@ private:
     int64_t window_;  // sliding window (0: off)
     bool gelu_, norm_plus_one_, embedding_scale_, sandwich_;
     double attn_softcap_, final_softcap_;
+    int64_t experts_, top_k_;  // mixture of experts (0: dense MLPs)
+    bool norm_topk_;
+    double aux_coef_;
+    std::optional<RoutingStats> routing_;  // set during a forward that reports the load-balancing loss
     std::optional<double> scale_;  // query_pre_attn_scalar^-1/2; unset: head_dim^-1/2 (SDPA's own)
     at::Tensor embed_, norm_, lm_head_;
     fthost::PaddedVocabHead head_;
@@ -440,6 +570,7 @@ private:
 }  // namespace
 
 FTHOST_MODEL(decoder, Decoder, "decoder", "0.2.0",
-             "Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 2 and 3, Phi-3: RMSNorm, RoPE, gated MLP, GQA)",
+             "Llama-family decoder (Llama, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE, Gemma 2 and 3, Phi-3: RMSNorm, "
+             "RoPE, gated MLP or experts, GQA)",
              kOptions);
 FTHOST_PLUGINS(decoder)

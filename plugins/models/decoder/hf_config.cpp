@@ -6,6 +6,34 @@ using nlohmann::json;
 using fthost::hf::find;
 using fthost::hf::unsupported;
 
+// Mixtral's and Qwen3-MoE's experts: how many, the top k, their width and names, whether
+// the top-k weights are renormalised, and the load-balancing loss's weight (transformers
+// adds it only with output_router_logits).
+static void moe_options(const json& c, const std::string& arch, json& o) {
+    const bool mixtral = arch == "MixtralForCausalLM", qwen3 = arch == "Qwen3MoeForCausalLM";
+    if (!mixtral && !qwen3) return;
+    // transformers 5 writes num_local_experts for both; Qwen3-MoE's own name is num_experts.
+    const char* count = mixtral || find(c, "num_local_experts") ? "num_local_experts" : "num_experts";
+    for (const char* k : {count, "num_experts_per_tok"})
+        if (const json* v = find(c, k); !v || !v->is_number_integer()) unsupported(k, "missing or not an integer");
+    o["num_experts"] = c[count];
+    o["num_experts_per_tok"] = c["num_experts_per_tok"];
+    o["expert_names"] = mixtral ? "mixtral" : "qwen3_moe";
+    o["norm_topk_prob"] = mixtral || (find(c, "norm_topk_prob") && c["norm_topk_prob"].get<bool>());
+    if (qwen3) {
+        if (const json* v = find(c, "moe_intermediate_size")) o["moe_intermediate_size"] = *v;
+        if (const json* v = find(c, "decoder_sparse_step"); v && v->get<int64_t>() != 1)
+            unsupported("decoder_sparse_step", "dense layers between sparse ones are not supported (1 is)");
+        if (const json* v = find(c, "mlp_only_layers"); v && !v->empty())
+            unsupported("mlp_only_layers", "dense layers among the sparse ones are not supported ([] is)");
+    }
+    if (const json* v = find(c, "router_jitter_noise"); v && v->get<double>() != 0)
+        unsupported("router_jitter_noise", "jittered routing is not supported (0 is)");
+    const json* logits = find(c, "output_router_logits");
+    if (logits && logits->get<bool>())
+        if (const json* v = find(c, "router_aux_loss_coef")) o["router_aux_loss_coef"] = v->get<double>();
+}
+
 std::string decoder_options_from_hf_config(const std::string& config_json) {
     const json c = fthost::hf::parse_config(config_json);
     std::string arch;
@@ -51,10 +79,11 @@ std::string decoder_options_from_hf_config(const std::string& config_json) {
         o["attention_bias"] = true;
         o["o_proj_bias"] = true;
     }
-    if (arch == "Qwen3ForCausalLM") o["qk_norm"] = true;
+    if (arch == "Qwen3ForCausalLM" || arch == "Qwen3MoeForCausalLM") o["qk_norm"] = true;
+    moe_options(c, arch, o);
     const bool phi3 = arch == "Phi3ForCausalLM";
     if (phi3) o["fused_qkv"] = o["fused_gate_up"] = true;
-    if (arch == "Qwen2ForCausalLM" || arch == "Qwen3ForCausalLM") {
+    if (arch == "Qwen2ForCausalLM" || arch == "Qwen3ForCausalLM" || arch == "Qwen3MoeForCausalLM") {
         if (const json* v = find(c, "use_sliding_window"); v && v->get<bool>())
             unsupported("use_sliding_window", "sliding-window attention is not supported");
         if (const json* types = find(c, "layer_types"); types && types->is_array())
@@ -63,7 +92,7 @@ std::string decoder_options_from_hf_config(const std::string& config_json) {
                     unsupported("layer_types", "'" + t.get<std::string>() + "' layers are not supported (full_attention is)");
     }
     // Mistral's window covers every layer; Gemma 2's the layers layer_types names sliding.
-    if (arch == "MistralForCausalLM" || gemma || phi3)
+    if (arch == "MistralForCausalLM" || arch == "MixtralForCausalLM" || gemma || phi3)
         if (const json* v = find(c, "sliding_window")) {
             if (!v->is_number_integer() || v->get<int64_t>() < 1) unsupported("sliding_window", "must be a positive integer or null");
             o["sliding_window"] = *v;

@@ -246,7 +246,10 @@ typedef struct ft_model_output {
     ft_tensor hidden_states; /* new: final normalised hidden states [B, T, H], the LM head's input */
     /* ---- ABI 1.6 ---- */
     /* Set by the caller, or NULL when it wants hidden states only. A model with named
-       outputs (pooled embeddings, per-field logits, ...) calls it once per output. */
+       outputs (pooled embeddings, per-field logits, ...) calls it once per output.
+       ABI 1.8: a scalar named "auxiliary_loss" with gradients (a mixture of experts'
+       load-balancing loss, already weighted) is added by the host to the training loss of
+       the forward's micro-batch, averaged over the step's micro-batches. */
     ft_output_fn add_output;
     void* output_user;
 } ft_model_output;
