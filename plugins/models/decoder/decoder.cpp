@@ -211,12 +211,14 @@ public:
         if (aux && activation_checkpointing())
             throw fthost::Error("router_aux_loss_coef needs activation_checkpointing = false: a recomputed block's "
                                 "router would count its tokens twice", FT_ERR_CONFIG);
-        if (aux) routing_ = RoutingStats{b.sequence_ids.ge(0).reshape({-1})};
+        if (!aux) return forward(b);
+        routing_ = RoutingStats{b.sequence_ids.ge(0).reshape({-1})};
+        struct Reset {
+            std::optional<RoutingStats>& r;
+            ~Reset() { r.reset(); }  // also when the forward throws: no later forward adds to it
+        } reset{routing_};
         at::Tensor hidden = forward(b);
-        if (aux) {
-            outputs.add("auxiliary_loss", routing_->load_balancing_loss(experts_) * aux_coef_);
-            routing_.reset();
-        }
+        outputs.add("auxiliary_loss", routing_->load_balancing_loss(experts_) * aux_coef_);
         return hidden;
     }
 
