@@ -24,8 +24,9 @@ void release_free_memory();
 // smaller blocks allocated between them: quantising a checkpoint weight by weight (a
 // float32 transient, then a small NF4 result, per weight) would grow the heap by about
 // the whole base although no more than one transient lives at a time, and training with
-// it would keep every dequantised weight's block (qlora's training peak at 0.4B: 1,415 MB
-// with heap reuse of blocks up to 32 MiB, 1,086 MB without). A stage's setup calls it.
+// it would keep every dequantised weight's block (bench/real_size_memory.sh, qlora's
+// training peak at 0.4B: 1,415 MB with heap reuse of blocks up to 32 MiB, 1,069 MB
+// without; docs/ARCHITECTURE.md). A stage's setup calls it.
 void map_large_blocks_on_their_own();
 
 // The CUDA caching allocator's peak of bytes held by tensors on `device_index` since the
