@@ -239,21 +239,26 @@ void ModelSession::set_adapters_enabled(bool on) {
     check(pvt_->set_enabled(param_handle_, on ? 1 : 0, &err), err);
 }
 
-void ModelSession::load_parameters(const std::map<std::string, at::Tensor>& tensors, const TensorList& into,
-                                   const std::string& from) {
+void put_tensors(std::map<std::string, at::Tensor>& tensors, const TensorList& into, const std::string& from,
+                 const std::function<void(at::Tensor& param, at::Tensor& value)>& put) {
     at::NoGradGuard ng;
     std::set<std::string> used;
-    for (const auto& [name, p] : into) {
+    for (auto [name, p] : into) {
         auto it = tensors.find(name);
         if (it == tensors.end()) throw Error(from + ": missing tensor '" + name + "'");
         if (it->second.sizes() != p.sizes())
             throw Error(from + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) + ", the model expects " +
                         c10::str(p.sizes()));
-        p.copy_(it->second);
+        put(p, it->second);
         used.insert(name);
     }
     for (const auto& [name, _] : tensors)
         if (!used.count(name)) throw Error(from + ": unexpected tensor '" + name + "'");
+}
+
+void ModelSession::load_parameters(std::map<std::string, at::Tensor> tensors, const TensorList& into,
+                                   const std::string& from) {
+    put_tensors(tensors, into, from, [](at::Tensor& p, at::Tensor& t) { p.copy_(t); });
 }
 
 bool ModelSession::keeps_stored_dtypes() const {

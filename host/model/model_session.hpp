@@ -16,6 +16,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -36,6 +37,11 @@ enum class WeightDtypes { as_created, as_stored };
 
 // The named output a model adds to the training loss (fthost.h, ft_model_output).
 inline constexpr const char* kAuxiliaryLoss = "auxiliary_loss";
+
+// Hands each parameter of `into` its tensor of the same name to `put`; a missing,
+// misshapen or unexpected tensor is an error naming `from`. Without gradients.
+void put_tensors(std::map<std::string, at::Tensor>& tensors, const TensorList& into, const std::string& from,
+                 const std::function<void(at::Tensor& param, at::Tensor& value)>& put);
 
 // Puts `value` in the place of parameter `p` — its storage, device and dtype — keeping p's
 // identity (every handle the plugin holds, requires_grad). p may be on the meta device.
@@ -118,7 +124,7 @@ public:
     void set_training(bool on);
     void set_adapters_enabled(bool on);
     // Copies tensors into the named parameters; missing or unexpected names are errors.
-    void load_parameters(const std::map<std::string, at::Tensor>& tensors, const TensorList& into, const std::string& from);
+    void load_parameters(std::map<std::string, at::Tensor> tensors, const TensorList& into, const std::string& from);
 
     // Writes final/: stage.json plus model.safetensors (full) or, for adapters, PEFT's
     // adapter_model.safetensors + adapter_config.json and a pointer to the base stage

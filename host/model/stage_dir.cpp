@@ -143,23 +143,13 @@ void ModelSession::load_weights(const fs::path& dir, std::map<std::string, at::T
     for (const auto& [name, t] : tensors) stored_dtypes_[name] = t.scalar_type();
     set_aside_extra_tensors(tensors, dir.string());
     const bool as_stored = dtypes == WeightDtypes::as_stored && keeps_stored_dtypes();
-    at::NoGradGuard ng;
-    std::set<std::string> used;
-    for (auto& [name, p] : model_parameters()) {
-        auto it = tensors.find(name);
-        if (it == tensors.end()) throw Error(dir.string() + ": missing tensor '" + name + "'");
-        if (it->second.sizes() != p.sizes())
-            throw Error(dir.string() + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
-                        ", the model expects " + c10::str(p.sizes()));
-        const at::ScalarType dtype = as_stored && it->second.is_floating_point() ? it->second.scalar_type() : p.scalar_type();
+    put_tensors(tensors, model_parameters(), dir.string(), [&](at::Tensor& p, at::Tensor& t) {
+        const at::ScalarType dtype = as_stored && t.is_floating_point() ? t.scalar_type() : p.scalar_type();
         // One tensor at a time onto the device; the map's entry is dropped once moved, so
         // that a tensor's file pages are released as soon as nothing else holds them.
-        adopt_parameter(p, it->second.to(device_, dtype));
-        it->second = at::Tensor();
-        used.insert(name);
-    }
-    for (const auto& [name, _] : tensors)
-        if (!used.count(name)) throw Error(dir.string() + ": unexpected tensor '" + name + "'");
+        adopt_parameter(p, t.to(device_, dtype));
+        t = at::Tensor();
+    });
     if (fs::exists(dir / "config.json")) hf_config_ = read_text(dir / "config.json");
 }
 
