@@ -1,4 +1,5 @@
-// Hugging Face tokenizer.json with a BPE model, as the `tokenizers` library runs it:
+// Hugging Face tokenizer.json with a BPE model, as the `tokenizers` library runs it.
+// Byte-level files (GPT-2, Llama 3, Qwen2):
 //   1. added tokens (special ones included) are cut out of the raw text first, longest
 //      match leftmost, with the whitespace their lstrip/rstrip take; they become their
 //      own ids (tokenizer_json.hpp);
@@ -9,8 +10,15 @@
 //   4. each piece is merged by BPE rank (lowest first, leftmost on ties), or taken whole
 //      when ignore_merges is set and the piece is a token;
 //   5. a TemplateProcessing post-processor adds e.g. <|begin_of_text|>.
-// Decoding maps byte-level code points back to bytes (ByteLevel decoder). Anything else
-// in the file (other models, normalisers, pre-tokenisers, decoders) is an error naming it.
+// Decoding maps byte-level code points back to bytes (ByteLevel decoder).
+// Files without a ByteLevel step are SentencePiece conversions (Llama 2, Mistral, Phi-3,
+// Gemma): steps 2-3 are text_steps.hpp's (Prepend, Replace, Metaspace, ...) with
+// alignments, a character the vocabulary lacks becomes its <0xNN> bytes (byte_fallback)
+// or the unk token, and decoding is token_decoder.hpp's. Anything else in the file is an
+// error naming it.
+#include "tokenizer/normalized_string.hpp"
+#include "tokenizer/text_steps.hpp"
+#include "tokenizer/token_decoder.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 
@@ -63,39 +71,54 @@ const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p
 
 class BpeTokenizer : public Tokenizer {
 public:
-    BpeTokenizer(const fs::path& file, const json& j) : file_(file) {
+    BpeTokenizer(const fs::path& file, const json& j) : file_(file), steps_(file) {
         load_model(j.at("model"));
         added_.load(j.value("added_tokens", json()), file);
         for (const auto& a : added_.tokens()) {
             id_to_token_[a.id] = a.content;
             token_to_id_[a.content] = a.id;
         }
-        load_normalizer(j.value("normalizer", json()));
-        load_pre_tokenizer(j.value("pre_tokenizer", json()));
-        post_.load(j.value("post_processor", json()), file);
         const json dec = j.value("decoder", json());
-        if (!dec.is_null() && dec.value("type", "") != "ByteLevel")
-            unsupported(file, "decoder type '" + dec.value("type", "") + "'");
+        // Without a ByteLevel step the file is a SentencePiece conversion (Llama 2,
+        // Mistral, Phi-3, Gemma): its normalisers, pre-tokenisers and decoder are
+        // text_steps.hpp's and token_decoder.hpp's.
+        sentencepiece_ = !has_type(j.value("pre_tokenizer", json()), "ByteLevel") && !has_type(dec, "ByteLevel");
+        if (sentencepiece_) {
+            steps_.load_normalizer(j.value("normalizer", json()));
+            steps_.load_pre_tokenizer(j.value("pre_tokenizer", json()));
+            decoder_ = std::make_unique<TokenDecoder>(dec, file);
+        } else {
+            load_normalizer(j.value("normalizer", json()));
+            load_pre_tokenizer(j.value("pre_tokenizer", json()));
+            if (!dec.is_null() && dec.value("type", "") != "ByteLevel")
+                unsupported(file, "decoder type '" + dec.value("type", "") + "' with a ByteLevel pre-tokenizer");
+        }
+        post_.load(j.value("post_processor", json()), file);
         for (const auto& [id, _] : id_to_token_) vocab_size_ = std::max(vocab_size_, id + 1);
     }
 
     std::vector<int64_t> encode(const std::string& text, bool add_special_tokens) const override {
-        std::vector<int64_t> ids = encode_pieces(text, nullptr);
+        std::vector<int64_t> ids = sentencepiece_ ? encode_aligned(text, nullptr) : encode_pieces(text, nullptr);
         return add_special_tokens ? post_.apply(ids) : ids;
     }
 
     std::vector<int64_t> encode_with_offsets(const std::string& text, std::vector<size_t>& starts) const override {
         starts.clear();
-        return encode_pieces(text, &starts);
+        return sentencepiece_ ? encode_aligned(text, &starts) : encode_pieces(text, &starts);
     }
 
     std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const override {
         std::string bytes;
+        std::vector<std::string> tokens;  // for decoder_
         for (int64_t id : ids) {
             auto it = id_to_token_.find(id);
             if (it == id_to_token_.end()) throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
             const AddedToken* added = added_.find(id);
             if (added && added->special && skip_special_tokens) continue;
+            if (decoder_) {
+                tokens.push_back(it->second);
+                continue;
+            }
             if (!byte_level_) {
                 bytes += it->second;
                 continue;
@@ -106,6 +129,7 @@ public:
                 else append_utf8(bytes, cp);
             }
         }
+        if (decoder_) bytes = decoder_->decode(std::move(tokens));
         return utf8_lossy(bytes);
     }
 
@@ -121,6 +145,47 @@ private:
         std::unique_ptr<Regex> regex;
         bool byte_level = false, add_prefix_space = false;
     };
+
+    static bool has_type(const json& j, const char* type) {
+        if (!j.is_object()) return false;
+        if (j.value("type", "") == type) return true;
+        for (const char* list : {"pretokenizers", "decoders"})
+            if (j.contains(list) && j[list].is_array())
+                for (const auto& x : j[list])
+                    if (has_type(x, type)) return true;
+        return false;
+    }
+
+    // A SentencePiece conversion's encoding: added tokens cut out, the rest normalised and
+    // pre-tokenised with alignments (text_steps.hpp), so each token's offset is where
+    // tokenizers puts it: the original byte its first normalised byte came from.
+    std::vector<int64_t> encode_aligned(const std::string& text, std::vector<size_t>* starts) const {
+        std::vector<int64_t> ids;
+        const auto emit = [&](int64_t id, size_t at) {
+            ids.push_back(id);
+            if (starts) starts->push_back(at);
+        };
+        std::vector<Symbol> syms;
+        for (const auto& seg : added_.split(text, false)) {
+            if (seg.token) {
+                emit(seg.token->id, seg.begin);
+                continue;
+            }
+            NormalizedString ns(text, seg.begin, seg.end);
+            steps_.normalize(ns);
+            for (const auto& nseg : added_.split(ns.get(), true)) {
+                if (nseg.token) {
+                    emit(nseg.token->id, ns.original_at(nseg.begin));
+                    continue;
+                }
+                for (const auto& piece : steps_.pre_tokenize(ns.slice(nseg.begin, nseg.end))) {
+                    merge(piece.get(), syms);
+                    for (const auto& sym : syms) emit(sym.id, piece.original_at(sym.start));
+                }
+            }
+        }
+        return ids;
+    }
 
     // Steps 1-4 of the file comment. With `starts`, each token's byte offset in `text`:
     // exact when normalisation leaves a piece unchanged (byte-level tokens are one byte per
@@ -174,6 +239,7 @@ private:
             unsupported(file_, "BPE end_of_word_suffix");
         ignore_merges_ = m.value("ignore_merges", false);
         byte_fallback_ = m.value("byte_fallback", false);
+        fuse_unk_ = m.value("fuse_unk", false);
         if (!m.value("unk_token", json()).is_null()) unk_ = m["unk_token"].get<std::string>();
         // The keys a BPE model cannot do without, named with the file when absent.
         for (const char* key : {"vocab", "merges"})
@@ -281,56 +347,84 @@ private:
         return pieces;
     }
 
-    void bpe(const std::string& word, std::vector<int64_t>& out) const {
+    struct Symbol {
+        int64_t id;
+        size_t start;  // byte offset in the word of its first character
+    };
+
+    // The word's tokens with their starts, cached (the same words recur).
+    void merge(const std::string& word, std::vector<Symbol>& out) const {
+        out.clear();
         if (word.empty()) return;
         {
             std::lock_guard<std::mutex> lock(cache_mutex_);
             auto it = cache_.find(word);
             if (it != cache_.end()) {
-                out.insert(out.end(), it->second.begin(), it->second.end());
+                out = it->second;
                 return;
             }
         }
-        std::vector<int64_t> syms;
         auto whole = token_to_id_.find(word);
-        if (ignore_merges_ && whole != token_to_id_.end()) {
-            syms.push_back(whole->second);
-        } else {
-            const auto cps = code_points(word);
-            for (size_t k = 0; k < cps.size(); ++k) {
-                const size_t b = cps[k].second, e = k + 1 < cps.size() ? cps[k + 1].second : word.size();
-                const std::string ch = word.substr(b, e - b);
-                auto it = token_to_id_.find(ch);
-                if (it != token_to_id_.end()) {
-                    syms.push_back(it->second);
-                } else if (byte_fallback_) {
-                    for (unsigned char c : ch) {
-                        char name[8];
-                        std::snprintf(name, sizeof name, "<0x%02X>", c);
-                        auto bt = token_to_id_.find(name);
-                        if (bt != token_to_id_.end()) syms.push_back(bt->second);
-                    }
-                } else if (!unk_.empty() && token_to_id_.count(unk_)) {
-                    syms.push_back(token_to_id_.at(unk_));
-                }  // else: dropped, as `tokenizers` does without an unk token
-            }
-            // Merge the lowest-ranked adjacent pair (leftmost on ties) until none applies.
-            while (syms.size() > 1) {
-                int best = std::numeric_limits<int>::max();
-                size_t at = 0;
-                int64_t merged = 0;
-                for (size_t k = 0; k + 1 < syms.size(); ++k) {
-                    auto m = merges_.find({syms[k], syms[k + 1]});
-                    if (m != merges_.end() && m->second.first < best) best = m->second.first, at = k, merged = m->second.second;
-                }
-                if (best == std::numeric_limits<int>::max()) break;
-                syms[at] = merged;
-                syms.erase(syms.begin() + static_cast<std::ptrdiff_t>(at) + 1);
-            }
-        }
-        out.insert(out.end(), syms.begin(), syms.end());
+        if (ignore_merges_ && whole != token_to_id_.end()) out.push_back({whole->second, 0});
+        else merge_uncached(word, out);
         std::lock_guard<std::mutex> lock(cache_mutex_);
-        if (cache_.size() < 100000) cache_.emplace(word, std::move(syms));
+        if (cache_.size() < 100000) cache_.emplace(word, out);
+    }
+
+    // tokenizers' Word::merge_all over the characters (bytes <0xNN> for one the vocabulary
+    // lacks, with byte_fallback; else the unk token, runs of them fused with fuse_unk; else
+    // dropped, as tokenizers does without an unk token).
+    void merge_uncached(const std::string& word, std::vector<Symbol>& syms) const {
+        const auto cps = code_points(word);
+        const auto unk = unk_.empty() ? token_to_id_.end() : token_to_id_.find(unk_);
+        bool last_unk = false;
+        for (size_t k = 0; k < cps.size(); ++k) {
+            const size_t b = cps[k].second, e = k + 1 < cps.size() ? cps[k + 1].second : word.size();
+            const std::string ch = word.substr(b, e - b);
+            auto it = token_to_id_.find(ch);
+            if (it != token_to_id_.end()) {
+                syms.push_back({it->second, b});
+                last_unk = false;
+                continue;
+            }
+            if (byte_fallback_) {
+                std::vector<Symbol> bytes;
+                for (unsigned char c : ch) {
+                    char name[8];
+                    std::snprintf(name, sizeof name, "<0x%02X>", c);
+                    auto bt = token_to_id_.find(name);
+                    if (bt == token_to_id_.end()) break;
+                    bytes.push_back({bt->second, b});
+                }
+                if (bytes.size() == ch.size()) {
+                    syms.insert(syms.end(), bytes.begin(), bytes.end());
+                    last_unk = false;
+                    continue;
+                }
+            }
+            if (unk == token_to_id_.end()) continue;
+            if (!(fuse_unk_ && last_unk)) syms.push_back({unk->second, b});
+            last_unk = true;
+        }
+        // Merge the lowest-ranked adjacent pair (leftmost on ties) until none applies.
+        while (syms.size() > 1) {
+            int best = std::numeric_limits<int>::max();
+            size_t at = 0;
+            int64_t merged = 0;
+            for (size_t k = 0; k + 1 < syms.size(); ++k) {
+                auto m = merges_.find({syms[k].id, syms[k + 1].id});
+                if (m != merges_.end() && m->second.first < best) best = m->second.first, at = k, merged = m->second.second;
+            }
+            if (best == std::numeric_limits<int>::max()) break;
+            syms[at].id = merged;
+            syms.erase(syms.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+        }
+    }
+
+    void bpe(const std::string& word, std::vector<int64_t>& out) const {
+        std::vector<Symbol> syms;
+        merge(word, syms);
+        for (const auto& sym : syms) out.push_back(sym.id);
     }
 
     fs::path file_;
@@ -338,13 +432,16 @@ private:
     std::unordered_map<int64_t, std::string> id_to_token_;
     std::map<std::pair<int64_t, int64_t>, std::pair<int, int64_t>> merges_;  // pair -> (rank, merged id)
     AddedVocabulary added_;
-    std::vector<Split> splits_;
+    std::vector<Split> splits_;  // the byte-level path's pre-tokenizers
+    TextSteps steps_;            // a SentencePiece conversion's
+    std::unique_ptr<TokenDecoder> decoder_;  // a SentencePiece conversion's; else ByteLevel
     PostProcessor post_;
     std::string unk_;
     int64_t vocab_size_ = 0;
-    bool nfc_ = false, byte_level_ = false, ignore_merges_ = false, byte_fallback_ = false;
+    bool sentencepiece_ = false;
+    bool nfc_ = false, byte_level_ = false, ignore_merges_ = false, byte_fallback_ = false, fuse_unk_ = false;
     mutable std::mutex cache_mutex_;
-    mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
+    mutable std::unordered_map<std::string, std::vector<Symbol>> cache_;
 };
 
 }  // namespace

@@ -134,6 +134,13 @@ std::vector<NormalizedString> NormalizedString::split(const std::function<bool(u
     if (behaviour == Delimiter::removed) {
         for (const auto& p : pieces)
             if (!p.match) keep.emplace_back(p.begin, p.end);
+    } else if (behaviour == Delimiter::merged_with_previous) {  // a delimiter after a delimiter stays alone
+        bool previous_match = false;
+        for (const auto& p : pieces) {
+            if (p.match && !previous_match && !keep.empty()) keep.back().second = p.end;
+            else keep.emplace_back(p.begin, p.end);
+            previous_match = p.match;
+        }
     } else {  // a delimiter joins the piece after it; a delimiter before a delimiter stays alone
         bool previous_match = false;
         for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {

@@ -39,10 +39,10 @@ public:
     void prepend(const std::string& s);
     void strip(bool left, bool right);  // Rust whitespace
 
-    // Split by characters matching `is_delimiter`: removed, or each run of delimiters
-    // merged with the text after it (tokenizers' Removed / MergedWithNext). Empty pieces
-    // are dropped.
-    enum class Delimiter { removed, merged_with_next };
+    // Split by characters matching `is_delimiter`: removed, or each delimiter merged with
+    // the text after / before it (tokenizers' Removed / MergedWithNext /
+    // MergedWithPrevious). Empty pieces are dropped.
+    enum class Delimiter { removed, merged_with_next, merged_with_previous };
     std::vector<NormalizedString> split(const std::function<bool(uint32_t)>& is_delimiter, Delimiter behaviour) const;
     NormalizedString slice(size_t begin, size_t end) const;  // normalised bytes [begin, end)
 

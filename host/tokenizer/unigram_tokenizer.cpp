@@ -2,9 +2,8 @@
 // T5 converter writes), as the `tokenizers` library runs it:
 //   1. added tokens (</s>, <pad>, <unk>, <extra_id_N>) are cut out of the raw text first
 //      (tokenizer_json.hpp), lstrip/rstrip as the file says;
-//   2. the rest is normalised, alignments kept (normalized_string.hpp): Precompiled (the
-//      SentencePiece charsmap, precompiled_charsmap.hpp), Replace (a string or a PCRE2
-//      regex), Strip, in a Sequence or alone (what transformers 4 and 5 write for T5);
+//   2. the rest is normalised, alignments kept (text_steps.hpp): Precompiled (the
+//      SentencePiece charsmap), Replace, Strip (what transformers 4 and 5 write for T5);
 //   3. pre-tokenised: WhitespaceSplit, Metaspace (spaces become the replacement, "▁", which
 //      is prepended per prepend_scheme always / first / never, and split on);
 //   4. each piece is segmented by Viterbi over the vocabulary's scores (tokenizers'
@@ -12,12 +11,13 @@
 //      <unk> with score min - 10, runs of them fused into one token, or bytes <0xNN> with
 //      byte_fallback);
 //   5. a TemplateProcessing post-processor appends </s>.
-// Decoding: the Metaspace decoder ("▁" -> " ", dropped in the first token). Offsets are
+// Decoding: token_decoder.hpp (T5's Metaspace: "▁" -> " ", dropped in the first token). Offsets are
 // where tokenizers puts them: the original byte each token's first normalised byte came
 // from. Other normalisers, pre-tokenisers and decoders are an error naming the file and
 // the type.
 #include "tokenizer/normalized_string.hpp"
-#include "tokenizer/precompiled_charsmap.hpp"
+#include "tokenizer/text_steps.hpp"
+#include "tokenizer/token_decoder.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 
@@ -36,28 +36,6 @@ namespace fthost::host {
 namespace {
 
 using namespace tokenizer_json;
-
-const uint32_t kSpace = 0x20;
-
-enum class Prepend { always, first, never };
-
-// Metaspace's prepend_scheme, or the older add_prefix_space (false = never).
-Prepend prepend_scheme(const json& j, const fs::path& file) {
-    if (j.contains("add_prefix_space") && j["add_prefix_space"].is_boolean() && !j["add_prefix_space"].get<bool>())
-        return Prepend::never;
-    const std::string s = j.value("prepend_scheme", "always");
-    if (s == "always") return Prepend::always;
-    if (s == "first") return Prepend::first;
-    if (s == "never") return Prepend::never;
-    unsupported(file, "Metaspace prepend_scheme '" + s + "'");
-}
-
-uint32_t single_char(const json& j, const char* key, const fs::path& file) {
-    const std::string s = j.value(key, "\xE2\x96\x81");
-    const auto cps = code_points(s);
-    if (cps.size() != 1) unsupported(file, std::string("Metaspace ") + key + " '" + s + "' (not one character)");
-    return cps[0].first;
-}
 
 // A byte trie over the vocabulary: the pieces that are prefixes of a text, shortest first.
 class PieceTrie {
@@ -99,18 +77,14 @@ private:
 
 class UnigramTokenizer : public Tokenizer {
 public:
-    UnigramTokenizer(const fs::path& file, const json& j) : file_(file) {
+    UnigramTokenizer(const fs::path& file, const json& j)
+        : file_(file), steps_(file), decoder_(j.value("decoder", json()), file) {
         load_model(j.at("model"));
         added_.load(j.value("added_tokens", json()), file);
         for (const auto& a : added_.tokens()) vocab_size_ = std::max(vocab_size_, a.id + 1);
-        load_normalizer(j.value("normalizer", json()));
-        load_pre_tokenizer(j.value("pre_tokenizer", json()));
+        steps_.load_normalizer(j.value("normalizer", json()));
+        steps_.load_pre_tokenizer(j.value("pre_tokenizer", json()));
         post_.load(j.value("post_processor", json()), file);
-        const json dec = j.value("decoder", json());
-        if (!dec.is_null()) {
-            if (dec.value("type", "") != "Metaspace") unsupported(file, "decoder type '" + dec.value("type", "") + "'");
-            decoder_ = Metaspace{single_char(dec, "replacement", file), prepend_scheme(dec, file), true};
-        }
     }
 
     std::vector<int64_t> encode(const std::string& text, bool add_special_tokens) const override {
@@ -134,18 +108,7 @@ public:
                 throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
             tokens.push_back(pieces_[static_cast<size_t>(id)].first);
         }
-        if (!decoder_) {  // tokenizers joins the tokens with spaces when there is no decoder
-            std::string out;
-            for (size_t i = 0; i < tokens.size(); ++i) out += (i ? " " : "") + tokens[i];
-            return utf8_lossy(out);
-        }
-        std::string out;
-        for (size_t i = 0; i < tokens.size(); ++i)
-            for (const auto& [c, _] : code_points(tokens[i])) {
-                if (c != decoder_->replacement) append_utf8(out, c);
-                else if (i != 0 || decoder_->prepend == Prepend::never) out += ' ';
-            }
-        return utf8_lossy(out);
+        return utf8_lossy(decoder_.decode(std::move(tokens)));
     }
 
     int64_t vocab_size() const override { return vocab_size_; }
@@ -158,23 +121,6 @@ public:
     }
 
 private:
-    struct Normalizer {
-        enum Kind { precompiled, replace, strip } kind;
-        std::shared_ptr<PrecompiledCharsmap> charsmap;
-        std::shared_ptr<Regex> regex;  // Replace
-        std::string content;           // Replace's replacement
-        bool left = false, right = false;
-    };
-    struct Metaspace {
-        uint32_t replacement;
-        Prepend prepend;
-        bool split;
-    };
-    struct PreTokenizer {
-        bool whitespace_split = false;  // else Metaspace
-        Metaspace metaspace{};
-    };
-
     void load_model(const json& m) {
         if (m.value("type", "") != "Unigram") unsupported(file_, "model type '" + m.value("type", "") + "'");
         if (!m.value("unk_id", json()).is_null()) unk_id_ = m["unk_id"].get<int64_t>();
@@ -192,93 +138,6 @@ private:
         vocab_size_ = static_cast<int64_t>(pieces_.size());
     }
 
-    void load_normalizer(const json& n) {
-        if (n.is_null()) return;
-        const std::string type = n.value("type", "");
-        Normalizer x{};
-        if (type == "Sequence") {
-            for (const auto& y : n.at("normalizers")) load_normalizer(y);
-            return;
-        } else if (type == "Precompiled") {
-            x.kind = Normalizer::precompiled;
-            const json& b64 = n.value("precompiled_charsmap", json());
-            if (b64.is_null()) return;  // tokenizers: no charsmap, no change
-            x.charsmap = std::make_shared<PrecompiledCharsmap>(
-                PrecompiledCharsmap::decode_base64(b64.get<std::string>(), file_), file_);
-        } else if (type == "Replace") {
-            x.kind = Normalizer::replace;
-            const json& pat = n.at("pattern");
-            const std::string re = pat.contains("Regex") ? pat["Regex"].get<std::string>()
-                                                         : "\\Q" + pat.at("String").get<std::string>() + "\\E";
-            x.regex = std::make_shared<Regex>(re, file_);
-            x.content = n.at("content").get<std::string>();
-        } else if (type == "Strip") {
-            x.kind = Normalizer::strip;
-            x.left = n.value("strip_left", false);
-            x.right = n.value("strip_right", false);
-        } else {
-            unsupported(file_, "normalizer type '" + type + "'");
-        }
-        normalizers_.push_back(std::move(x));
-    }
-
-    void load_pre_tokenizer(const json& p) {
-        if (p.is_null()) return;
-        const std::string type = p.value("type", "");
-        if (type == "Sequence") {
-            for (const auto& x : p.at("pretokenizers")) load_pre_tokenizer(x);
-        } else if (type == "WhitespaceSplit") {
-            pre_tokenizers_.push_back({true, {}});
-        } else if (type == "Metaspace") {
-            pre_tokenizers_.push_back(
-                {false, {single_char(p, "replacement", file_), prepend_scheme(p, file_), p.value("split", true)}});
-        } else {
-            unsupported(file_, "pre-tokenizer type '" + type + "'");
-        }
-    }
-
-    void normalize(NormalizedString& s) const {
-        for (const auto& n : normalizers_) switch (n.kind) {
-                case Normalizer::precompiled: n.charsmap->normalize(s); break;
-                case Normalizer::replace: s.replace(n.regex->matches(s.get()), n.content); break;
-                case Normalizer::strip: s.strip(n.left, n.right); break;
-            }
-    }
-
-    std::vector<NormalizedString> pre_tokenize(NormalizedString s) const {
-        std::vector<NormalizedString> pieces;
-        pieces.push_back(std::move(s));
-        for (const auto& p : pre_tokenizers_) {
-            std::vector<NormalizedString> next;
-            for (auto& piece : pieces) {
-                if (p.whitespace_split) {
-                    for (auto& q : piece.split(is_whitespace, NormalizedString::Delimiter::removed)) next.push_back(std::move(q));
-                    continue;
-                }
-                const Metaspace& m = p.metaspace;
-                std::string rep;
-                append_utf8(rep, m.replacement);
-                std::vector<std::pair<size_t, size_t>> spaces;
-                for (const auto& [c, at] : code_points(piece.get()))
-                    if (c == kSpace) spaces.emplace_back(at, at + 1);
-                piece.replace(spaces, rep);
-                const bool starts_with_rep = piece.get().compare(0, rep.size(), rep) == 0;
-                if (!starts_with_rep && (m.prepend == Prepend::always || (m.prepend == Prepend::first && piece.original_begin() == 0)))
-                    piece.prepend(rep);
-                if (!m.split) {
-                    if (!piece.empty()) next.push_back(std::move(piece));
-                    continue;
-                }
-                const uint32_t r = m.replacement;
-                for (auto& q : piece.split([r](uint32_t c) { return c == r; }, NormalizedString::Delimiter::merged_with_next))
-                    next.push_back(std::move(q));
-            }
-            pieces = std::move(next);
-        }
-        if (pieces.size() == 1 && pieces[0].empty()) pieces.clear();
-        return pieces;
-    }
-
     // Steps 1-4 of the file comment; with `starts`, each token's original byte offset.
     std::vector<int64_t> run(const std::string& text, std::vector<size_t>* starts) const {
         std::vector<int64_t> ids;
@@ -292,13 +151,13 @@ private:
                 continue;
             }
             NormalizedString ns(text, seg.begin, seg.end);
-            normalize(ns);
+            steps_.normalize(ns);
             for (const auto& nseg : added_.split(ns.get(), true)) {
                 if (nseg.token) {
                     emit(nseg.token->id, ns.original_at(nseg.begin));
                     continue;
                 }
-                for (const auto& piece : pre_tokenize(ns.slice(nseg.begin, nseg.end)))
+                for (const auto& piece : steps_.pre_tokenize(ns.slice(nseg.begin, nseg.end)))
                     segment(piece.get(), [&](int64_t id, size_t b) { emit(id, piece.original_at(b)); });
             }
         }
@@ -386,10 +245,9 @@ private:
     bool byte_fallback_ = false;
     int64_t vocab_size_ = 0;
     AddedVocabulary added_;
-    std::vector<Normalizer> normalizers_;
-    std::vector<PreTokenizer> pre_tokenizers_;
+    TextSteps steps_;
     PostProcessor post_;
-    std::optional<Metaspace> decoder_;
+    TokenDecoder decoder_;
 };
 
 }  // namespace

@@ -7,7 +7,11 @@
 // (t5_expected.json): a unigram spiece.model with T5's settings, the tokenizer.json files
 // transformers 4 and 5 convert it to (Unigram model, Precompiled charsmap, Metaspace),
 // against the `tokenizers` library (ids, decodes, byte offsets) and transformers 4's slow
-// T5Tokenizer over sentencepiece (ids, decodes; sentencepiece's offsets).
+// T5Tokenizer over sentencepiece (ids, decodes; sentencepiece's offsets). SentencePiece BPE
+// as tokenizer.json (spm_json_expected.json): the SentencePiece fixture converted as Llama 2
+// / Mistral / Phi-3 (Prepend + Replace, Strip decoder), transformers 5's Llama (Metaspace)
+// and Gemma (Replace, Split, added turn markers) ship it, against `tokenizers`' ids, byte
+// offsets and decodes.
 #include "test_support.hpp"
 
 #include "tokenizer/tokenizer.hpp"
@@ -41,6 +45,29 @@ TEST(Tokenizer, EncodeAndDecodeEqualTheReferenceLibraries) {
         }
     }
     EXPECT_EQ(checked, 5 * 37);
+}
+
+TEST(Tokenizer, SentencePieceBpeAsTokenizerJsonEqualsTokenizers) {
+    const fs::path dir = fs::path(source_dir()) / "tests/fixtures/tokenizers";
+    const json j = json::parse(std::ifstream(dir / "spm_json_expected.json"));
+    const auto strings = j["strings"].get<std::vector<std::string>>();
+    int checked = 0;
+    for (const auto& [name, rows] : j["cases"].items()) {
+        const auto tok = host::load_tokenizer(dir / name);
+        ASSERT_EQ(rows.size(), strings.size());
+        for (size_t i = 0; i < strings.size(); ++i) {
+            const auto& row = rows[i];
+            const auto want = row["ids"].get<std::vector<int64_t>>();
+            std::vector<size_t> starts;
+            EXPECT_EQ(tok->encode_with_offsets(strings[i], starts), want) << name << " string " << i << ": " << strings[i];
+            EXPECT_EQ(starts, row["starts"].get<std::vector<size_t>>()) << name << " offsets " << i << ": " << strings[i];
+            EXPECT_EQ(tok->encode(strings[i], true), row["ids_special"].get<std::vector<int64_t>>()) << name << " " << i;
+            EXPECT_EQ(tok->decode(want, false), row["decoded"].get<std::string>()) << name << " decode " << i;
+            EXPECT_EQ(tok->decode(want, true), row["decoded_skip"].get<std::string>()) << name << " decode (skip) " << i;
+            ++checked;
+        }
+    }
+    EXPECT_EQ(checked, 3 * 10);
 }
 
 TEST(Tokenizer, SpecialTokensAreFoundAndSkippable) {
