@@ -5,6 +5,9 @@
 #include <fthost/plugin.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
+
 namespace fs = std::filesystem;
 
 namespace fthost::host {
@@ -24,6 +27,98 @@ void add(std::vector<ChatSegment>& out, const std::string& text, bool assistant)
     else out.push_back({text, assistant});
 }
 
+// Python's str.lstrip / rstrip of one character.
+std::string lstrip(const std::string& s, char c) { return s.substr(std::min(s.find_first_not_of(c), s.size())); }
+std::string rstrip(const std::string& s, char c) {
+    const size_t e = s.find_last_not_of(c);
+    return e == std::string::npos ? "" : s.substr(0, e + 1);
+}
+bool wraps(const std::string& s, const std::string& open, const std::string& close) {
+    return s.size() >= open.size() + close.size() && s.compare(0, open.size(), open) == 0 &&
+           s.compare(s.size() - close.size(), close.size(), close) == 0;
+}
+
+// Qwen3's template (without tools): ChatML in which the assistant turns after the last
+// user query carry their reasoning as <think>...</think> (empty in the final turn when
+// there is none), and earlier turns lose it. Reasoning comes from the content, as the
+// template reads it: before the last </think>, after the last <think>.
+void render_qwen3(std::vector<ChatSegment>& out, const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+    const size_t n = messages.size();
+    if (n && messages[0].role == "system") add(out, "<|im_start|>system\n" + messages[0].content + "<|im_end|>\n", false);
+    size_t last_query = n ? n - 1 : 0;
+    for (size_t i = n; i-- > 0;)
+        if (messages[i].role == "user" && !wraps(messages[i].content, "<tool_response>", "</tool_response>")) {
+            last_query = i;
+            break;
+        }
+    for (size_t i = 0; i < n; ++i) {
+        const auto& m = messages[i];
+        if (m.role == "user" || (m.role == "system" && i != 0)) {
+            add(out, "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n", false);
+        } else if (m.role == "assistant") {
+            std::string content = m.content, reasoning;
+            if (const size_t close = content.find("</think>"); close != std::string::npos) {
+                reasoning = rstrip(content.substr(0, close), '\n');
+                if (const size_t open = reasoning.rfind("<think>"); open != std::string::npos)
+                    reasoning = reasoning.substr(open + 7);
+                reasoning = lstrip(reasoning, '\n');
+                content = lstrip(content.substr(content.rfind("</think>") + 8), '\n');
+            }
+            add(out, "<|im_start|>assistant\n", false);
+            if (i > last_query && (i + 1 == n || !reasoning.empty()))
+                add(out, "<think>\n" + rstrip(lstrip(reasoning, '\n'), '\n') + "\n</think>\n\n" + lstrip(content, '\n'), true);
+            else
+                add(out, content, true);
+            add(out, "<|im_end|>", true);
+            add(out, "\n", false);
+        } else if (m.role == "tool") {
+            if (i == 0 || messages[i - 1].role != "tool") add(out, "<|im_start|>user", false);
+            add(out, "\n<tool_response>\n" + m.content + "\n</tool_response>", false);
+            if (i + 1 == n || messages[i + 1].role != "tool") add(out, "<|im_end|>\n", false);
+        }
+    }
+    if (add_generation_prompt) add(out, "<|im_start|>assistant\n", false);
+}
+
+void check_alternation(const std::vector<ChatMessage>& messages, size_t from, const char* name) {
+    for (size_t i = from; i < messages.size(); ++i)
+        if ((messages[i].role == "user") != ((i - from) % 2 == 0))
+            throw Error(std::string("the ") + name + " chat template needs turns alternating user/assistant/user/..., " +
+                            "starting with user (message " + std::to_string(i) + " is '" + messages[i].role + "')",
+                        FT_ERR_INVALID_ARGUMENT);
+}
+
+// Gemma 3's template: Gemma 2's turns, with a system message's content and a blank line
+// put at the start of the first user turn.
+void render_gemma3(std::vector<ChatSegment>& out, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                   const std::string& bos) {
+    add(out, bos, false);
+    const bool system = !messages.empty() && messages[0].role == "system";
+    const std::string prefix = system ? messages[0].content + "\n\n" : "";
+    const size_t from = system ? 1 : 0;
+    check_alternation(messages, from, "gemma3");
+    for (size_t i = from; i < messages.size(); ++i) {
+        const auto& m = messages[i];
+        const bool a = m.role == "assistant";
+        add(out, "<start_of_turn>" + std::string(a ? "model" : m.role) + "\n" + (i == from ? prefix : ""), false);
+        add(out, trim(m.content) + "<end_of_turn>", a);
+        add(out, "\n", false);
+    }
+    if (add_generation_prompt) add(out, "<start_of_turn>model\n", false);
+}
+
+// Qwen3's template by its parts: the reasoning rules, and a generation prompt that opens
+// no <think> block unless enable_thinking is false (other reasoning templates differ).
+bool is_qwen3(const std::string& t) {
+    std::string squeezed;
+    for (char c : t)
+        if (!std::isspace(static_cast<unsigned char>(c))) squeezed += c;
+    return squeezed.find("ns.last_query_index") != std::string::npos &&
+           squeezed.find("reasoning_content.strip('\\n')") != std::string::npos &&
+           squeezed.find("{%-ifenable_thinkingisdefinedandenable_thinkingisfalse%}{{-'<think>\\n\\n</think>\\n\\n'}}"
+                         "{%-endif%}{%-endif%}") != std::string::npos;
+}
+
 }  // namespace
 
 ChatTemplate chat_template_from_name(const std::string& name) {
@@ -31,9 +126,12 @@ ChatTemplate chat_template_from_name(const std::string& name) {
     if (name == "llama3") return ChatTemplate::llama3;
     if (name == "mistral") return ChatTemplate::mistral;
     if (name == "gemma") return ChatTemplate::gemma;
+    if (name == "gemma3") return ChatTemplate::gemma3;
+    if (name == "qwen3") return ChatTemplate::qwen3;
     if (name == "phi3") return ChatTemplate::phi3;
     if (name == "plain") return ChatTemplate::plain;
-    throw Error("unknown chat template '" + name + "' (built in: chatml, llama3, mistral, gemma, phi3, plain)", FT_ERR_CONFIG);
+    throw Error("unknown chat template '" + name + "' (built in: chatml, qwen3, llama3, mistral, gemma, gemma3, phi3, plain)",
+                FT_ERR_CONFIG);
 }
 
 const char* chat_template_name(ChatTemplate t) {
@@ -42,6 +140,8 @@ const char* chat_template_name(ChatTemplate t) {
         case ChatTemplate::llama3: return "llama3";
         case ChatTemplate::mistral: return "mistral";
         case ChatTemplate::gemma: return "gemma";
+        case ChatTemplate::gemma3: return "gemma3";
+        case ChatTemplate::qwen3: return "qwen3";
         case ChatTemplate::phi3: return "phi3";
         case ChatTemplate::plain: return "plain";
     }
@@ -50,8 +150,8 @@ const char* chat_template_name(ChatTemplate t) {
 
 ChatTemplate recognise_chat_template(const fs::path& dir) {
     const std::string how =
-        "; set [stage.data] chat_template = \"chatml\", \"llama3\", \"mistral\", \"gemma\", \"phi3\" or \"plain\" to "
-        "choose one";
+        "; set [stage.data] chat_template = \"chatml\", \"qwen3\", \"llama3\", \"mistral\", \"gemma\", \"gemma3\", "
+        "\"phi3\" or \"plain\" to choose one";
     // transformers >= 4.43 saves the template as chat_template.jinja; older files keep it
     // in tokenizer_config.json, as a string or as a list of named templates.
     std::string t, source;
@@ -81,15 +181,18 @@ ChatTemplate recognise_chat_template(const fs::path& dir) {
     if (t.find("<|start_header_id|>") != std::string::npos && t.find("<|eot_id|>") != std::string::npos)
         return ChatTemplate::llama3;
     const auto has = [&](const char* marker) { return t.find(marker) != std::string::npos; };
-    // Qwen3's is ChatML with reasoning blocks (an empty <think></think> in the last
-    // assistant turn): rendering it as plain ChatML would train on other text.
+    // Reasoning templates are ChatML with <think> blocks placed by rules of their own:
+    // rendering another one as Qwen3's or as plain ChatML would train on other text.
+    if (has("<think>") && has("<|im_start|>") && is_qwen3(t)) return ChatTemplate::qwen3;
     if (has("<think>"))
-        throw Error(source + ": a reasoning chat template (<think> blocks, Qwen3's) is not built" + how, FT_ERR_CONFIG);
+        throw Error(source + ": a reasoning chat template (<think> blocks) other than Qwen3's is not built" + how,
+                    FT_ERR_CONFIG);
     if (has("<|im_start|>") && has("<|im_end|>")) return ChatTemplate::chatml;
     if (has("[INST]") && has("[/INST]")) return ChatTemplate::mistral;
-    if (has("<start_of_turn>") && has("<end_of_turn>")) return ChatTemplate::gemma;
+    if (has("<start_of_turn>") && has("<end_of_turn>"))
+        return has("first_user_prefix") ? ChatTemplate::gemma3 : ChatTemplate::gemma;
     if (has("<|user|>") && has("<|assistant|>") && has("<|end|>")) return ChatTemplate::phi3;
-    throw Error(source + ": the chat template is not one fthost recognises (chatml, llama3, mistral, gemma, phi3)" + how,
+    throw Error(source + ": the chat template is not one fthost recognises (chatml, qwen3, llama3, mistral, gemma, gemma3, phi3)" + how,
                 FT_ERR_CONFIG);
 }
 
@@ -129,9 +232,11 @@ std::vector<ChatSegment> render_chat(ChatTemplate t, const std::vector<ChatMessa
             }
             break;
         }
+        case ChatTemplate::qwen3: render_qwen3(out, messages, add_generation_prompt); break;
+        case ChatTemplate::gemma3: render_gemma3(out, messages, add_generation_prompt, bos); break;
         case ChatTemplate::gemma:
             // Gemma 2's template: user and model alternate from user, contents trimmed;
-            // it refuses a system turn (Gemma 3's folds one into the first user turn: not built).
+            // it refuses a system turn (gemma3 folds one into the first user turn).
             add(out, bos, false);
             for (size_t i = 0; i < messages.size(); ++i) {
                 const auto& m = messages[i];

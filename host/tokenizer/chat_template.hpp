@@ -1,7 +1,8 @@
 // chat_template.hpp — conversations as the text a chat model was trained on, with the
 // parts the assistant wrote marked (they carry the loss in SFT). Built in: chatml
-// (Qwen2, SmolLM), llama3 (Llama 3.0's), mistral (Mistral-7B-Instruct v0.1/0.2's
-// [INST] format), gemma (Gemma 2's turns; Gemma 3's without a system turn), phi3
+// (Qwen2, SmolLM), qwen3 (Qwen3's reasoning ChatML, without tools), llama3 (Llama 3.0's),
+// mistral (Mistral-7B-Instruct v0.1/0.2's [INST] format), gemma (Gemma 2's turns, no
+// system turn), gemma3 (Gemma 3's: a system turn folded into the first user turn), phi3
 // (Phi-3-mini's) and plain (contents one per line, no markup). Each renders exactly as
 // the Jinja template of that family does through transformers' apply_chat_template
 // (tests/unit/chat_template_test.cpp). fthost does not run Jinja: a tokenizer_config.json
@@ -27,9 +28,10 @@ struct ChatSegment {
     bool assistant = false;
 };
 
-enum class ChatTemplate { chatml, llama3, mistral, gemma, phi3, plain };
+enum class ChatTemplate { chatml, qwen3, llama3, mistral, gemma, gemma3, phi3, plain };
 
-// "chatml", "llama3", "mistral", "gemma", "phi3", "plain"; anything else is an error listing them.
+// "chatml", "qwen3", "llama3", "mistral", "gemma", "gemma3", "phi3", "plain"; anything else
+// is an error listing them.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplate t);
 

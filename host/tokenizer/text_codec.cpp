@@ -129,11 +129,12 @@ std::shared_ptr<const TextCodec> TextCodec::for_model(const fs::path& dir, const
     c->stop_ids_ = {c->eos_id_};
     for (int64_t id : generation_eos) add_unique(c->stop_ids_, id);
     if (c->template_) {
-        const char* end_of_turn = *c->template_ == ChatTemplate::chatml ? "<|im_end|>"
-                                  : *c->template_ == ChatTemplate::llama3 ? "<|eot_id|>"
-                                  : *c->template_ == ChatTemplate::gemma  ? "<end_of_turn>"
-                                  : *c->template_ == ChatTemplate::phi3   ? "<|end|>"
-                                                                          : nullptr;
+        const ChatTemplate t = *c->template_;
+        const char* end_of_turn = t == ChatTemplate::chatml || t == ChatTemplate::qwen3 ? "<|im_end|>"
+                                  : t == ChatTemplate::llama3                           ? "<|eot_id|>"
+                                  : t == ChatTemplate::gemma || t == ChatTemplate::gemma3 ? "<end_of_turn>"
+                                  : t == ChatTemplate::phi3                             ? "<|end|>"
+                                                                                        : nullptr;
         if (end_of_turn)
             if (auto id = c->tokenizer_->token_to_id(end_of_turn)) add_unique(c->stop_ids_, *id);
     }

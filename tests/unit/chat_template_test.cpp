@@ -2,7 +2,7 @@
 // rendering of each family's published Jinja template (tests/fixtures/chat_templates/,
 // make_chat_template_fixtures.py): the same text for every conversation, with and
 // without the generation prompt; the assistant segments are exactly the assistant turns
-// (plus their end marker); templates are recognised from tokenizer_config.json, and an
+// (plus their end marker; Qwen3's with the reasoning block its template writes); templates are recognised from tokenizer_config.json, and an
 // unknown one is an error telling the user how to choose.
 #include "test_support.hpp"
 
@@ -23,16 +23,31 @@ std::vector<host::ChatMessage> messages_of(const json& conv) {
     return out;
 }
 
+// What the assistant wrote in transformers' rendering `text`: from after each
+// "<|im_start|>assistant\n" through its "<|im_end|>" (Qwen3's turns, whose reasoning block
+// the template adds or drops).
+std::string im_assistant_turns(const std::string& text) {
+    std::string out;
+    const std::string open = "<|im_start|>assistant\n", close = "<|im_end|>";
+    for (size_t at = text.find(open); at != std::string::npos; at = text.find(open, at)) {
+        at += open.size();
+        const size_t end = text.find(close, at);
+        if (end == std::string::npos) break;  // the generation prompt
+        out += text.substr(at, end + close.size() - at);
+    }
+    return out;
+}
+
 // An assistant turn's content as the template writes it, with the end-of-turn marker.
 std::string rendered_turn(const std::string& name, std::string content, const std::string& eos) {
     if (name == "chatml") return content + "<|im_end|>";
     if (name == "mistral") return content + eos;
     if (name == "phi3") return content + "<|end|>";
     if (name == "plain") return content + "\n";
-    const char* ws = " \t\n\r\f\v";  // llama3 and gemma: Jinja's trim
+    const char* ws = " \t\n\r\f\v";  // llama3, gemma and gemma3: Jinja's trim
     content.erase(0, content.find_first_not_of(ws));
     content.erase(content.find_last_not_of(ws) + 1);
-    return content + (name == "gemma" ? "<end_of_turn>" : "<|eot_id|>");
+    return content + (name == "gemma" || name == "gemma3" ? "<end_of_turn>" : "<|eot_id|>");
 }
 
 TEST(ChatTemplate, RendersAsTransformersDoes) {
@@ -40,7 +55,7 @@ TEST(ChatTemplate, RendersAsTransformersDoes) {
     int checked = 0;
     for (const auto& [name, spec] : all["rendered"].items()) {
         const auto t = host::chat_template_from_name(name);
-        const std::string bos = spec["bos"], eos = spec["eos"];
+        const std::string bos = spec["bos"].is_null() ? "" : spec["bos"].get<std::string>(), eos = spec["eos"];
         for (size_t i = 0; i < all["conversations"].size(); ++i) {
             const auto msgs = messages_of(all["conversations"][i]);
             for (const bool gen : {false, true}) {
@@ -58,13 +73,14 @@ TEST(ChatTemplate, RendersAsTransformersDoes) {
                 // What is marked: each assistant turn as rendered, with its end-of-turn marker.
                 std::string turns;
                 for (const auto& m : msgs)
-                    if (m.role == "assistant") turns += rendered_turn(name, m.content, eos);
+                    if (m.role == "assistant" && name != "qwen3") turns += rendered_turn(name, m.content, eos);
+                if (name == "qwen3") turns = im_assistant_turns(want.get<std::string>());
                 EXPECT_EQ(assistant, turns) << name << " conversation " << i;
                 ++checked;
             }
         }
     }
-    EXPECT_EQ(checked, 5 * 4 * 2 - 4);  // mistral and gemma refuse the system-message conversation
+    EXPECT_EQ(checked, 7 * 6 * 2 - 8);  // mistral and gemma refuse the two system-message conversations
 }
 
 TEST(ChatTemplate, PlainIsContentsOnePerLine) {
@@ -92,15 +108,18 @@ TEST(ChatTemplate, RecognisedFromTokenizerConfig) {
         EXPECT_NE(m.find("set [stage.data] chat_template"), std::string::npos) << m;
     }
     EXPECT_THROW(host::chat_template_from_name("vicuna"), Error);
-    // Qwen3's ChatML with reasoning blocks is refused, not rendered as plain ChatML.
-    const fs::path qwen3 = temp_dir("chat-qwen3");
-    write_file(qwen3 / "tokenizer_config.json",
-               R"({"chat_template": "{{'<|im_start|>' + m.role }}<think>\n\n</think>\n\n{{ m.content + '<|im_end|>' }}"})");
+    EXPECT_EQ(host::recognise_chat_template(kDir / "qwen3"), host::ChatTemplate::qwen3);
+    EXPECT_EQ(host::recognise_chat_template(kDir / "gemma3"), host::ChatTemplate::gemma3);
+    // Another reasoning template (QwQ-style: <think> opened by the generation prompt) is
+    // refused, not rendered as Qwen3's or as plain ChatML.
+    const fs::path reasoning = temp_dir("chat-reasoning");
+    write_file(reasoning / "tokenizer_config.json",
+               R"({"chat_template": "{{'<|im_start|>' + m.role }}{{ m.content + '<|im_end|>' }}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"})");
     try {
-        host::recognise_chat_template(qwen3);
-        FAIL() << "rendered Qwen3's reasoning template as ChatML";
+        host::recognise_chat_template(reasoning);
+        FAIL() << "rendered another reasoning template as Qwen3's or ChatML";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("a reasoning chat template (<think> blocks, Qwen3's) is not built"),
+        EXPECT_NE(std::string(e.what()).find("a reasoning chat template (<think> blocks) other than Qwen3's is not built"),
                   std::string::npos) << e.what();
     }
     // transformers >= 4.43 writes the template to chat_template.jinja instead.
