@@ -38,7 +38,10 @@ merged = pathlib.Path(args.merged)
 tok = transformers.AutoTokenizer.from_pretrained(merged)
 seq2seq = json.loads((merged / "config.json").read_text()).get("is_encoder_decoder", False)
 Auto = transformers.AutoModelForSeq2SeqLM if seq2seq else transformers.AutoModelForCausalLM
-model = Auto.from_pretrained(merged, dtype=torch.float32).eval()
+# Gemma 2's attention soft-capping is applied by transformers' eager attention only.
+config = json.loads((merged / "config.json").read_text())
+attention = {"attn_implementation": "eager"} if config.get("attn_logit_softcapping") else {}
+model = Auto.from_pretrained(merged, dtype=torch.float32, **attention).eval()
 if seq2seq:
     texts = args.prompt or ["Fix the grammar: The kids is happy.", "Paraphrase this: The pilot visits a small town."]
     enc = tok(texts, padding=True)
@@ -71,7 +74,7 @@ print("greedy:", repr(tok.decode(greedy[0] if seq2seq else greedy[0, len(ids[0])
 if args.adapter:
     import peft
     cfg = json.loads((pathlib.Path(args.adapter) / "adapter_config.json").read_text())
-    base = Auto.from_pretrained(cfg["base_model_name_or_path"], dtype=torch.float32)
+    base = Auto.from_pretrained(cfg["base_model_name_or_path"], dtype=torch.float32, **attention)
     adapted = peft.PeftModel.from_pretrained(base, args.adapter).eval()
     final = pathlib.Path(args.adapter)
     ref = final.with_name(final.name + ".peft_logits.json")
