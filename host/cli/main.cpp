@@ -191,7 +191,7 @@ int cmd_generate(const std::vector<std::string>& args) {
         "stop", po::value(&stops)->composing(), "stop string (repeatable); EOS always stops")(
         "chat", "send each --prompt as a user message through the chat template")(
         "chat-template", po::value(&req.chat_template),
-        "chatml, llama3, mistral, gemma, phi3 or plain (default: the checkpoint's tokenizer_config.json)")(
+        "chatml, qwen3, llama3, mistral, gemma, gemma3, phi3 or plain (default: the checkpoint's tokenizer_config.json)")(
         "num-generations", po::value(&req.num_generations)->default_value(1), "completions per prompt")(
         "batch-size", po::value(&req.batch_size)->default_value(32), "prompts decoded together")(
         "device", po::value(&req.device)->default_value("cpu"), "cpu, cuda or auto")(

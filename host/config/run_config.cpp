@@ -65,7 +65,7 @@ static const ft_option kDataOptions[] = {
     option("skip_malformed", FT_OPT_BOOL, "false", "count and skip malformed JSONL lines instead of failing"),
     option("shuffle", FT_OPT_BOOL, "true", "shuffle training examples each epoch (from the run seed)"),
     option("chat_template", FT_OPT_STRING, "\"\"",
-           "how 'messages' rows become text: chatml, llama3, mistral, gemma, phi3 or plain (\"\": the one the starting "
+           "how 'messages' rows become text: chatml, qwen3, llama3, mistral, gemma, gemma3, phi3 or plain (\"\": the one the starting "
            "checkpoint's tokenizer_config.json holds; chatml for fthost's byte-level models)"),
     option("span_corruption", FT_OPT_BOOL, "false",
            "encoder-decoders: each 'text' row becomes T5's span-corruption pair (random spans -> sentinels "
