@@ -1,6 +1,6 @@
 // Data parallel across processes (docs/DISTRIBUTED.md): 2 ranks over Gloo on this machine
 // give the losses, metrics and weights of 1 process with twice the accumulation, for
-// full fine-tuning, LoRA, DPO + LoRA and GRPO + LoRA; launched by `fthost run --nproc-per-node 2` and
+// full fine-tuning, LoRA, LoRA on a mixture of experts, DPO + LoRA and GRPO + LoRA; launched by `fthost run --nproc-per-node 2` and
 // by torchrun. The ranks are real processes of the fthost executable.
 #include "integration/run_support.hpp"
 
@@ -99,6 +99,8 @@ TEST_P(TwoRanks, EqualOneProcessWithTwiceTheAccumulation) {
         for (const auto& line : lines_of(dir / "two", "grpo")) varied = varied || line["reward_std"].get<double>() > 0;
         EXPECT_TRUE(varied) << "no step had rewards that differ: the policy gradient was zero throughout";
     }
+    if (c.name == "moe_lora")  // the routers' loss is in every step, on both ranks' tokens
+        for (const auto& line : lines_of(dir / "two", "sft")) EXPECT_GT(line.value("auxiliary_loss", 0.0), 0.0) << line.dump();
     // One writer: no line twice, and the manifest says how the run was spread.
     EXPECT_EQ(metrics(dir / "one").size(), metrics(dir / "two").size());
     const auto manifest = nlohmann::json::parse(read_text(dir / "two" / "manifest.json"));
@@ -118,6 +120,17 @@ INSTANTIATE_TEST_SUITE_P(
                         decoder_stage("dpo", "lora", "dpo", "preference_train.jsonl", 3, 2, a, "base");
              },
              {"base", "dpo"}},
+        // A mixture of experts (the Mixtral fixture, LoRA on attention and on every
+        // expert): each rank routes its own tokens, an expert a rank's tokens never reach
+        // reduces as zeros, and the routers' load-balancing loss is weighted per micro-batch.
+        Case{"moe_lora",
+             [](int64_t a) {
+                 std::string s = decoder_stage("sft", "lora", "sft", "train.jsonl", 3, 4, a,
+                                               std::string(source_dir()) + "/tests/fixtures/hf/chat_mixtral");
+                 const std::string dropout = "lora_dropout = 0.1\n";
+                 return s.replace(s.find(dropout), dropout.size(), dropout + "target_modules = [\"all-linear\"]\n");
+             },
+             {"sft"}},
         // Each rank samples and grades its prompt's group; the rewards are the whole
         // batch's on both ranks. A lower-case letter rewards some samples of the barely trained
         // base and not others, so advantages and the policy gradient are not zero.
