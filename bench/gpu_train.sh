@@ -8,7 +8,8 @@
 # MFU (model FLOPs per token x tokens/s over the GPU's dense bf16 peak) and peak device
 # memory per run; then decoding tokens/s with and without CUDA graphs (fthost generate,
 # the same weights); then the loss step's device memory with and without chunked log-probs
-# (bench/logprobs_bench.cpp at vocabulary 128,256, hidden 4096). Results go in
+# (bench/logprobs_bench.cpp at vocabulary 128,256, hidden 4096); then the device memory of
+# qlora, lora and bf16 full fine-tuning from the same weights saved in bf16. Results go in
 # docs/PERFORMANCE.md.
 #
 #   bash bench/gpu_train.sh                 # on the GPU machine (builds there first)
@@ -150,3 +151,53 @@ if [ "$DEVICE" = cuda ]; then
   phase "chunked log-probs"
   "$BUILD/fthost_logprobs_bench" --device cuda --tokens 8192 --vocab 128256 --hidden 4096
 fi
+
+# Memory at the checkpoint's stored dtype: the same weights saved in bf16, two steps of
+# qlora, lora (frozen bf16 base, fp32 adapters) and full with bf16 weights (fp32 masters
+# in AdamW), each process's device peak while loading (and quantising: qlora takes its
+# base in host memory and quantises one weight at a time on the device) and while
+# training, next to the bf16 file's size.
+phase "memory at stored dtypes"
+"$PY" - "$WORK/init" "$WORK/init_bf16" 2>"$WORK/bf16.log" <<'PY' || { tail -20 "$WORK/bf16.log"; exit 1; }
+import pathlib, shutil, sys, torch, transformers
+transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16).save_pretrained(sys.argv[2])
+shutil.copy(pathlib.Path(sys.argv[1]) / "stage.json", sys.argv[2])  # fthost's stage: the byte tokenizer
+PY
+printf "\nbf16 checkpoint: %.0f MB\n" "$(python3 -c "import os,sys; print(sum(os.path.getsize(os.path.join(sys.argv[1], f)) for f in os.listdir(sys.argv[1]) if f.endswith('.safetensors')) / 2**20)" "$WORK/init_bf16")"
+printf "%-12s %10s %16s %16s\n" param "load s" "load peak MB" "train peak MB"
+for param in qlora lora full_bf16; do
+  case "$param" in
+    full_bf16) section=$'plugin = "full"\nweight_dtype = "bfloat16"' ;;
+    *) section="plugin = \"$param\""$'\nr = 16\nlora_alpha = 32.0\ntarget_modules = ["all-linear"]' ;;
+  esac
+  cat > "$WORK/mem_$param.toml" <<TOML
+[run]
+output_dir = "$WORK/mem_$param"
+device = "$DEVICE"
+precision = "bf16"
+[[stage]]
+name = "tune"
+init_from = "$WORK/init_bf16"
+[stage.param]
+$section
+[stage.objective]
+plugin = "cpt"
+[stage.data]
+train = "$WORK/rows.jsonl"
+max_seq_len = $SEQ
+shuffle = false
+[stage.train]
+steps = 2
+batch_size = 1
+[stage.eval]
+base = false
+TOML
+  "$BUILD/fthost" run "$WORK/mem_$param.toml" >"$WORK/mem_$param.log" 2>&1 || { tail -20 "$WORK/mem_$param.log"; exit 1; }
+  python3 - "$WORK/mem_$param/summary.json" "$param" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))["stages"][0]
+print(f"{sys.argv[2]:<12} {st['load_seconds']:>10.1f} {st.get('load_cuda_peak_mb', st['load_peak_rss_mb']):>16.0f} "
+      f"{st.get('cuda_peak_mb', st['train_peak_rss_mb']):>16.0f}")
+PY
+  rm -rf "$WORK/mem_$param"
+done

@@ -11,6 +11,7 @@ namespace {
 
 uint64_t g_seed = 42;
 thread_local bool t_loading_weights = false;
+thread_local std::string t_run_device;  // "" outside a RunDeviceScope
 
 void log(ft_log_level level, const char* plugin, const char* message) {
     static const char* names[] = {"debug", "info", "warning", "error"};
@@ -89,6 +90,7 @@ const ft_host_api kApi = {
         });
     },
     []() -> int32_t { return t_loading_weights ? 1 : 0; },
+    []() -> const char* { return t_run_device.empty() ? nullptr : t_run_device.c_str(); },
 };
 
 }  // namespace
@@ -98,5 +100,8 @@ void set_host_seed(uint64_t seed) { g_seed = seed; }
 
 LoadingWeightsScope::LoadingWeightsScope() : outer_(t_loading_weights) { t_loading_weights = true; }
 LoadingWeightsScope::~LoadingWeightsScope() { t_loading_weights = outer_; }
+
+RunDeviceScope::RunDeviceScope(std::string device) : outer_(std::move(t_run_device)) { t_run_device = std::move(device); }
+RunDeviceScope::~RunDeviceScope() { t_run_device = std::move(outer_); }
 
 }  // namespace fthost::host

@@ -37,4 +37,16 @@ private:
     bool outer_;
 };
 
+// While one lives (on this thread), ft_host_api.run_device answers `device` ("cuda:0").
+class RunDeviceScope {
+public:
+    explicit RunDeviceScope(std::string device);
+    ~RunDeviceScope();
+    RunDeviceScope(const RunDeviceScope&) = delete;
+    RunDeviceScope& operator=(const RunDeviceScope&) = delete;
+
+private:
+    std::string outer_;
+};
+
 }  // namespace fthost::host

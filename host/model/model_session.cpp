@@ -31,6 +31,7 @@ ModelSession::ModelSession(const PluginSection& model, const PluginRegistry& reg
     {
         std::optional<LoadingWeightsScope> loading;
         if (loading_weights) loading.emplace();
+        RunDeviceScope on(device_.str());
         check(mvt_->create(host_api(), &model_.config, &model_handle_, &err), err);
     }
     if (!loading_weights && device_ != at::kCPU) {
@@ -49,7 +50,33 @@ void ModelSession::apply_param(const PluginSection& param) {
     param_ = param;
     pvt_ = static_cast<const ft_param_vtable*>(param_.loaded->desc->vtable);
     ft_error err{};
-    check(pvt_->create(host_api(), &param_.config, mvt_, model_handle_, &param_handle_, &err), err);
+    {
+        RunDeviceScope on(device_.str());
+        check(pvt_->create(host_api(), &param_.config, mvt_, model_handle_, &param_handle_, &err), err);
+    }
+    // What a parameterisation that takes its base in host memory did not keep goes to the
+    // device now (a merge on the way, BasePlacement::sites_on_host, leaves it in host memory).
+    if (device_ == at::kCPU || !takes_base_on_host(param_)) return;
+    at::NoGradGuard ng;
+    for (auto& [_, p] : model_parameters())
+        if (p.device() != device_) adopt_parameter(p, p.to(device_));
+}
+
+bool takes_base_on_host(const PluginSection& param) {
+    const auto* vt = static_cast<const ft_param_vtable*>(param.loaded->desc->vtable);
+    return FT_HAS_FIELD(vt, ft_param_vtable, takes_base_on_host) && vt->takes_base_on_host != 0;
+}
+
+std::set<const void*> ModelSession::site_weights() const {
+    std::set<const void*> out;
+    const uint32_t n = mvt_->linear_site_count(model_handle_);
+    for (uint32_t i = 0; i < n; ++i) {
+        ft_linear_site s{};
+        ft_error err{};
+        check(mvt_->linear_site(model_handle_, i, &s, &err), err);
+        if (s.weight) out.insert(borrow(s.weight).unsafeGetTensorImpl());
+    }
+    return out;
 }
 
 void ModelSession::merge_param() {

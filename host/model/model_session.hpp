@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <utility>
 #include <string>
 
@@ -34,6 +35,15 @@ Section section_from_json(const nlohmann::json& j, const std::string& path, cons
 // checkpoint stores (a bf16 base stays bf16 where the model keeps stored dtypes, ABI 1.8):
 // what a training stage's starting model and a teacher use.
 enum class WeightDtypes { as_created, as_stored };
+
+// Where a loaded checkpoint's tensors go: all onto the model's device, or the linear
+// sites' weights left in host memory (memory-mapped) for a parameterisation that takes
+// its base there and moves what it keeps itself (ABI 1.9 takes_base_on_host: qlora
+// quantises on the way, so an accelerator never holds the full-precision base).
+enum class BasePlacement { on_device, sites_on_host };
+
+// Whether `param` (a loaded param plugin) takes its base in host memory.
+bool takes_base_on_host(const PluginSection& param);
 
 // The named output a model adds to the training loss (fthost.h, ft_model_output).
 inline constexpr const char* kAuxiliaryLoss = "auxiliary_loss";
@@ -61,7 +71,8 @@ public:
     static std::unique_ptr<ModelSession> from_stage_dir(const std::filesystem::path& final_dir,
                                                         const PluginRegistry& registry, at::Device device,
                                                         bool merge_adapter = true,
-                                                        WeightDtypes dtypes = WeightDtypes::as_created);
+                                                        WeightDtypes dtypes = WeightDtypes::as_created,
+                                                        BasePlacement placement = BasePlacement::on_device);
     ~ModelSession();
     ModelSession(const ModelSession&) = delete;
     ModelSession& operator=(const ModelSession&) = delete;
@@ -69,7 +80,9 @@ public:
     // Activation checkpointing in the model's forward passes with gradients; an error
     // naming the plugin when it does not support it.
     void set_activation_checkpointing(bool on);
-    // Installs a parameterisation (lora, full, ...) on the model.
+    // Installs a parameterisation (lora, full, ...) on the model; one that takes its base
+    // in host memory (BasePlacement::sites_on_host) has what it left there moved to the
+    // model's device after.
     void apply_param(const PluginSection& param);
     // Folds the parameterisation into the base weights and removes it.
     void merge_param();
@@ -118,6 +131,8 @@ public:
     // Freezes every weight and switches to eval mode (references and teachers).
     void freeze();
 
+    // The TensorImpls of the linear sites' weights (to tell them among the parameters).
+    std::set<const void*> site_weights() const;
     TensorList model_parameters() const;
     TensorList trainable_parameters() const;
     bool is_full() const;
@@ -172,8 +187,11 @@ private:
     // Puts the checkpoint's tensors in the model's parameters, on the model's device, in
     // the dtype `dtypes` says, remembering the dtype each was read in. A tensor already
     // on the device in that dtype is taken as it is: a memory-mapped file's pages.
-    void load_weights(const std::filesystem::path& dir, WeightDtypes dtypes);
-    void load_weights(const std::filesystem::path& dir, std::map<std::string, at::Tensor> tensors, WeightDtypes dtypes);
+    // With BasePlacement::sites_on_host the linear sites' weights stay in host memory.
+    void load_weights(const std::filesystem::path& dir, WeightDtypes dtypes, BasePlacement placement);
+    void load_weights(const std::filesystem::path& dir, std::map<std::string, at::Tensor> tensors, WeightDtypes dtypes,
+                      BasePlacement placement);
+
     bool keeps_stored_dtypes() const;
     // Takes the tensors the model's hf_extra_tensors names out of `tensors`: kept to be
     // written back (carried_) or remembered as another name of a parameter (aliases_).

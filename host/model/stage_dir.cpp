@@ -135,19 +135,23 @@ void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes,
     write_text_atomically(dir / "stage.json", stage.dump(2) + "\n");
 }
 
-void ModelSession::load_weights(const fs::path& dir, WeightDtypes dtypes) {
-    load_weights(dir, load_hf_tensors(dir), dtypes);  // model.safetensors, or the shards of its index
+void ModelSession::load_weights(const fs::path& dir, WeightDtypes dtypes, BasePlacement placement) {
+    load_weights(dir, load_hf_tensors(dir), dtypes, placement);  // model.safetensors, or the shards of its index
 }
 
-void ModelSession::load_weights(const fs::path& dir, std::map<std::string, at::Tensor> tensors, WeightDtypes dtypes) {
+void ModelSession::load_weights(const fs::path& dir, std::map<std::string, at::Tensor> tensors, WeightDtypes dtypes,
+                                BasePlacement placement) {
     for (const auto& [name, t] : tensors) stored_dtypes_[name] = t.scalar_type();
     set_aside_extra_tensors(tensors, dir.string());
     const bool as_stored = dtypes == WeightDtypes::as_stored && keeps_stored_dtypes();
+    const std::set<const void*> on_host =
+        placement == BasePlacement::sites_on_host && device_ != at::kCPU ? site_weights() : std::set<const void*>{};
     put_tensors(tensors, model_parameters(), dir.string(), [&](at::Tensor& p, at::Tensor& t) {
         const at::ScalarType dtype = as_stored && t.is_floating_point() ? t.scalar_type() : p.scalar_type();
         // One tensor at a time onto the device; the map's entry is dropped once moved, so
         // that a tensor's file pages are released as soon as nothing else holds them.
-        adopt_parameter(p, t.to(device_, dtype));
+        const bool host = on_host.count(p.unsafeGetTensorImpl()) != 0;
+        adopt_parameter(p, t.to(host ? at::Device(at::kCPU) : device_, dtype));
         t = at::Tensor();
     });
     if (fs::exists(dir / "config.json")) hf_config_ = read_text(dir / "config.json");
@@ -187,7 +191,8 @@ TensorList ModelSession::with_extra_tensors(TensorList params) const {
 }
 
 std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final_dir, const PluginRegistry& registry,
-                                                           at::Device device, bool merge_adapter, WeightDtypes dtypes) {
+                                                           at::Device device, bool merge_adapter, WeightDtypes dtypes,
+                                                           BasePlacement placement) {
     const fs::path sj = final_dir / "stage.json";
     if (!fs::exists(sj) && is_hf_checkpoint(final_dir)) {
         auto tensors = load_hf_tensors(final_dir);
@@ -195,7 +200,7 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
         for (const auto& [name, _] : tensors) names.push_back(name);
         auto s = std::make_unique<ModelSession>(hf_model_section(final_dir, names, registry), registry, device,
                                                 /*loading_weights=*/true);
-        s->load_weights(final_dir, std::move(tensors), dtypes);
+        s->load_weights(final_dir, std::move(tensors), dtypes, placement);
         return s;
     }
     if (!fs::exists(sj))
@@ -208,24 +213,30 @@ std::unique_ptr<ModelSession> ModelSession::from_stage_dir(const fs::path& final
         throw Error(sj.string() + ": " + e.what());
     }
     if (stage.value("format", "") != "fthost-stage-1") throw Error(sj.string() + ": not an fthost stage directory");
+    std::optional<PluginSection> param;
+    if (stage.contains("param_plugin")) {
+        PluginSection p;
+        p.plugin = stage["param_plugin"].get<std::string>();
+        p.loaded = &registry.require(FT_KIND_PARAM, p.plugin);
+        p.config = section_from_json(stage["param_config"], sj.string() + " param_config", p.loaded);
+        // A qlora stage's own base goes to the device quantised, as it did in training.
+        if (takes_base_on_host(p)) placement = BasePlacement::sites_on_host;
+        param = std::move(p);
+    }
     std::unique_ptr<ModelSession> s;
     if (stage.contains("base")) {
         s = from_stage_dir(fs::weakly_canonical(final_dir / stage["base"].get<std::string>()), registry, device, true,
-                           dtypes);
+                           dtypes, placement);
     } else {
         PluginSection m;
         m.plugin = stage["model_plugin"].get<std::string>();
         m.loaded = &registry.require(FT_KIND_MODEL, m.plugin);
         m.config = section_from_json(stage["model_config"], sj.string() + " model_config", m.loaded);
         s = std::make_unique<ModelSession>(m, registry, device, /*loading_weights=*/true);
-        s->load_weights(final_dir, dtypes);
+        s->load_weights(final_dir, dtypes, placement);
     }
-    if (stage.contains("param_plugin")) {
-        PluginSection p;
-        p.plugin = stage["param_plugin"].get<std::string>();
-        p.loaded = &registry.require(FT_KIND_PARAM, p.plugin);
-        p.config = section_from_json(stage["param_config"], sj.string() + " param_config", p.loaded);
-        s->apply_param(p);
+    if (param) {
+        s->apply_param(*param);
         // adapter.safetensors: the name run directories used before the PEFT layout.
         fs::path f = final_dir / "adapter_model.safetensors";
         if (!fs::exists(f) && fs::exists(final_dir / "adapter.safetensors")) f = final_dir / "adapter.safetensors";

@@ -6,12 +6,23 @@
 
 namespace fthost::host {
 
+bool needs_master(const at::Tensor& p) {
+    return p.is_floating_point() && at::promote_types(p.scalar_type(), at::kFloat) != p.scalar_type();
+}
+
 AdamW::AdamW(TensorList params, AdamWOptions opts, std::vector<bool> owned) : opts_(opts) {
+    at::NoGradGuard ng;
     for (size_t i = 0; i < params.size(); ++i) {
         const auto& [name, p] = params[i];
         const bool mine = owned.empty() || owned.at(i);
-        Slot s{name, p, mine ? at::zeros_like(p) : at::Tensor(), mine ? at::zeros_like(p) : at::Tensor(),
-               mine ? at::zeros({}, p.options().dtype(at::kFloat)) : at::Tensor(), p.dim() > 1, mine};
+        Slot s{name, p, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), p.dim() > 1, mine};
+        if (mine) {
+            if (needs_master(p)) s.master = p.detach().to(at::kFloat);
+            const at::Tensor& like = s.master.defined() ? s.master : p;
+            s.exp_avg = at::zeros_like(like);
+            s.exp_avg_sq = at::zeros_like(like);
+            s.step = at::zeros({}, p.options().dtype(at::kFloat));
+        }
         slots_.push_back(std::move(s));
     }
 }
@@ -21,7 +32,7 @@ void AdamW::step(double lr) {
     for (bool decay : {true, false}) {
         std::vector<at::Tensor> p, g, m, v, st;
         for (auto& s : slots_) {
-            if (s.decay != decay || !s.owned || !s.param.grad().defined()) continue;
+            if (s.decay != decay || !s.owned || s.master.defined() || !s.param.grad().defined()) continue;
             p.push_back(s.param);
             g.push_back(s.param.grad());
             m.push_back(s.exp_avg);
@@ -33,6 +44,15 @@ void AdamW::step(double lr) {
         for (auto& t : st) t.add_(1);
         at::_fused_adamw_(p, g, m, v, {}, st, lr, opts_.beta1, opts_.beta2, decay ? opts_.weight_decay : 0.0, opts_.eps,
                           /*amsgrad=*/false, /*maximize=*/false);
+    }
+    // Narrow parameters one at a time (a float32 gradient exists for one tensor only).
+    for (auto& s : slots_) {
+        if (!s.master.defined() || !s.param.grad().defined()) continue;
+        s.step.add_(1);
+        at::_fused_adamw_({s.master}, {s.param.grad().to(at::kFloat)}, {s.exp_avg}, {s.exp_avg_sq}, {}, {s.step}, lr,
+                          opts_.beta1, opts_.beta2, s.decay ? opts_.weight_decay : 0.0, opts_.eps,
+                          /*amsgrad=*/false, /*maximize=*/false);
+        s.param.copy_(s.master);
     }
 }
 
@@ -63,6 +83,7 @@ TensorList AdamW::state() const {
         out.emplace_back("exp_avg." + s.name, s.exp_avg);
         out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
         out.emplace_back("step." + s.name, s.step);
+        if (s.master.defined()) out.emplace_back("master." + s.name, s.master);
     }
     return out;
 }
@@ -76,6 +97,10 @@ void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
             if (it == state.end()) throw Error(std::string("optimizer state lacks '") + key + s.name + "'");
             dst->copy_(it->second);
         }
+        if (!s.master.defined()) continue;
+        auto it = state.find("master." + s.name);
+        if (it == state.end()) throw Error("optimizer state lacks 'master." + s.name + "'");
+        s.master.copy_(it->second);
     }
 }
 

@@ -1,6 +1,8 @@
 // adamw.hpp — AdamW as torch.optim.AdamW computes it (decoupled weight decay, bias
 // correction), through LibTorch's fused kernel on CPU and CUDA. Weight decay is never
-// applied to 1-D tensors: norms and biases.
+// applied to 1-D tensors: norms and biases. A parameter narrower than float32 (full's
+// weight_dtype bfloat16) gets a float32 master copy with its moments: the update is made
+// on the master, from the gradient widened, and rounded into the parameter.
 #pragma once
 
 #include "io/safetensors.hpp"
@@ -9,6 +11,9 @@
 #include <ATen/core/grad_mode.h>
 
 namespace fthost::host {
+
+// Whether `p` trains through a float32 master copy (bf16 / fp16 parameters).
+bool needs_master(const at::Tensor& p);
 
 struct AdamWOptions {
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
@@ -25,7 +30,8 @@ public:
     // Global L2 norm of all gradients, then scales them to max_norm if above it.
     double clip_grad_norm(double max_norm);
 
-    // exp_avg.<name>, exp_avg_sq.<name>, step.<name> of the owned parameters.
+    // exp_avg.<name>, exp_avg_sq.<name>, step.<name> (and master.<name> where
+    // needs_master) of the owned parameters.
     TensorList state() const;
     // The owned parameters' entries (the others in `state` are ignored).
     void load_state(const std::map<std::string, at::Tensor>& state);
@@ -34,6 +40,7 @@ private:
     struct Slot {
         std::string name;
         at::Tensor param, exp_avg, exp_avg_sq, step;  // moments and step undefined when not owned
+        at::Tensor master;                            // float32 copy of a narrower owned parameter
         bool decay;
         bool owned;
     };

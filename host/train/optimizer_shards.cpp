@@ -45,15 +45,20 @@ TensorList gather_optimizer_state(Communicator& comm, const AdamW& optimizer, co
         for (size_t i = 0; i < params.size(); ++i) {
             if (owners[i] != r) continue;
             const auto& [name, p] = params[i];
-            at::Tensor m = at::zeros_like(p), v = at::zeros_like(p), st = at::zeros({}, p.options().dtype(at::kFloat));
+            const auto wide = p.options().dtype(at::promote_types(p.scalar_type(), at::kFloat));
+            at::Tensor m = at::zeros(p.sizes(), wide), v = at::zeros(p.sizes(), wide);
+            at::Tensor st = at::zeros({}, p.options().dtype(at::kFloat));
             by_name["exp_avg." + name] = m, by_name["exp_avg_sq." + name] = v, by_name["step." + name] = st;
             buffers.insert(buffers.end(), {m, v, st});
+            if (needs_master(p)) buffers.push_back(by_name["master." + name] = at::zeros(p.sizes(), wide));
         }
         comm.receive(buffers, r, "gather of the optimizer state");
     }
     TensorList out;
-    for (const auto& [name, p] : params)
+    for (const auto& [name, p] : params) {
         for (const char* key : {"exp_avg.", "exp_avg_sq.", "step."}) out.emplace_back(key + name, by_name.at(key + name));
+        if (needs_master(p)) out.emplace_back("master." + name, by_name.at("master." + name));
+    }
     return out;
 }
 

@@ -80,7 +80,11 @@ std::unique_ptr<ModelSession> starting_model(Stage& s, const PluginRegistry& reg
         s.base_dir = is_stage_path(sc.init_from) ? fs::path(sc.init_from) : s.dir.final_dir(sc.init_from);
         // Stored dtypes: a frozen bf16 base stays bf16; what trains gets its precision
         // from the parameterisation (full: float32 masters).
-        return ModelSession::from_stage_dir(s.base_dir, registry, s.device, true, WeightDtypes::as_stored);
+        // A parameterisation that takes its base in host memory (qlora) gets the sites'
+        // weights there, and the device only what it keeps of them.
+        return ModelSession::from_stage_dir(s.base_dir, registry, s.device, true, WeightDtypes::as_stored,
+                                            takes_base_on_host(sc.param) ? BasePlacement::sites_on_host
+                                                                         : BasePlacement::on_device);
     }
     PluginSection m = sc.model;
     // A text model's vocabulary is its tokenizer's unless the config sets it.
@@ -538,7 +542,7 @@ std::string train_loop(Stage& s, const StageOptions& opts) {
 // Memory high-water marks of a stage: loading (and quantising), then the loop's own; and
 // how long the loading took.
 struct Peaks {
-    int64_t load_rss = 0, train_rss = 0, train_cuda = 0;
+    int64_t load_rss = 0, train_rss = 0, load_cuda = 0, train_cuda = 0;
     int cuda_index = -1;
     double load_seconds = 0;
 };
@@ -578,7 +582,10 @@ nlohmann::json finish_stage(Stage& s, const std::string& status, const Peaks& pe
             {"train_peak_rss_mb", static_cast<double>(peaks.train_rss) / (1 << 20)},
             {"base_eval", s.state.base_eval.is_null() ? nlohmann::json::object() : s.state.base_eval},
             {"eval", eval}};
-    if (peaks.cuda_index >= 0) result["cuda_peak_mb"] = static_cast<double>(peaks.train_cuda) / (1 << 20);
+    if (peaks.cuda_index >= 0) {
+        result["load_cuda_peak_mb"] = static_cast<double>(peaks.load_cuda) / (1 << 20);
+        result["cuda_peak_mb"] = static_cast<double>(peaks.train_cuda) / (1 << 20);
+    }
     if (s.teacher) result["teacher_eval"] = teacher_eval;
     if (s.reference) result["reference"] = s.reference->kind();
     if (s.on_policy) result["grader_failures"] = s.state.grader_failures;
@@ -593,6 +600,8 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
                            at::Device device, const StageOptions& opts) {
     release_free_memory();  // what an earlier stage freed
     reset_peak_rss();       // this stage's peaks only, not an earlier stage's
+    const int cuda_index = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;
+    if (cuda_index >= 0) reset_cuda_peak(cuda_index);
     std::unique_ptr<Communicator> alone;
     Communicator* comm = opts.comm;
     if (!comm) {
@@ -609,8 +618,11 @@ nlohmann::json train_stage(const RunConfig& rc, size_t index, const PluginRegist
     peaks.load_seconds = std::chrono::duration<double>(Clock::now() - setup_start).count();
     peaks.load_rss = peak_rss_bytes();
     reset_peak_rss();
-    peaks.cuda_index = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;
-    if (peaks.cuda_index >= 0) reset_cuda_peak(peaks.cuda_index);
+    peaks.cuda_index = cuda_index;
+    if (cuda_index >= 0) {
+        peaks.load_cuda = cuda_peak_bytes(cuda_index);  // loading (and quantising) on the device
+        reset_cuda_peak(cuda_index);
+    }
     const std::string status = train_loop(s, opts);
     if (status == "interrupted") {
         nlohmann::json r = {{"name", s.sc.name}, {"status", status}, {"steps", s.state.step}};

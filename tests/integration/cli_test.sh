@@ -285,6 +285,10 @@ check "init_from a checkpoint without tokenizer" 2 "hf_init.toml:5:.*without its
   "$FTHOST" validate "$WORK/hf_init.toml"
 sed -i 's/^chat_template.*//; s/^train = .*/&\nchat_template = "vicuna"/' "$WORK/hf_init.toml"
 check "an unknown chat_template" 2 "hf_init.toml:.*unknown chat template 'vicuna'" -- "$FTHOST" validate "$WORK/hf_init.toml"
+printf '[run]\noutput_dir = "%s"\n[[stage]]\nname = "ft"\n[stage.model]\nplugin = "decoder"\n[stage.param]\nplugin = "full"\nweight_dtype = "float8"\n[stage.objective]\nplugin = "sft"\n[stage.data]\ntrain = "%s"\n' \
+  "$WORK/wd_run" "$SRC/data/quickstart/train.jsonl" > "$WORK/wd.toml"
+check "full's weight_dtype is checked" 2 "wd.toml:9:.*weight_dtype: must be float32 or bfloat16, not 'float8'" -- \
+  "$FTHOST" validate "$WORK/wd.toml"
 
 # The recipe: fine-tune a checkpoint directory (the bundled tiny Qwen2) with its own
 # tokenizer and chat template, merge, and generate from the merged checkpoint.

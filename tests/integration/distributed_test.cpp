@@ -163,10 +163,15 @@ TEST(Distributed, TorchrunLaunchesTheSameRanks) {
 
 // ZeRO-1 keeps each AdamW moment on one rank: the update is plain data parallelism's,
 // element for element (the same run bit for bit), and a checkpoint holds the whole state
-// in one process's layout.
-TEST(Distributed, ZeroOneShardsTheOptimizerStateAndChangesNothingElse) {
-    const fs::path dir = temp_dir("ddp_zero1");
-    const std::string stages = decoder_stage("sft", "full", "sft", "train.jsonl", 4, 4, 1, "", "checkpoint_every = 2\n");
+// in one process's layout — with full's bf16 weights too, whose float32 masters are
+// sharded with the moments.
+class ZeroOne : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ZeroOne, ShardsTheOptimizerStateAndChangesNothingElse) {
+    const fs::path dir = temp_dir("ddp_zero1_" + GetParam());
+    std::string stages = decoder_stage("sft", "full", "sft", "train.jsonl", 4, 4, 1, "", "checkpoint_every = 2\n");
+    const std::string full = "plugin = \"full\"\n";
+    stages.replace(stages.find(full), full.size(), full + "weight_dtype = \"" + GetParam() + "\"\n");
     write_file(dir / "plain.toml", run_header(dir / "plain") + stages);
     write_file(dir / "zero.toml", run_header(dir / "zero") + "[run.distributed]\nzero_stage = 1\n" + stages);
     ASSERT_EQ(cli_run(dir / "plain.toml", "--nproc-per-node 2", dir / "plain.log"), 0) << read_text(dir / "plain.log");
@@ -176,11 +181,18 @@ TEST(Distributed, ZeroOneShardsTheOptimizerStateAndChangesNothingElse) {
     const auto a = load_safetensors((dir / "plain" / ckpt).string()), b = load_safetensors((dir / "zero" / ckpt).string());
     ASSERT_EQ(a.size(), b.size());
     ASSERT_GT(a.size(), 3u);
+    size_t masters = 0;
     for (const auto& [name, t] : a) {
         ASSERT_TRUE(b.count(name)) << name;
         EXPECT_TRUE(at::equal(t, b.at(name))) << name;
+        if (name.rfind("master.", 0) != 0) continue;
+        ++masters;
+        EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
     }
+    EXPECT_EQ(masters > 0, GetParam() == "bfloat16");
 }
+
+INSTANTIATE_TEST_SUITE_P(Distributed, ZeroOne, ::testing::Values("float32", "bfloat16"));
 
 // A grader that fails on one rank's prompts and not on the other's: that rank's groups
 // are lost (on_error = "skip"; a failed call loses what it graded, and each rank grades

@@ -94,6 +94,55 @@ TEST(StoredDtypes, FullFineTuningWidensTheStoredWeightsToFloat32Masters) {
     }
 }
 
+TEST(StoredDtypes, FullFineTuningInBf16KeepsTheStoredWeightsAndTrainsThem) {
+    auto stored = load(bf16_fixture(), WeightDtypes::as_stored);
+    auto widened = load(bf16_fixture(), WeightDtypes::as_created);
+    stored->apply_param(plugin(FT_KIND_PARAM, "full", "weight_dtype = \"bfloat16\"\n"));
+    widened->apply_param(plugin(FT_KIND_PARAM, "full", "weight_dtype = \"bfloat16\"\n"));
+    const TensorList a = stored->trainable_parameters(), b = widened->trainable_parameters();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].second.scalar_type(), at::kBFloat16) << a[i].first;
+        EXPECT_TRUE(a[i].second.requires_grad()) << a[i].first;
+        EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;  // fp32 -> bf16 of widened bf16 is exact
+    }
+    HostBatch batch = sample_batch();
+    stored->logits(stored->hidden_states(batch)).pow(2).mean().backward();
+    for (const auto& [name, t] : a) {
+        ASSERT_TRUE(t.grad().defined()) << name;
+        EXPECT_EQ(t.grad().scalar_type(), at::kBFloat16) << name;
+    }
+    EXPECT_THROW(load(bf16_fixture(), WeightDtypes::as_stored)
+                     ->apply_param(plugin(FT_KIND_PARAM, "full", "weight_dtype = \"float8\"\n")),
+                 Error);
+    // A model that computes in float32 only (T5 declares no keeps_stored_dtypes) is refused.
+    auto t5 = load(fs::path(source_dir()) / "tests/fixtures/hf/t5_v1_relu_tied", WeightDtypes::as_stored);
+    try {
+        t5->apply_param(plugin(FT_KIND_PARAM, "full", "weight_dtype = \"bfloat16\"\n"));
+        FAIL() << "bf16 weights accepted by a float32-only model";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("weight_dtype"), std::string::npos) << e.what();
+    }
+}
+
+// qlora takes the sites' weights in host memory (ABI 1.9 takes_base_on_host); lora and
+// full take everything on the run's device.
+TEST(StoredDtypes, QloraTakesItsBaseInHostMemory) {
+    EXPECT_TRUE(takes_base_on_host(plugin(FT_KIND_PARAM, "qlora")));
+    EXPECT_FALSE(takes_base_on_host(plugin(FT_KIND_PARAM, "lora")));
+    EXPECT_FALSE(takes_base_on_host(plugin(FT_KIND_PARAM, "full")));
+    auto m = load(bf16_fixture(), WeightDtypes::as_stored);
+    const auto sites = m->site_weights();
+    EXPECT_EQ(sites.size(), 14u);  // 7 linear sites x 2 layers
+    size_t found = 0;
+    for (const auto& [name, p] : m->model_parameters())
+        if (sites.count(p.unsafeGetTensorImpl())) {
+            ++found;
+            EXPECT_NE(name.find("_proj.weight"), std::string::npos) << name;
+        }
+    EXPECT_EQ(found, sites.size());
+}
+
 TEST(StoredDtypes, QloraQuantisesTheStoredWeightsAsItQuantisesTheirWidenedCopies) {
     const char* qlora = "r = 4\ntarget_modules = [\"all-linear\"]\nbnb_4bit_compute_dtype = \"float32\"\n";
     auto stored = load(bf16_fixture(), WeightDtypes::as_stored);
@@ -137,6 +186,28 @@ TEST(StoredDtypes, QloraLoadsWithoutEverHoldingTheWholeBase) {
     // NF4 is ~0.52 bytes a weight (40 MB here); one tensor at a time is unquantised. A base
     // held whole would be the file's 154 MB (bf16) or twice it (float32).
     EXPECT_LT(peak, 0.6 * file_mb(dir)) << "peak " << peak << " MB over " << before << " MB; file " << file_mb(dir);
+}
+
+// On a GPU: the sites' bf16 weights stay in host memory while the rest goes to the
+// device, qlora quantises each on the device in turn, and the device's peak is the NF4
+// base and one weight — never the bf16 base (the file's size).
+TEST(StoredDtypes, QloraOnAGpuNeverHoldsTheBaseOnTheDevice) {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device here; this check runs on a GPU machine";
+    const fs::path dir = bf16_stage("qlora-gpu");
+    const at::Device cuda(at::kCUDA, 0);
+    auto m = ModelSession::from_stage_dir(dir, registry(), cuda, true, WeightDtypes::as_stored, BasePlacement::sites_on_host);
+    const auto sites = m->site_weights();
+    for (const auto& [name, p] : m->model_parameters())
+        EXPECT_EQ(p.device(), sites.count(p.unsafeGetTensorImpl()) ? at::Device(at::kCPU) : cuda) << name;
+    const double before = static_cast<double>(cuda_peak_bytes(0)) / (1 << 20);  // the non-site tensors
+    reset_cuda_peak(0);
+    m->apply_param(plugin(FT_KIND_PARAM, "qlora", "r = 8\ntarget_modules = [\"all-linear\"]\n"));
+    const double peak = static_cast<double>(cuda_peak_bytes(0)) / (1 << 20) - before;
+    for (const auto& [name, p] : m->model_parameters()) EXPECT_EQ(p.device(), cuda) << name;
+    EXPECT_LT(peak, 0.6 * file_mb(dir)) << "device peak " << peak << " MB over " << before << " MB; file " << file_mb(dir);
+    HostBatch b = sample_batch();
+    b = to_device(b, cuda);
+    EXPECT_TRUE(at::isfinite(m->logits(m->hidden_states(b))).all().item<bool>());
 }
 
 TEST(StoredDtypes, LoraHoldsTheBaseAtItsStoredSize) {

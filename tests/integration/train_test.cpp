@@ -91,6 +91,59 @@ TEST(Training, Bf16AutocastTracksTheFp32Run) {
     EXPECT_GE(attention_calls[2] - attention_calls[1], 2 * 12);
 }
 
+// Full fine-tuning with weight_dtype = "bfloat16": weights and gradients bf16, AdamW's
+// float32 masters and moments in the optimizer state. The losses track the float32 run's,
+// the saved weights are bf16, a checkpoint's weights are its masters rounded, and a run
+// stopped after that checkpoint and resumed gives the uninterrupted losses bit for bit
+// (the masters come back with the moments: resuming from the bf16 weights would not).
+TEST(Training, FullFineTuningInBf16TracksFloat32AndResumesExactly) {
+    at::set_num_threads(2);
+    auto dir = temp_dir("full_bf16");
+    const auto config = [&](const std::string& name, const std::string& dtype) {
+        write_file(dir / (name + ".toml"),
+                   "[run]\noutput_dir = \"" + (dir / name).string() + "\"\nseed = 5\n"
+                   "[[stage]]\nname = \"lm\"\n[stage.model]\nplugin = \"decoder\"\nhidden_size = 64\n"
+                   "intermediate_size = 128\nnum_hidden_layers = 2\nnum_attention_heads = 4\n"
+                   "[stage.param]\nplugin = \"full\"\nweight_dtype = \"" + dtype + "\"\n"
+                   "[stage.objective]\nplugin = \"cpt\"\n[stage.data]\ntrain = \"" + quickstart_data() + "corpus.jsonl\"\n"
+                   "max_seq_len = 128\npacking = true\n[stage.train]\nsteps = 10\nbatch_size = 4\nlr = 3e-3\nlog_every = 1\n"
+                   "weight_decay = 0.1\ncheckpoint_every = 4\n");
+        return dir / (name + ".toml");
+    };
+    ASSERT_EQ(run(config("fp32", "float32")), 0);
+    ASSERT_EQ(run(config("bf16", "bfloat16")), 0);
+    ASSERT_EQ(run(config("resumed", "bfloat16"), "", 6), 3);  // stopped after step 6: checkpoint at 4
+    ASSERT_EQ(run(config("resumed", "bfloat16"), (dir / "resumed").string()), 0);
+
+    const auto fp32 = losses(dir / "fp32"), bf16 = losses(dir / "bf16"), resumed = losses(dir / "resumed");
+    ASSERT_EQ(fp32.size(), 10u);
+    ASSERT_EQ(bf16.size(), 10u);
+    ASSERT_EQ(resumed.size(), 10u);
+    double widest = 0;
+    for (size_t i = 0; i < 10; ++i) {
+        const double a = std::get<2>(fp32[i]), b = std::get<2>(bf16[i]);
+        EXPECT_NEAR(b, a, 0.03 * a) << "step " << i + 1;
+        widest = std::max(widest, std::abs(b - a) / a);
+        EXPECT_EQ(std::get<2>(resumed[i]), b) << "step " << i + 1;
+    }
+    EXPECT_GT(widest, 1e-4) << "the bf16 run's losses are fp32's: its weights were not bf16";
+    EXPECT_LT(std::get<2>(bf16.back()), 0.8 * std::get<2>(bf16.front()));  // and it learns
+
+    for (const auto& [name, t] : load_safetensors((dir / "bf16/stages/lm/final/model.safetensors").string()))
+        EXPECT_EQ(t.scalar_type(), at::kBFloat16) << name;
+    const fs::path ckpt = dir / "bf16/stages/lm/checkpoints/step-4";
+    const auto weights = load_safetensors((ckpt / "trainable.safetensors").string());
+    const auto state = load_safetensors((ckpt / "optimizer.safetensors").string());
+    ASSERT_FALSE(weights.empty());
+    for (const auto& [name, w] : weights) {
+        ASSERT_TRUE(state.count("master." + name)) << name;
+        const at::Tensor& master = state.at("master." + name);
+        EXPECT_EQ(master.scalar_type(), at::kFloat) << name;
+        EXPECT_EQ(state.at("exp_avg." + name).scalar_type(), at::kFloat) << name;
+        EXPECT_TRUE(at::equal(w, master.to(at::kBFloat16))) << name;
+    }
+}
+
 // A mixture of experts with its load-balancing loss on: every training line reports the
 // auxiliary loss, and `loss` carries it (the same run without it logs smaller losses by
 // about coef x aux, from the same start); with the coefficient at 0 there is none.

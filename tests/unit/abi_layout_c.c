@@ -21,7 +21,8 @@ FT_CHECK(offsetof(ft_host_api, config_where) == 72 && offsetof(ft_host_api, seed
 FT_CHECK(offsetof(ft_host_api, tensor_release) == 88 && offsetof(ft_host_api, run_token_logprobs) == 96);
 FT_CHECK(offsetof(ft_host_api, run_metric) == 104 && offsetof(ft_host_api, run_label_logits) == 112);
 FT_CHECK(offsetof(ft_host_api, run_token_logprobs_at) == 120 && offsetof(ft_host_api, run_model_outputs) == 128);
-FT_CHECK(offsetof(ft_host_api, loading_weights) == 136 && sizeof(ft_host_api) == 144);
+FT_CHECK(offsetof(ft_host_api, loading_weights) == 136 && offsetof(ft_host_api, run_device) == 144);
+FT_CHECK(sizeof(ft_host_api) == 152);
 FT_CHECK(offsetof(ft_batch, input_ids) == 8 && offsetof(ft_batch, sequence_ids) == 32);
 FT_CHECK(offsetof(ft_batch, num_items_in_batch) == 40 && offsetof(ft_batch, extras) == 48);
 FT_CHECK(offsetof(ft_batch, extra_count) == 56 && offsetof(ft_batch, num_examples_in_batch) == 64);
@@ -45,7 +46,8 @@ FT_CHECK(offsetof(ft_model_vtable, options_from_hf_checkpoint) == 176 &&
          offsetof(ft_model_vtable, default_adapter_targets) == 192);
 FT_CHECK(offsetof(ft_model_vtable, keeps_stored_dtypes) == 200 && sizeof(ft_model_vtable) == 208);
 FT_CHECK(offsetof(ft_param_vtable, create) == 8 && offsetof(ft_param_vtable, merge) == 56 &&
-         offsetof(ft_param_vtable, peft_config) == 64 && sizeof(ft_param_vtable) == 72);
+         offsetof(ft_param_vtable, peft_config) == 64 && offsetof(ft_param_vtable, takes_base_on_host) == 72 &&
+         sizeof(ft_param_vtable) == 80);
 FT_CHECK(offsetof(ft_objective_vtable, label_policy) == 4 && offsetof(ft_objective_vtable, create) == 8);
 FT_CHECK(offsetof(ft_objective_vtable, loss) == 24 && offsetof(ft_objective_vtable, data_shape) == 32);
 FT_CHECK(offsetof(ft_objective_vtable, needs) == 36 && offsetof(ft_objective_vtable, on_dataset) == 40);

@@ -71,6 +71,8 @@ at::ScalarType compute_dtype(const std::string& name, const at::Device& device) 
 template <Kind K>
 class Adapters : public fthost::ParamBase {
 public:
+    static constexpr bool takes_base_on_host = K == Kind::qlora;
+
     Adapters(const fthost::Host& host, const fthost::Config& cfg, fthost::ModelRef model) : ParamBase(model) {
         validate(cfg);
         r_ = cfg.get_int("r");
@@ -207,20 +209,25 @@ private:
     };
 
     // Quantises every linear site (bitsandbytes quantises every linear layer but the LM
-    // head, adapted or not) and frees the full-precision weights.
+    // head, adapted or not) on the run's device and frees the full-precision weights. The
+    // host leaves them in host memory (takes_base_on_host): each crosses to the device
+    // alone, so the device holds the NF4 base and one weight, never the whole base.
     void quantize_all(const fthost::Host& host, const fthost::Config& cfg, const std::vector<fthost::ModelRef::Site>& sites) {
         const bool dq = cfg.get_bool("bnb_4bit_use_double_quant");
         const std::string cdt = cfg.get_string("bnb_4bit_compute_dtype");
+        const std::string run_device = host.run_device();
         int64_t weights = 0, bytes = 0;
         at::NoGradGuard ng;
         for (const auto& site : sites) {
-            quantized_.push_back(fthost::Nf4Weight::quantize(site.weight, dq));
-            dtype_.push_back(site.weight.scalar_type());
-            compute_.push_back(compute_dtype(cdt, site.weight.device()));
-            weights += site.weight.numel();
+            const at::Device device = run_device.empty() ? site.weight.device() : at::Device(run_device);
+            const at::Tensor w = site.weight.to(device);
+            quantized_.push_back(fthost::Nf4Weight::quantize(w, dq));
+            dtype_.push_back(w.scalar_type());
+            compute_.push_back(compute_dtype(cdt, device));
+            weights += w.numel();
             bytes += quantized_.back().storage_bytes();
             // Free the full-precision storage: the model keeps an empty tensor in its place.
-            site.weight.set_(at::empty({0}, site.weight.options()));
+            site.weight.set_(at::empty({0}, site.weight.options().device(device)));
         }
         sites_ = sites;
         char msg[160];

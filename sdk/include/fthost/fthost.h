@@ -31,7 +31,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------------ */
 
 #define FTHOST_ABI_MAJOR 1
-#define FTHOST_ABI_MINOR 8
+#define FTHOST_ABI_MINOR 9
 
 #define FTHOST_ENTRY_SYMBOL "fthost_plugins_v1"
 
@@ -180,6 +180,13 @@ typedef struct ft_host_api {
        device, with neither memory nor initialisation spent on values that are overwritten
        (fthost::ModelBase::parameter_options does). Zero at any other time. */
     int32_t (*loading_weights)(void);
+
+    /* ---- ABI 1.9 ---- */
+    /* While the host runs a model's or a parameterisation's create(): the device the model
+       computes on ("cpu", "cuda:0"); NULL at any other time. Borrowed, valid during the
+       call. A parameterisation that takes its base in host memory
+       (ft_param_vtable.takes_base_on_host) puts what it keeps of it there. */
+    const char* (*run_device)(void);
 } ft_host_api;
 
 #define FT_RUN_POLICY 0
@@ -422,6 +429,16 @@ typedef struct ft_param_vtable {
        the host sets base_model_name_or_path and saves it beside adapter_model.safetensors
        (trainable_parameters, which must then carry PEFT's tensor names). */
     ft_status (*peft_config)(ft_param* param, void (*write)(void* user, const char* json), void* user, ft_error* err);
+
+    /* ---- ABI 1.9 ---- */
+    /* Optional (0: no). Nonzero: when the host loads a checkpoint for a stage with this
+       parameterisation on an accelerator, it leaves the linear sites' weights in host
+       memory (memory-mapped where the file allows) and puts every other tensor on the
+       device; create() takes each site's weight to ft_host_api.run_device in the form it
+       keeps — qlora quantises one weight at a time, so the device never holds the
+       full-precision base. Whatever is still in host memory after create() the host
+       moves to the device. */
+    int32_t takes_base_on_host;
 } ft_param_vtable;
 
 /* ---- objective plugins -------------------------------------------------------------- */

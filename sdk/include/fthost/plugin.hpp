@@ -74,6 +74,13 @@ public:
         api_->log(level, plugin, message.c_str());
     }
     uint64_t seed() const { return api_->seed(); }
+    // ABI 1.9: the device the model computes on, during create() ("cpu", "cuda:0"); "" when
+    // the host does not say (an older host, or outside create()).
+    std::string run_device() const {
+        if (!FT_HAS_FIELD(api_, ft_host_api, run_device) || !api_->run_device) return "";
+        const char* d = api_->run_device();
+        return d ? d : "";
+    }
 
 private:
     const ft_host_api* api_;

@@ -449,6 +449,14 @@ struct KeepsStoredDtypes : std::false_type {};
 template <class M>
 struct KeepsStoredDtypes<M, std::void_t<decltype(M::keeps_stored_dtypes)>> : std::bool_constant<M::keeps_stored_dtypes> {};
 
+// ABI 1.9: `static constexpr bool takes_base_on_host = true` — a parameterisation that
+// takes the linear sites' weights in host memory and moves what it keeps of them to
+// Host::run_device itself (ft_param_vtable.takes_base_on_host).
+template <class P, class = void>
+struct TakesBaseOnHost : std::false_type {};
+template <class P>
+struct TakesBaseOnHost<P, std::void_t<decltype(P::takes_base_on_host)>> : std::bool_constant<P::takes_base_on_host> {};
+
 template <class M, class = void>
 struct SupportsCheckpointing : std::false_type {};
 template <class M>
@@ -660,6 +668,11 @@ public:
               err);
         return out;
     }
+    // Whether the model computes with parameters in a narrower dtype than float32 (ABI 1.8
+    // keeps_stored_dtypes).
+    bool keeps_stored_dtypes() const {
+        return FT_HAS_FIELD(vt_, ft_model_vtable, keeps_stored_dtypes) && vt_->keeps_stored_dtypes != 0;
+    }
     // The model's default_adapter_targets (ABI 1.7); empty when it names none.
     std::vector<std::string> default_adapter_targets() const {
         std::vector<std::string> out;
@@ -738,7 +751,8 @@ struct ParamThunks {
     static constexpr ft_param_vtable vtable{sizeof(ft_param_vtable), &create,       &destroy,
                                             &trainable,              &is_full,      &set_enabled,
                                             &set_training,           &merge,
-                                            has_peft_config<P>::value ? &peft_config : nullptr};
+                                            has_peft_config<P>::value ? &peft_config : nullptr,
+                                            TakesBaseOnHost<P>::value ? 1 : 0};
 };
 }  // namespace detail
 
