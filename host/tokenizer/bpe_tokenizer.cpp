@@ -160,31 +160,11 @@ private:
     // pre-tokenised with alignments (text_steps.hpp), so each token's offset is where
     // tokenizers puts it: the original byte its first normalised byte came from.
     std::vector<int64_t> encode_aligned(const std::string& text, std::vector<size_t>* starts) const {
-        std::vector<int64_t> ids;
-        const auto emit = [&](int64_t id, size_t at) {
-            ids.push_back(id);
-            if (starts) starts->push_back(at);
-        };
         std::vector<Symbol> syms;
-        for (const auto& seg : added_.split(text, false)) {
-            if (seg.token) {
-                emit(seg.token->id, seg.begin);
-                continue;
-            }
-            NormalizedString ns(text, seg.begin, seg.end);
-            steps_.normalize(ns);
-            for (const auto& nseg : added_.split(ns.get(), true)) {
-                if (nseg.token) {
-                    emit(nseg.token->id, ns.original_at(nseg.begin));
-                    continue;
-                }
-                for (const auto& piece : steps_.pre_tokenize(ns.slice(nseg.begin, nseg.end))) {
-                    merge(piece.get(), syms);
-                    for (const auto& sym : syms) emit(sym.id, piece.original_at(sym.start));
-                }
-            }
-        }
-        return ids;
+        return steps_.encode(text, added_, starts, [&](const std::string& piece, const TextSteps::Emit& emit) {
+            merge(piece, syms);
+            for (const auto& sym : syms) emit(sym.id, sym.start);
+        });
     }
 
     // Steps 1-4 of the file comment. With `starts`, each token's byte offset in `text`:

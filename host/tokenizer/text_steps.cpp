@@ -27,6 +27,37 @@ uint32_t single_char(const json& j, const char* key, const fs::path& file) {
     return cps[0].first;
 }
 
+std::shared_ptr<Regex> pattern_regex(const json& pat, const fs::path& file) {
+    return std::make_shared<Regex>(
+        pat.contains("Regex") ? pat["Regex"].get<std::string>() : "\\Q" + pat.at("String").get<std::string>() + "\\E", file);
+}
+
+std::vector<int64_t> TextSteps::encode(const std::string& text, const AddedVocabulary& added, std::vector<size_t>* starts,
+                                       const std::function<void(const std::string&, const Emit&)>& segment) const {
+    std::vector<int64_t> ids;
+    const auto emit = [&](int64_t id, size_t at) {
+        ids.push_back(id);
+        if (starts) starts->push_back(at);
+    };
+    for (const auto& seg : added.split(text, false)) {
+        if (seg.token) {
+            emit(seg.token->id, seg.begin);
+            continue;
+        }
+        NormalizedString ns(text, seg.begin, seg.end);
+        normalize(ns);
+        for (const auto& nseg : added.split(ns.get(), true)) {
+            if (nseg.token) {
+                emit(nseg.token->id, ns.original_at(nseg.begin));
+                continue;
+            }
+            for (const auto& piece : pre_tokenize(ns.slice(nseg.begin, nseg.end)))
+                segment(piece.get(), [&](int64_t id, size_t b) { emit(id, piece.original_at(b)); });
+        }
+    }
+    return ids;
+}
+
 void TextSteps::load_normalizer(const json& n) {
     if (n.is_null()) return;
     const std::string type = n.value("type", "");
@@ -42,10 +73,7 @@ void TextSteps::load_normalizer(const json& n) {
                                                            file_);
     } else if (type == "Replace") {
         x.kind = Normalizer::replace;
-        const json& pat = n.at("pattern");
-        const std::string re =
-            pat.contains("Regex") ? pat["Regex"].get<std::string>() : "\\Q" + pat.at("String").get<std::string>() + "\\E";
-        x.regex = std::make_shared<Regex>(re, file_);
+        x.regex = pattern_regex(n.at("pattern"), file_);
         x.content = n.at("content").get<std::string>();
     } else if (type == "Prepend") {
         x.kind = Normalizer::prepend;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ enum class Prepend { always, first, never };
 Prepend prepend_scheme(const nlohmann::json& j, const std::filesystem::path& file);
 // j[key] as one code point (default "▁").
 uint32_t single_char(const nlohmann::json& j, const char* key, const std::filesystem::path& file);
+// A Replace step's "pattern": {"String": s} (matched literally) or {"Regex": r}.
+std::shared_ptr<Regex> pattern_regex(const nlohmann::json& pattern, const std::filesystem::path& file);
 
 class TextSteps {
 public:
@@ -42,6 +45,15 @@ public:
     void normalize(NormalizedString& s) const;
     // The pieces a model segments; none for an empty text.
     std::vector<NormalizedString> pre_tokenize(NormalizedString s) const;
+
+    // The whole encoding around a model: `added` tokens cut out of the raw text, the rest
+    // normalised, added tokens marked `normalized` cut out of that, each run left
+    // pre-tokenised; `segment(piece, emit)` runs the model over one piece, calling
+    // emit(id, byte offset in the piece) per token. With `starts`, each id's original
+    // byte offset (tokenizers' offsets).
+    using Emit = std::function<void(int64_t id, size_t at)>;
+    std::vector<int64_t> encode(const std::string& text, const AddedVocabulary& added, std::vector<size_t>* starts,
+                                const std::function<void(const std::string& piece, const Emit& emit)>& segment) const;
 
 private:
     struct Normalizer {

@@ -75,9 +75,7 @@ void TokenDecoder::load(const json& d, const fs::path& file) {
         return;
     } else if (type == "Replace") {
         s.kind = Step::replace;
-        const json& pat = d.at("pattern");
-        s.pattern = std::make_shared<Regex>(
-            pat.contains("Regex") ? pat["Regex"].get<std::string>() : "\\Q" + pat.at("String").get<std::string>() + "\\E", file);
+        s.pattern = pattern_regex(d.at("pattern"), file);
         s.content = d.at("content").get<std::string>();
     } else if (type == "ByteFallback") {
         s.kind = Step::byte_fallback;

@@ -140,28 +140,8 @@ private:
 
     // Steps 1-4 of the file comment; with `starts`, each token's original byte offset.
     std::vector<int64_t> run(const std::string& text, std::vector<size_t>* starts) const {
-        std::vector<int64_t> ids;
-        auto emit = [&](int64_t id, size_t at) {
-            ids.push_back(id);
-            if (starts) starts->push_back(at);
-        };
-        for (const auto& seg : added_.split(text, false)) {
-            if (seg.token) {
-                emit(seg.token->id, seg.begin);
-                continue;
-            }
-            NormalizedString ns(text, seg.begin, seg.end);
-            steps_.normalize(ns);
-            for (const auto& nseg : added_.split(ns.get(), true)) {
-                if (nseg.token) {
-                    emit(nseg.token->id, ns.original_at(nseg.begin));
-                    continue;
-                }
-                for (const auto& piece : steps_.pre_tokenize(ns.slice(nseg.begin, nseg.end)))
-                    segment(piece.get(), [&](int64_t id, size_t b) { emit(id, piece.original_at(b)); });
-            }
-        }
-        return ids;
+        return steps_.encode(text, added_, starts,
+                             [&](const std::string& piece, const TextSteps::Emit& emit) { segment(piece, emit); });
     }
 
     // tokenizers' Unigram::encode_optimized and tokenize: the best path's tokens (fusing

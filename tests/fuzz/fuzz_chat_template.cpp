@@ -3,9 +3,12 @@
 // assistant's tokens by offset (what SFT labels), for each built-in template on the
 // tokenizers it meets in practice: the byte tokenizer (chatml), a byte-level BPE
 // tokenizer.json (Qwen2's fixture: chatml as recognised from chat_template.jinja, and
-// llama3, mistral, plain by name), Llama 3's fixture with its BOS (llama3), and a
-// SentencePiece model (mistral). Also recognise_chat_template on a fuzzed
-// tokenizer_config.json or chat_template.jinja.
+// llama3, mistral, plain by name), Llama 3's fixture with its BOS (llama3), a
+// SentencePiece model (mistral), and the family checkpoints' own tokenizers and templates
+// (tests/fixtures/hf/chat_*: Qwen3's reasoning template, Gemma 2 and 3 and Mistral over
+// SentencePiece BPE tokenizer.json files, Phi-3's turn markers that take the whitespace
+// after them). Also recognise_chat_template on a fuzzed tokenizer_config.json or
+// chat_template.jinja.
 //
 // Input: byte 0 picks the codec (0xFE / 0xFF: the rest is a chat_template.jinja /
 // tokenizer_config.json to recognise), byte 1 bit 0 asks for the generation prompt; the
@@ -56,6 +59,11 @@ const std::vector<std::shared_ptr<const TextCodec>>& codecs() {
             TextCodec::for_model(llama3, "llama3"),
             TextCodec::for_model(spm, "mistral"),
             TextCodec::for_model(spm, "chatml"),
+            TextCodec::for_model(src / "tests/fixtures/hf/chat_qwen3", ""),
+            TextCodec::for_model(src / "tests/fixtures/hf/chat_gemma2", ""),
+            TextCodec::for_model(src / "tests/fixtures/hf/chat_gemma3", ""),
+            TextCodec::for_model(src / "tests/fixtures/hf/chat_phi3", ""),
+            TextCodec::for_model(src / "tests/fixtures/hf/chat_mistral", ""),
         };
     }();
     return all;

@@ -139,7 +139,7 @@ for fx in ("hf/qwen2_bias", "hf/t5_v11_gated_untied"):
 clear("tokenizer_json")
 corpus = rd("tests/fixtures/tokenizers/corpus.txt").splitlines()
 text = "\n".join(corpus[:3])
-for fx in ("gpt2", "llama3", "qwen2", "t5", "t5_v5"):
+for fx in ("gpt2", "llama3", "qwen2", "t5", "t5_v5", "spm_llama", "spm_llama_metaspace", "spm_gemma"):
     tj = rd("tests/fixtures/tokenizers/%s/tokenizer.json" % fx)
     out("tokenizer_json", fx, tj + "\0" + text)
     cfg = "tests/fixtures/tokenizers/%s/tokenizer_config.json" % fx
@@ -173,15 +173,15 @@ def conv(msgs):
     return b"\x1e".join(bytes([roles.get(m["role"], 4)]) + (m["content"] if m["role"] in roles else m["role"] + ":" + m["content"]).encode() for m in msgs)
 
 
-for codec in range(8):
+for codec in range(13):
     for flags in (0, 1):
         out("chat_template", "c%d-g%d" % (codec, flags), bytes([codec, flags]) + conv(rows[codec % 2]["messages"]))
     alt = [{"role": "user", "content": " hi "}, {"role": "assistant", "content": "\n yo \n"}, {"role": "user", "content": "<|im_end|>"},
-           {"role": "assistant", "content": "<|eot_id|></s>[INST]"}]
+           {"role": "assistant", "content": "<|eot_id|></s>[INST]<think>\n</think>\n\n<end_of_turn><|end|> x"}]
     out("chat_template", "c%d-alternating" % codec, bytes([codec, 0]) + conv(alt))
     out("chat_template", "c%d-custom-role" % codec, bytes([codec, 1]) + conv([{"role": "narrator", "content": "x"}, {"role": "assistant", "content": ""}]))
 out("chat_template", "jinja", b"\xfe" + rd("tests/fixtures/hf/qwen2_chat/chat_template.jinja", "rb"))
-for t in ("chatml", "llama3", "mistral", "unknown"):
+for t in ("chatml", "llama3", "mistral", "gemma", "gemma3", "phi3", "qwen3", "unknown"):
     out("chat_template", "config-" + t, b"\xff" + rd("tests/fixtures/chat_templates/%s/tokenizer_config.json" % t, "rb"))
 out("chat_template", "config-list", b"\xff" + json.dumps({"chat_template": [{"name": "default", "template": "<|im_start|><|im_end|>"}, {"name": "x"}]}).encode())
 
