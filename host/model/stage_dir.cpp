@@ -121,14 +121,16 @@ void ModelSession::save_model(const fs::path& dir, uint64_t max_shard_bytes,
                 if (t.is_floating_point()) t = t.to(*dtype);
         return ts;
     };
+    // Without `dtype`, each tensor goes back in the dtype it was read in (a bf16 base
+    // merged stays bf16); a fresh model's in the one it has.
+    TensorList tensors;
+    for (const auto& [name, t] : model_parameters()) {
+        auto it = stored_dtypes_.find(name);
+        tensors.emplace_back(name, dtype || it == stored_dtypes_.end() ? t : t.to(it->second));
+    }
     if (hf_config_.empty()) {
-        save_safetensors((dir / "model.safetensors").string(), in_dtype(model_parameters()), kPtFormat);
+        save_safetensors((dir / "model.safetensors").string(), in_dtype(std::move(tensors)), kPtFormat);
     } else {
-        TensorList tensors;
-        for (const auto& [name, t] : model_parameters()) {
-            auto it = stored_dtypes_.find(name);
-            tensors.emplace_back(name, dtype || it == stored_dtypes_.end() ? t : t.to(it->second));
-        }
         save_hf_tensors(dir, in_dtype(with_extra_tensors(std::move(tensors))), max_shard_bytes);
         write_text_atomically(dir / "config.json", dtype ? config_with_dtype(hf_config_, *dtype) : hf_config_);
     }

@@ -225,6 +225,37 @@ TEST(AdapterExport, MergeKeepsTheBasesDtypeOrWritesFp32) {
                  Error);
 }
 
+// The same over an fthost stage whose weights are bf16 (what full's weight_dtype =
+// "bfloat16" saves): the merge is bf16 too, the float32 fold rounded once.
+TEST(AdapterExport, MergeOverABf16StageKeepsBf16) {
+    const fs::path base = temp_dir("merge_bf16_base"), stage = temp_dir("merge_bf16_stage"), out = temp_dir("merge_bf16_out");
+    for (const auto& d : {base, stage, out}) fs::remove_all(d);
+    fs::create_directories(base);
+    fs::create_directories(stage);
+    {
+        at::manual_seed(5);
+        ModelSession fresh(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), at::Device(at::kCPU));
+        fresh.save_model(base, kDefaultMaxShardBytes, at::kBFloat16);
+    }
+    auto m = ModelSession::from_stage_dir(base, registry(), at::kCPU, true, WeightDtypes::as_stored);
+    m->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\nlora_alpha = 8.0\n"));
+    {
+        at::manual_seed(3);
+        at::NoGradGuard ng;
+        for (auto& [name, t] : m->trainable_parameters())
+            if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.05);
+    }
+    m->save_final(stage, base);
+    ASSERT_EQ(host::merge_command({stage.string(), out.string(), "cpu"}, registry()), 0);
+    const auto written = host::load_safetensors((out / "model.safetensors").string());
+    auto merged = ModelSession::from_stage_dir(stage, registry(), at::kCPU);
+    ASSERT_EQ(written.size(), merged->model_parameters().size());
+    for (const auto& [name, w] : merged->model_parameters()) {
+        EXPECT_EQ(written.at(name).scalar_type(), at::kBFloat16) << name;
+        EXPECT_TRUE(at::equal(written.at(name), w.to(at::kBFloat16))) << name;
+    }
+}
+
 TEST(AdapterExport, MergeRejectsWhatIsNotAStageDirectory) {
     const fs::path nowhere = temp_dir("merge_nowhere");
     try {
