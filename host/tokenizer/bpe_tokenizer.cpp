@@ -370,9 +370,7 @@ private:
             if (byte_fallback_) {
                 std::vector<Symbol> bytes;
                 for (unsigned char c : ch) {
-                    char name[8];
-                    std::snprintf(name, sizeof name, "<0x%02X>", c);
-                    auto bt = token_to_id_.find(name);
+                    auto bt = token_to_id_.find(byte_fallback_token(c));
                     if (bt == token_to_id_.end()) break;
                     bytes.push_back({bt->second, b});
                 }

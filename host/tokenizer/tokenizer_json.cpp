@@ -4,6 +4,8 @@
 
 #include <fthost/plugin.hpp>
 
+#include <cstdio>
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <utf8proc.h>
@@ -64,6 +66,12 @@ std::vector<std::pair<uint32_t, size_t>> code_points(std::string_view s) {
         off += static_cast<size_t>(n);
     }
     return out;
+}
+
+std::string byte_fallback_token(unsigned char c) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", c);
+    return name;
 }
 
 size_t utf8_length(unsigned char lead) {

@@ -36,6 +36,8 @@ void append_utf8(std::string& s, uint32_t cp);
 std::vector<std::pair<uint32_t, size_t>> code_points(std::string_view s);
 // Bytes in the UTF-8 sequence that starts with `lead` (1 for a stray byte).
 size_t utf8_length(unsigned char lead);
+// The byte-fallback token of byte c, "<0xNN>" (SentencePiece's name, which tokenizers keeps).
+std::string byte_fallback_token(unsigned char c);
 // Rust's char::is_whitespace (Unicode White_Space), which `tokenizers` uses.
 bool is_whitespace(uint32_t cp);
 

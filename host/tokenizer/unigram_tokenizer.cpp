@@ -201,9 +201,7 @@ private:
             if (byte_fallback_) {
                 std::vector<int64_t> bytes;
                 for (unsigned char c : piece) {
-                    char name[8];
-                    std::snprintf(name, sizeof name, "<0x%02X>", c);
-                    auto b = piece_id_.find(name);
+                    auto b = piece_id_.find(byte_fallback_token(c));
                     if (b == piece_id_.end()) break;
                     bytes.push_back(b->second);
                 }
