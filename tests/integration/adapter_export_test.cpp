@@ -160,20 +160,27 @@ TEST(AdapterExport, MergedModelHasTheUnmergedLogits) {
     }
 }
 
-// A LoRA stage over the bf16 Llama checkpoint, its B matrices moved off 0 so that the
-// merge changes the weights (no training needed: only the fold is under test).
+// `m` (loaded from `base`) with a LoRA adapter whose B matrices are moved off 0, so that
+// the merge changes the weights (no training needed: only the fold is under test), saved
+// as the stage directory `stage`.
+void save_lora_stage(ModelSession& m, const fs::path& base, const fs::path& stage) {
+    m.apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\nlora_alpha = 8.0\n"));
+    {
+        at::manual_seed(3);
+        at::NoGradGuard ng;
+        for (auto& [name, t] : m.trainable_parameters())
+            if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.05);
+    }
+    m.save_final(stage, base);
+}
+
+// A LoRA stage over the bf16 Llama checkpoint.
 fs::path lora_stage_over_bf16_checkpoint() {
     const fs::path base = fs::path(source_dir()) / "tests/fixtures/hf/llama_gqa_llama3";
     const fs::path stage = temp_dir("merge_dtype_stage");
     fs::remove_all(stage);
     fs::create_directories(stage);
-    auto m = ModelSession::from_stage_dir(base, registry(), at::kCPU);
-    m->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\nlora_alpha = 8.0\n"));
-    at::manual_seed(3);
-    at::NoGradGuard ng;
-    for (auto& [name, t] : m->trainable_parameters())
-        if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.05);
-    m->save_final(stage, base);
+    save_lora_stage(*ModelSession::from_stage_dir(base, registry(), at::kCPU), base, stage);
     return stage;
 }
 
@@ -237,15 +244,7 @@ TEST(AdapterExport, MergeOverABf16StageKeepsBf16) {
         ModelSession fresh(plugin(FT_KIND_MODEL, "decoder", kTinyDecoder), registry(), at::Device(at::kCPU));
         fresh.save_model(base, kDefaultMaxShardBytes, at::kBFloat16);
     }
-    auto m = ModelSession::from_stage_dir(base, registry(), at::kCPU, true, WeightDtypes::as_stored);
-    m->apply_param(plugin(FT_KIND_PARAM, "lora", "r = 4\nlora_alpha = 8.0\n"));
-    {
-        at::manual_seed(3);
-        at::NoGradGuard ng;
-        for (auto& [name, t] : m->trainable_parameters())
-            if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.05);
-    }
-    m->save_final(stage, base);
+    save_lora_stage(*ModelSession::from_stage_dir(base, registry(), at::kCPU, true, WeightDtypes::as_stored), base, stage);
     ASSERT_EQ(host::merge_command({stage.string(), out.string(), "cpu"}, registry()), 0);
     const auto written = host::load_safetensors((out / "model.safetensors").string());
     auto merged = ModelSession::from_stage_dir(stage, registry(), at::kCPU);
